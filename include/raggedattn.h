@@ -1,0 +1,312 @@
+/*
+ * libraggedattn: ragged decode attention on CPUs.
+ *
+ * A batch of B sequences, each with its own KV-cache length, and one new query token per
+ * sequence. For batch entry b, query head h, KV head j = h / (Hq/Hkv) and positions
+ * t < lengths[b]:
+ *
+ *     s_t = scale * dot(q[b,h,:], k[b,t,j,:])
+ *     m   = max_t s_t
+ *     l   = sum_t exp(s_t - m)
+ *     o   = sum_t exp(s_t - m) * v[b,t,j,:]      (un-normalized; o / l is the attention output)
+ *
+ * MHA is Hq == Hkv, MQA is Hkv == 1, GQA is any Hkv that divides Hq.
+ *
+ * The six attention functions keep the shapes and output conventions of MaxText's
+ * ragged_attention module (the "seed"):
+ *
+ *   function             q            k, v           o returned                 m, l
+ *   ra_reference_mqa     [B,H,D]      [B,S,D]        normalized [B,H,D]         [B,H,1]
+ *   ra_reference_mha     [B,1,H,D]    [B,S,H,D]      normalized [B,1,H,D]       [B,1,H,1]
+ *   ra_reference_gqa     [B,Hq,D]     [B,Hkv,S,D]    normalized [B,1,Hq,D]      [B,1,Hq,1]
+ *   ra_ragged_mqa        [B,H,D]      [B,S,D]        normalized [B,H,D]         [B,H]
+ *   ra_ragged_mha        [B,1,H,D]    [B,S,H,D]      UN-normalized o*l          [B,1,H,1]
+ *   ra_ragged_gqa        [B,1,Hq,D]   [B,S,Hkv,D]    UN-normalized o*l          [B,1,Hq,1]
+ *
+ * ra_merge combines partial (o*l, m, l) states (log-sum-exp rule) into the normalized output.
+ *
+ * Conventions
+ *   - Every function that can fail returns ra_status; RA_OK is 0. On failure nothing is written
+ *     to any output, and ra_last_error() names the argument and the offending value.
+ *   - The library never prints, aborts or exits, and keeps no mutable global state.
+ *   - Tensors are opaque handles with a dtype, a rank (1..4), a shape and strides in elements.
+ *
+ * Thread safety
+ *   - Every function may be called from many threads at once.
+ *   - Handles are immutable after creation, apart from the data of the tensors you pass as
+ *     outputs. Sharing input tensors and options between concurrent calls is safe; two
+ *     concurrent calls must not write the same output memory.
+ *   - ra_options setters must not race with calls that read the same options object.
+ *   - The attention functions run an OpenMP parallel region of ra_options' num_threads threads
+ *     (0 = the OpenMP default). They never change OpenMP or BLAS settings of the process. The
+ *     library links the serial (single-threaded) OpenBLAS, so BLAS calls inside that region start
+ *     no threads of their own.
+ *   - Results are bitwise identical for every thread count.
+ */
+#ifndef RAGGEDATTN_H
+#define RAGGEDATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(RA_BUILDING_SHARED)
+#define RA_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(RA_USING_SHARED)
+#define RA_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define RA_API __attribute__((visibility("default")))
+#else
+#define RA_API
+#endif
+
+/* ---- Versions --------------------------------------------------------------------------- */
+
+#define RA_VERSION_MAJOR 0
+#define RA_VERSION_MINOR 1
+#define RA_VERSION_PATCH 0
+#define RA_VERSION_NUMBER (RA_VERSION_MAJOR * 10000 + RA_VERSION_MINOR * 100 + RA_VERSION_PATCH)
+#define RA_VERSION_STRING "0.1.0"
+
+/* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. Since 0.1.0. */
+RA_API uint32_t ra_version_number(void);
+/* "MAJOR.MINOR.PATCH" of the library actually loaded; never NULL. Since 0.1.0. */
+RA_API const char *ra_version_string(void);
+
+/* ---- Status codes ----------------------------------------------------------------------- */
+
+typedef enum ra_status {
+    RA_OK = 0,
+    RA_ERR_INVALID_ARGUMENT = 1, /* NULL where not allowed, bad option value, rank outside 1..4 */
+    RA_ERR_SHAPE = 2,            /* ranks/dims that do not fit together, Hq % Hkv != 0 */
+    RA_ERR_DTYPE = 3,            /* a dtype that this argument does not take */
+    RA_ERR_LENGTH = 4,           /* lengths[b] < 0 or > S */
+    RA_ERR_OVERFLOW = 5,         /* sizes or offsets that do not fit in int64/size_t */
+    RA_ERR_OUT_OF_MEMORY = 6,
+    RA_ERR_ALIAS = 7,            /* an output overlaps an input or another output */
+    RA_ERR_INTERNAL = 8,
+    RA_ERR_UNSUPPORTED = 9       /* a kernel this CPU or build cannot run */
+    /* more may be added with new values; values are never reused */
+} ra_status;
+
+/* A static English name for s, e.g. "RA_ERR_SHAPE: tensor shapes do not fit together".
+ * Never NULL, also for unknown values. Since 0.1.0. */
+RA_API const char *ra_status_string(ra_status s);
+
+/* This thread's message for its last failing call, like errno: successful calls do not clear
+ * it. "" if no call on this thread has failed. The pointer stays valid until this thread's next
+ * failing call. Since 0.1.0. */
+RA_API const char *ra_last_error(void);
+
+/* ---- Tensors ---------------------------------------------------------------------------- */
+
+typedef enum ra_dtype {
+    RA_DTYPE_F32 = 0,
+    RA_DTYPE_F16 = 1,  /* IEEE binary16 */
+    RA_DTYPE_BF16 = 2, /* bfloat16: the top 16 bits of an f32 */
+    RA_DTYPE_I32 = 3
+} ra_dtype;
+
+typedef struct ra_tensor ra_tensor; /* opaque */
+
+/* A view over caller memory, which the library never frees. rank is 1..4; shape[i] >= 0.
+ * strides are in elements and >= 0 (0 broadcasts; allowed on inputs only); NULL strides mean
+ * row-major contiguous. data may be NULL only when the tensor has no elements.
+ * Fails with RA_ERR_OVERFLOW when the byte size or the furthest byte offset does not fit in
+ * int64_t or size_t. Since 0.1.0. */
+RA_API ra_status ra_tensor_wrap(ra_tensor **out, ra_dtype dtype, int rank, const int64_t *shape,
+                                const int64_t *strides, void *data);
+
+/* A contiguous tensor whose memory the library owns: zeroed and 64-byte aligned, freed by
+ * ra_tensor_destroy. Since 0.1.0. */
+RA_API ra_status ra_tensor_create(ra_tensor **out, ra_dtype dtype, int rank, const int64_t *shape);
+
+/* Frees the handle (and the memory, if the library owns it). NULL is a no-op. Since 0.1.0. */
+RA_API void ra_tensor_destroy(ra_tensor *t);
+
+/* Queries. On NULL, or an axis outside 0..rank-1: NULL, (ra_dtype)-1 or -1. Since 0.1.0. */
+RA_API void *ra_tensor_data(const ra_tensor *t);
+RA_API ra_dtype ra_tensor_dtype(const ra_tensor *t);
+RA_API int ra_tensor_rank(const ra_tensor *t);
+RA_API int64_t ra_tensor_dim(const ra_tensor *t, int axis);
+RA_API int64_t ra_tensor_stride(const ra_tensor *t, int axis); /* in elements */
+
+/* ---- Options ---------------------------------------------------------------------------- */
+
+typedef struct ra_options ra_options; /* opaque; NULL wherever accepted means the defaults */
+
+/* Which block kernel computes the ragged functions. AUTO picks the fastest one this CPU runs
+ * (AVX-512, then AVX2+FMA, then portable C). BLAS is the design card's path: two cblas_sgemm
+ * calls per KV block. Every kernel computes the same function; results agree to f32 rounding. */
+typedef enum ra_kernel {
+    RA_KERNEL_AUTO = 0,
+    RA_KERNEL_BLAS = 1,
+    RA_KERNEL_PORTABLE = 2,
+    RA_KERNEL_AVX2 = 3,
+    RA_KERNEL_AVX512 = 4
+} ra_kernel;
+
+/* Defaults: block_size 256, scale 1.0f, mask_value -0.7f*FLT_MAX, num_threads 0,
+ * kernel RA_KERNEL_AUTO, split_tokens 0 (automatic). Since 0.1.0. */
+RA_API ra_status ra_options_create(ra_options **out);
+RA_API void ra_options_destroy(ra_options *o); /* NULL is a no-op */
+
+/* KV positions per online-softmax step (the seed's Pallas block). >= 1. The SIMD kernels step
+ * through a block in tiles of at most 32 positions; any block size gives the same attention up
+ * to f32 rounding, and every position below the length counts. */
+RA_API ra_status ra_options_set_block_size(ra_options *o, int64_t block_size);
+/* Multiplies q.k before the softmax; any finite value. The seed applies none (1.0). */
+RA_API ra_status ra_options_set_scale(ra_options *o, float scale);
+/* Added to masked logits by the reference functions (the ragged ones skip masked positions). */
+RA_API ra_status ra_options_set_mask_value(ra_options *o, float mask_value);
+/* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()). >= 0. */
+RA_API ra_status ra_options_set_num_threads(ra_options *o, int num_threads);
+/* Force a kernel. RA_ERR_INVALID_ARGUMENT for an unknown value, RA_ERR_UNSUPPORTED when this
+ * CPU or build cannot run it. Since 0.1.0. */
+RA_API ra_status ra_options_set_kernel(ra_options *o, ra_kernel kernel);
+/* Split-KV: the ragged functions cut each sequence into chunks of this many positions (a
+ * multiple of block_size is best), compute them in parallel and merge them in a fixed order.
+ * 0 = automatic (a fixed size that depends only on the kernel, never on the thread count or on
+ * the other sequences of the batch, so results stay bitwise reproducible). >= 0. */
+RA_API ra_status ra_options_set_split_tokens(ra_options *o, int64_t split_tokens);
+
+/* The kernel a call with these options would run (AUTO resolved for this CPU), and its name
+ * ("blas", "portable", "avx2", "avx512"; "unknown" otherwise). Since 0.1.0. */
+RA_API ra_kernel ra_kernel_resolve(const ra_options *o);
+RA_API const char *ra_kernel_name(ra_kernel kernel);
+
+/* ---- Attention: the seed's six functions -------------------------------------------------
+ *
+ * Shapes and output conventions as in the table at the top of this file.
+ *   - q, k, v: f32, f16 or bf16, each independently; any strides.
+ *   - lengths: i32 [B], each in [0, S].
+ *   - o: f32, required. m, l: f32, or NULL when not wanted.
+ *   - opts: NULL for the defaults.
+ *
+ * Ragged functions: exact attention over positions t < lengths[b], whatever the block size.
+ * lengths[b] == 0 gives o = 0, m = -inf, l = 0 (a partial state that merges to nothing).
+ *
+ * Reference functions: a literal transcription of the seed's arithmetic. mask_value is added
+ * to the logits of positions t >= lengths[b]; probabilities are rounded to v's dtype before the
+ * PV product, whose f32 sum is rounded to v's dtype before dividing by l. At lengths[b] == 0
+ * they return what the seed returns (the mean of v over all S positions), not zeros.
+ *
+ * Zero-sized dimensions: B == 0 or Hq == 0 is a valid call that writes nothing; D == 0 is
+ * RA_ERR_SHAPE. A NaN or Inf in a valid position propagates to that head only.
+ *
+ * Errors (nothing is written): RA_ERR_INVALID_ARGUMENT (NULL q/k/v/lengths/o),
+ * RA_ERR_DTYPE, RA_ERR_SHAPE (ranks or dims that do not fit, Hq % Hkv != 0),
+ * RA_ERR_LENGTH (a length outside [0, S]), RA_ERR_ALIAS (an output overlaps an input or another
+ * output, or its own elements), RA_ERR_OVERFLOW, RA_ERR_OUT_OF_MEMORY. Since 0.1.0. */
+RA_API ra_status ra_ragged_mqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                               const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                               ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_ragged_mha(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                               const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                               ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_ragged_gqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                               const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                               ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_reference_mqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                                  const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                                  ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_reference_mha(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                                  const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                                  ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_reference_gqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                                  const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
+                                  ra_tensor *m, ra_tensor *l);
+
+/* ---- Merging partial states --------------------------------------------------------------
+ *
+ * Combines n >= 1 partial states (o_i un-normalized [B,1,H,D], m_i and l_i [B,1,H,1], all f32,
+ * as ra_ragged_mha/gqa return them) with the log-sum-exp rule:
+ *     M = max_i m_i,  L = sum_i exp(m_i - M) l_i,  o_out = sum_i exp(m_i - M) o_i / L
+ * A part with l = 0 and m = -inf contributes nothing; if every part is empty, o_out = 0,
+ * M = -inf and L = 0. m_out and l_out may be NULL; when given they receive M and L, so that
+ * (o_out * L, M, L) is again a partial state. Parts are combined in index order.
+ * Errors: n == 0 or NULL arrays/elements (RA_ERR_INVALID_ARGUMENT), shapes or dtypes that
+ * differ, RA_ERR_ALIAS when an output overlaps an input or another output. Since 0.1.0. */
+RA_API ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *m,
+                          const ra_tensor *const *l, ra_tensor *o_out, ra_tensor *m_out,
+                          ra_tensor *l_out);
+
+/* ---- Cost estimate -----------------------------------------------------------------------
+ *
+ * The seed's get_mha_cost_estimate, for q [B,1,H,D] and k, v [B,S,Hkv,D]:
+ *     flops = B*H*S*(4D + S), transcendentals = B*H*S,
+ *     bytes_accessed = the element bytes of q, k, v and lengths together.
+ * Any output pointer may be NULL. RA_ERR_OVERFLOW if a figure does not fit in int64_t.
+ * Since 0.1.0. */
+RA_API ra_status ra_mha_cost_estimate(const ra_tensor *q, const ra_tensor *k, const ra_tensor *v,
+                                      const ra_tensor *lengths, int64_t *flops,
+                                      int64_t *transcendentals, int64_t *bytes_accessed);
+
+/* ---- Function table for dlopen users -----------------------------------------------------
+ *
+ * dlsym one symbol, ra_get_api, and call through the table. The struct only ever grows at the
+ * end; check struct_size before using a member added after version 1. */
+#define RA_API_VERSION 1
+
+typedef struct ra_api {
+    uint32_t struct_size; /* sizeof(ra_api) of the loaded library */
+    uint32_t abi_version; /* RA_API_VERSION it was asked for */
+    uint32_t (*version_number)(void);
+    const char *(*version_string)(void);
+    const char *(*status_string)(ra_status);
+    const char *(*last_error)(void);
+    ra_status (*tensor_wrap)(ra_tensor **, ra_dtype, int, const int64_t *, const int64_t *, void *);
+    ra_status (*tensor_create)(ra_tensor **, ra_dtype, int, const int64_t *);
+    void (*tensor_destroy)(ra_tensor *);
+    void *(*tensor_data)(const ra_tensor *);
+    ra_dtype (*tensor_dtype)(const ra_tensor *);
+    int (*tensor_rank)(const ra_tensor *);
+    int64_t (*tensor_dim)(const ra_tensor *, int);
+    int64_t (*tensor_stride)(const ra_tensor *, int);
+    ra_status (*options_create)(ra_options **);
+    void (*options_destroy)(ra_options *);
+    ra_status (*options_set_block_size)(ra_options *, int64_t);
+    ra_status (*options_set_scale)(ra_options *, float);
+    ra_status (*options_set_mask_value)(ra_options *, float);
+    ra_status (*options_set_num_threads)(ra_options *, int);
+    ra_status (*options_set_kernel)(ra_options *, ra_kernel);
+    ra_status (*options_set_split_tokens)(ra_options *, int64_t);
+    ra_kernel (*kernel_resolve)(const ra_options *);
+    const char *(*kernel_name)(ra_kernel);
+    ra_status (*ragged_mqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                            const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                            ra_tensor *);
+    ra_status (*ragged_mha)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                            const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                            ra_tensor *);
+    ra_status (*ragged_gqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                            const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                            ra_tensor *);
+    ra_status (*reference_mqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                               const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                               ra_tensor *);
+    ra_status (*reference_mha)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                               const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                               ra_tensor *);
+    ra_status (*reference_gqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                               const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                               ra_tensor *);
+    ra_status (*merge)(size_t, const ra_tensor *const *, const ra_tensor *const *,
+                       const ra_tensor *const *, ra_tensor *, ra_tensor *, ra_tensor *);
+    ra_status (*mha_cost_estimate)(const ra_tensor *, const ra_tensor *, const ra_tensor *,
+                                   const ra_tensor *, int64_t *, int64_t *, int64_t *);
+    /* New members are appended here, never inserted. */
+} ra_api;
+
+/* The table for abi_version (1 .. RA_API_VERSION of the loaded library); NULL for a version it
+ * does not know. The table is static and lives as long as the library is loaded. Since 0.1.0. */
+RA_API const ra_api *ra_get_api(uint32_t abi_version);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RAGGEDATTN_H */

@@ -1,0 +1,305 @@
+/* The ragged decode core. One engine serves MQA, MHA and GQA: the seed wrappers only choose
+ * shapes and the output convention (problem.c).
+ *
+ * Work is cut into items of (batch b, a range of KV heads, a chunk of positions). Items run in
+ * parallel (OpenMP); inside an item the positions are walked tile by tile with an online
+ * softmax, every KV head of the item on the same tile before moving on, so the K/V rows of a
+ * [B,S,Hkv,D] cache are read front to back. Each item leaves a partial (o, m, l) state; a
+ * second pass merges the chunks of each (b, head) in chunk order. Neither the cut nor the merge
+ * order depends on the thread count or on the other sequences, so results are bitwise
+ * reproducible for any num_threads and any batch composition. */
+#include <limits.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "decode.h"
+#include "dtype.h"
+#include "kernels/kernel.h"
+#include "merge_internal.h"
+#include "size_math.h"
+#include "status_internal.h"
+#include "tensor_internal.h"
+
+typedef struct item {
+    int64_t b, j0, t0, t1; /* batch, first KV head, position range */
+    int64_t slot;          /* index of its partial state */
+} item;
+
+/* Everything the workers share, read-only during the parallel pass. */
+typedef struct plan {
+    const ra__problem *p;
+    const ra__kernel_table *kt;
+    int64_t tile, split, heads_per_item, groups;
+    int64_t n_items;
+    item *items;        /* in execution order (longest first) */
+    int64_t *item_base; /* [B+1] first slot of each batch entry */
+    float *qf;          /* [B][Hq][D] q in f32 */
+    float *part_o;      /* [n_items][heads_per_item*G][D] */
+    float *part_m, *part_l;
+    float *scratch; /* per thread: s then conv */
+    size_t scratch_per_thread; /* floats */
+    int64_t s_ld;
+} plan;
+
+static int64_t seq_len(const ra__problem *p, int64_t b)
+{
+    return p->len[b * p->len_s];
+}
+
+static int64_t chunks_of(const plan *pl, int64_t len)
+{
+    if (len == 0 || pl->split == 0)
+        return 1;
+    return (len + pl->split - 1) / pl->split;
+}
+
+/* Where a tile's K or V rows start. A paged cache would map (b, t0) through its page table
+ * here and cap tiles at page ends; the kernels only ever see (base, row stride). */
+static const void *kv_tile_base(const ra__operand *x, int64_t b, int64_t t0, int64_t j)
+{
+    size_t es = ra__dtype_size(x->dtype);
+    return (const char *)x->data + (size_t)(b * x->sb + t0 * x->st + j * x->sh) * es;
+}
+
+/* Ask for the next tile's rows early: the hardware prefetcher does not follow the 4 KiB row
+ * stride of a [B,S,Hkv,D] cache, and the math of this tile hides the latency. */
+static void prefetch_tile(const ra__operand *x, int64_t b, int64_t t0, int64_t n, int64_t j0,
+                          int64_t nh, int64_t D)
+{
+    if (x->sd != 1)
+        return;
+    size_t es = ra__dtype_size(x->dtype);
+    size_t head_bytes = (size_t)D * es;
+    bool heads_contiguous = x->sh == D;
+    for (int64_t t = t0; t < t0 + n; t++) {
+        for (int64_t j = j0; j < j0 + nh; j++) {
+            const char *row = kv_tile_base(x, b, t, j);
+            size_t bytes = heads_contiguous ? head_bytes * (size_t)nh : head_bytes;
+            for (size_t off = 0; off < bytes; off += 64)
+                __builtin_prefetch(row + off, 0, 2);
+            if (heads_contiguous)
+                break;
+        }
+    }
+}
+
+static void run_item(const plan *pl, const item *it, float *scratch)
+{
+    const ra__problem *p = pl->p;
+    const ra__kernel_table *kt = pl->kt;
+    const int64_t G = p->G, D = p->D, nh = pl->heads_per_item, hq_item = nh * G;
+    float *o = pl->part_o + it->slot * hq_item * D;
+    float *m = pl->part_m + it->slot * hq_item;
+    float *l = pl->part_l + it->slot * hq_item;
+    memset(o, 0, sizeof(float) * (size_t)(hq_item * D));
+    for (int64_t i = 0; i < hq_item; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+    ra__tile t = {
+        .G = G, .D = D, .k_st = p->k.st, .k_sd = p->k.sd, .v_st = p->v.st, .v_sd = p->v.sd,
+        .scale = p->scale, .s = scratch, .s_ld = pl->s_ld,
+        .conv = scratch + pl->s_ld * G,
+    };
+    ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
+    for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
+        t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
+        int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
+        if (n_next > 0) {
+            prefetch_tile(&p->k, it->b, next, n_next, it->j0, nh, D);
+            prefetch_tile(&p->v, it->b, next, n_next, it->j0, nh, D);
+        }
+        for (int64_t jj = 0; jj < nh; jj++) {
+            int64_t j = it->j0 + jj;
+            t.q = pl->qf + (it->b * p->Hq + j * G) * D;
+            t.k = kv_tile_base(&p->k, it->b, t0, j);
+            t.v = kv_tile_base(&p->v, it->b, t0, j);
+            t.o = o + jj * G * D;
+            t.m = m + jj * G;
+            t.l = l + jj * G;
+            qk(&t);
+            kt->softmax(&t);
+            pv(&t);
+        }
+    }
+}
+
+/* Merge the chunks of every (b, head) in chunk order and write the caller's outputs. */
+static void finish_batch_entry(const plan *pl, int64_t b)
+{
+    const ra__problem *p = pl->p;
+    const int64_t G = p->G, D = p->D, hq_item = pl->heads_per_item * G;
+    const int64_t nc = chunks_of(pl, seq_len(p, b));
+    for (int64_t h = 0; h < p->Hq; h++) {
+        int64_t j = h / G, group = j / pl->heads_per_item;
+        int64_t hh = h - group * hq_item; /* head index inside its item */
+        int64_t first = pl->item_base[b] + group * nc;
+        float M = -INFINITY, L = 0.0f;
+        for (int64_t c = 0; c < nc; c++)
+            M = ra__merge_max(M, pl->part_m[(first + c) * hq_item + hh]);
+        float *out = p->o + b * p->o_sb + h * p->o_sh;
+        for (int64_t d0 = 0; d0 < D; d0 += 64) {
+            int64_t dn = D - d0 < 64 ? D - d0 : 64;
+            float acc[64] = {0};
+            for (int64_t c = 0; c < nc; c++) {
+                int64_t slot = first + c;
+                float w = ra__merge_weight(pl->part_m[slot * hq_item + hh], M);
+                const float *po = pl->part_o + (slot * hq_item + hh) * D + d0;
+                for (int64_t d = 0; d < dn; d++)
+                    acc[d] += w * po[d];
+                if (d0 == 0)
+                    L += w * pl->part_l[slot * hq_item + hh];
+            }
+            for (int64_t d = 0; d < dn; d++)
+                out[(d0 + d) * p->o_sd] = ra__finish_o(acc[d], L, p->normalize);
+        }
+        if (p->m)
+            p->m[b * p->m_sb + h * p->m_sh] = M;
+        if (p->l)
+            p->l[b * p->l_sb + h * p->l_sh] = L;
+    }
+}
+
+/* Longest items first balances ragged work; ties keep the natural order, so the schedule is
+ * a pure function of the lengths. (Which thread runs an item never changes its result.) */
+static int longest_first(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    int64_t lx = x->t1 - x->t0, ly = y->t1 - y->t0;
+    if (lx != ly)
+        return lx < ly ? 1 : -1;
+    return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+static ra_status build_plan(const ra__problem *p, plan *pl)
+{
+    ra_kernel id = ra__kernel_resolve(p->kernel);
+    const ra__kernel_table *kt = ra__kernel_table_for(id);
+    bool unit_d = p->k.sd == 1 && p->v.sd == 1;
+    if ((kt->needs_unit_d && !unit_d) ||
+        (kt->id == RA_KERNEL_BLAS && (p->G > INT_MAX || p->D > INT_MAX)))
+        kt = &ra__kernels_portable; /* same function, any layout */
+    pl->p = p;
+    pl->kt = kt;
+    pl->tile = p->block_size < kt->tile_max ? p->block_size : kt->tile_max;
+    pl->split = p->split_tokens ? p->split_tokens : kt->default_split;
+    pl->heads_per_item = kt->all_heads_per_item ? p->Hkv : 1;
+    pl->groups = p->Hkv / pl->heads_per_item;
+    pl->s_ld = (pl->tile + 15) & ~(int64_t)15;
+
+    size_t bytes;
+    if (!ra__bytes(p->B + 1, 1, 1, sizeof(int64_t), &bytes))
+        return ra__fail(RA_ERR_OVERFLOW, "decode: batch size %lld is too large", (long long)p->B);
+    pl->item_base = ra__alloc(bytes);
+    if (!pl->item_base)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes", bytes);
+    int64_t n = 0;
+    for (int64_t b = 0; b < p->B; b++) {
+        pl->item_base[b] = n;
+        int64_t add;
+        if (__builtin_mul_overflow(pl->groups, chunks_of(pl, seq_len(p, b)), &add) ||
+            __builtin_add_overflow(n, add, &n))
+            return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
+    }
+    pl->item_base[p->B] = n;
+    pl->n_items = n;
+
+    const int64_t hq_item = pl->heads_per_item * p->G;
+    size_t b_items, b_q, b_o, b_ml, b_scratch;
+    if (!ra__bytes(n, 1, 1, sizeof(item), &b_items) ||
+        !ra__bytes(p->B, p->Hq, p->D, sizeof(float), &b_q) ||
+        !ra__bytes(n, hq_item, p->D, sizeof(float), &b_o) ||
+        !ra__bytes(n, hq_item, 1, sizeof(float), &b_ml) ||
+        !ra__bytes(pl->s_ld, p->G, 1, sizeof(float), &b_scratch))
+        return ra__fail(RA_ERR_OVERFLOW, "decode: scratch size for B=%lld Hq=%lld D=%lld "
+                        "overflows", (long long)p->B, (long long)p->Hq, (long long)p->D);
+    size_t b_conv = 0;
+    if (kt->needs_conv && !ra__bytes(pl->tile, p->D, 1, sizeof(float), &b_conv))
+        return ra__fail(RA_ERR_OVERFLOW, "decode: conversion scratch overflows");
+    pl->scratch_per_thread = (b_scratch + b_conv) / sizeof(float) + 16; /* +16: keep 64 B apart */
+
+    pl->items = ra__alloc(b_items);
+    pl->qf = ra__alloc(b_q);
+    pl->part_o = ra__alloc(b_o);
+    pl->part_m = ra__alloc(b_ml);
+    pl->part_l = ra__alloc(b_ml);
+    if (!pl->items || !pl->qf || !pl->part_o || !pl->part_m || !pl->part_l)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate scratch for %lld work "
+                        "items", (long long)n);
+    int64_t k = 0;
+    for (int64_t b = 0; b < p->B; b++) {
+        int64_t len = seq_len(p, b), nc = chunks_of(pl, len);
+        for (int64_t g = 0; g < pl->groups; g++)
+            for (int64_t c = 0; c < nc; c++, k++) {
+                int64_t t0 = pl->split ? c * pl->split : 0;
+                int64_t t1 = pl->split && t0 + pl->split < len ? t0 + pl->split : len;
+                pl->items[k] = (item){b, g * pl->heads_per_item, t0, t1, k};
+            }
+    }
+    qsort(pl->items, (size_t)n, sizeof(item), longest_first);
+    return RA_OK;
+}
+
+static void free_plan(plan *pl)
+{
+    ra__free(pl->item_base);
+    ra__free(pl->items);
+    ra__free(pl->qf);
+    ra__free(pl->part_o);
+    ra__free(pl->part_m);
+    ra__free(pl->part_l);
+    ra__free(pl->scratch);
+}
+
+static void convert_q(const ra__problem *p, float *qf)
+{
+    for (int64_t b = 0; b < p->B; b++)
+        for (int64_t h = 0; h < p->Hq; h++)
+            for (int64_t d = 0; d < p->D; d++)
+                qf[(b * p->Hq + h) * p->D + d] =
+                    ra__load_f32(p->q.data, p->q.dtype, b * p->q.sb + h * p->q.sh + d * p->q.sd);
+}
+
+int ra__team_size(int requested, int64_t work)
+{
+    int n = requested > 0 ? requested : omp_get_max_threads();
+    if ((int64_t)n > work)
+        n = work > 0 ? (int)work : 1;
+    return n < 1 ? 1 : n;
+}
+
+ra_status ra__decode(const ra__problem *p)
+{
+    if (p->B == 0 || p->Hq == 0)
+        return RA_OK;
+    plan pl = {0};
+    ra_status s = build_plan(p, &pl);
+    int nt = ra__team_size(p->num_threads, pl.n_items);
+    size_t scratch_bytes = 0;
+    if (s == RA_OK && !ra__bytes((int64_t)nt, (int64_t)pl.scratch_per_thread, 1, sizeof(float),
+                                 &scratch_bytes))
+        s = ra__fail(RA_ERR_OVERFLOW, "decode: per-thread scratch overflows");
+    if (s == RA_OK && !(pl.scratch = ra__alloc(scratch_bytes)))
+        s = ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes of scratch",
+                     scratch_bytes);
+    if (s != RA_OK) {
+        free_plan(&pl);
+        return s;
+    }
+    convert_q(p, pl.qf);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < pl.n_items; i++)
+            run_item(&pl, &pl.items[i], scratch);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < p->B; b++)
+            finish_batch_entry(&pl, b);
+    }
+    free_plan(&pl);
+    return RA_OK;
+}

@@ -1,0 +1,58 @@
+/* Run-time choice of the kernel family from the CPU's features. No state: the answers come
+ * from the compiler runtime's CPUID cache, filled once at load time. */
+#include "kernel.h"
+
+static bool cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma");
+}
+
+static bool cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+bool ra__kernel_available(ra_kernel k)
+{
+    switch (k) {
+    case RA_KERNEL_AUTO:
+    case RA_KERNEL_BLAS:
+    case RA_KERNEL_PORTABLE:
+        return true;
+    case RA_KERNEL_AVX2:
+        return cpu_has_avx2();
+    case RA_KERNEL_AVX512:
+        return cpu_has_avx512();
+    }
+    return false;
+}
+
+ra_kernel ra__kernel_resolve(ra_kernel k)
+{
+    if (k != RA_KERNEL_AUTO)
+        return k;
+    if (cpu_has_avx512())
+        return RA_KERNEL_AVX512;
+    if (cpu_has_avx2())
+        return RA_KERNEL_AVX2;
+    return RA_KERNEL_PORTABLE;
+}
+
+const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved)
+{
+    switch (resolved) {
+    case RA_KERNEL_BLAS:
+        return &ra__kernels_blas;
+    case RA_KERNEL_AVX2:
+        return &ra__kernels_avx2;
+    case RA_KERNEL_AVX512:
+        return &ra__kernels_avx512;
+    default:
+        return &ra__kernels_portable;
+    }
+}

@@ -1,0 +1,62 @@
+/* Block kernels: one KV head's group of G query heads over one tile of T positions.
+ *
+ * The decode core (src/decode.c) walks a work item's positions tile by tile and, for every
+ * KV head of the item, calls three steps on the same ra__tile:
+ *   qk      s[g][t] = scale * dot(q[g], k[t])                     (K's dtype picks the variant)
+ *   softmax online-softmax update of m, l and o; s becomes p = exp(s - m_new)
+ *   pv      o[g] += sum_t p[g][t] * v[t]                          (V's dtype picks the variant)
+ * Each kernel family (BLAS, portable C, AVX2, AVX-512) fills one ra__kernel_table; dispatch.c
+ * picks a table once from the CPU's features. */
+#ifndef RA_KERNEL_H
+#define RA_KERNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raggedattn.h"
+
+typedef struct ra__tile {
+    int64_t G, D; /* query heads in the group, head dimension */
+    int64_t T;    /* positions in this tile, 1..tile_max */
+    const float *q; /* [G][D] f32, contiguous (converted once per call) */
+    const void *k;  /* first position of the tile; element strides below */
+    int64_t k_st, k_sd;
+    const void *v;
+    int64_t v_st, v_sd;
+    float scale;
+    float *s; /* [G][s_ld] logits, then probabilities */
+    int64_t s_ld;
+    float *o;      /* [G][D] running un-normalized output (contiguous) */
+    float *m, *l;  /* [G] running max and denominator */
+    float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
+} ra__tile;
+
+typedef void (*ra__tile_fn)(const ra__tile *t);
+
+typedef struct ra__kernel_table {
+    ra_kernel id;
+    int64_t tile_max;        /* positions per tile the kernel is built for */
+    int64_t default_split;   /* positions per split-KV chunk when the caller says 0 (auto) */
+    bool all_heads_per_item; /* walk every KV head of a token row together (row order) */
+    bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
+    bool needs_conv;         /* uses ra__tile.conv */
+    ra__tile_fn qk[3];       /* indexed by ra_dtype: F32, F16, BF16 */
+    ra__tile_fn softmax;
+    ra__tile_fn pv[3];
+} ra__kernel_table;
+
+extern const ra__kernel_table ra__kernels_portable;
+extern const ra__kernel_table ra__kernels_blas;
+extern const ra__kernel_table ra__kernels_avx2;
+extern const ra__kernel_table ra__kernels_avx512;
+
+/* Whether this CPU and build can run a kernel family. */
+bool ra__kernel_available(ra_kernel k);
+/* AUTO -> the best available family; others unchanged. */
+ra_kernel ra__kernel_resolve(ra_kernel k);
+const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved);
+
+/* The portable online-softmax step, shared by every family that has no vector exp. */
+void ra__softmax_step_portable(const ra__tile *t);
+
+#endif

@@ -1,0 +1,35 @@
+/* The online-softmax update between the two products of a tile (portable C). */
+#include <math.h>
+
+#include "kernel.h"
+
+void ra__softmax_step_portable(const ra__tile *t)
+{
+    for (int64_t g = 0; g < t->G; g++) {
+        float *s = t->s + g * t->s_ld;
+        float mb = -INFINITY;
+        for (int64_t i = 0; i < t->T; i++)
+            mb = s[i] > mb ? s[i] : mb;
+        float m_old = t->m[g];
+        float m_new = m_old > mb ? m_old : mb;
+        float sum = 0.0f;
+        if (m_new == -INFINITY) {
+            /* Every logit so far is -inf: they carry no weight (avoids -inf - -inf = NaN). */
+            for (int64_t i = 0; i < t->T; i++)
+                s[i] = 0.0f;
+            continue;
+        }
+        for (int64_t i = 0; i < t->T; i++) {
+            s[i] = expf(s[i] - m_new);
+            sum += s[i];
+        }
+        float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
+        t->l[g] = t->l[g] * alpha + sum;
+        t->m[g] = m_new;
+        if (alpha != 1.0f) {
+            float *o = t->o + g * t->D;
+            for (int64_t d = 0; d < t->D; d++)
+                o[d] *= alpha;
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/* The log-sum-exp rule for combining partial (o, m, l) states, shared by ra_merge and by the
+ * split-KV merge of the decode core so that both give the same bits. */
+#ifndef RA_MERGE_INTERNAL_H
+#define RA_MERGE_INTERNAL_H
+
+#include <math.h>
+
+/* A part's weight exp(m_i - M) given the running max M of all parts. Empty parts (and every
+ * part when all are empty, M = -inf) weigh 0, never NaN. */
+static inline float ra__merge_weight(float m_i, float M)
+{
+    return M == -INFINITY ? 0.0f : expf(m_i - M);
+}
+
+/* NaN-ignoring max: a NaN part still poisons o and l through its weight, not through M. */
+static inline float ra__merge_max(float a, float b)
+{
+    return b > a ? b : a;
+}
+
+/* The output convention: o/L (0 for an empty state) or the un-normalized o. */
+static inline float ra__finish_o(float o, float L, int normalize)
+{
+    return normalize ? (L == 0.0f ? 0.0f : o / L) : o;
+}
+
+#endif

@@ -1,0 +1,67 @@
+/* The one internal description of an attention call. Every seed signature is bound to it by
+ * problem.c; nothing below this layer knows which seed function was called. */
+#ifndef RA_PROBLEM_H
+#define RA_PROBLEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raggedattn.h"
+
+/* A strided operand: base pointer, dtype and element strides per logical axis. */
+typedef struct ra__operand {
+    const void *data;
+    ra_dtype dtype;
+    int64_t sb, st, sh, sd; /* batch, position, head, feature; 0 where the axis is absent */
+} ra__operand;
+
+typedef struct ra__problem {
+    int64_t B, S, Hq, Hkv, G, D; /* G = Hq / Hkv query heads per KV head */
+    ra__operand q, k, v;         /* q ignores st */
+    const int32_t *len;
+    int64_t len_s;
+    float *o; /* required */
+    int64_t o_sb, o_sh, o_sd;
+    float *m, *l; /* optional */
+    int64_t m_sb, m_sh, l_sb, l_sh;
+    bool normalize; /* o/l (true) or o*l = un-normalized (false) */
+    float scale, mask_value;
+    int64_t block_size, split_tokens;
+    int num_threads;
+    ra_kernel kernel;
+} ra__problem;
+
+/* The role each axis of a seed tensor plays. */
+enum ra__role { RA_R_B, RA_R_S, RA_R_HQ, RA_R_HKV, RA_R_D, RA_R_ONE, RA_R_COUNT };
+
+typedef struct ra__layout {
+    int rank;
+    signed char role[4];
+} ra__layout;
+
+/* A seed function's signature: the layouts of its tensors and its output convention. */
+typedef struct ra__signature {
+    const char *name;
+    ra__layout q, kv, o, ml;
+    bool mha;       /* Hq must equal Hkv */
+    bool normalize; /* returns o/l rather than o*l */
+} ra__signature;
+
+/* Validates every argument (before anything is written) and fills *p. */
+ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
+                   const ra_tensor *k, const ra_tensor *v, const ra_tensor *lengths,
+                   ra_tensor *o, ra_tensor *m, ra_tensor *l, ra__problem *p);
+
+/* Binds one tensor to a layout: checks rank, the extents of already-known roles (dims[r] >= 0)
+ * and RA_R_ONE axes, records new extents in dims and the strides per role in strides
+ * (0 for roles the layout lacks). */
+ra_status ra__bind_layout(const char *fn, const char *arg, const ra_tensor *t,
+                          const ra__layout *lay, int64_t dims[RA_R_COUNT],
+                          int64_t strides[RA_R_COUNT]);
+
+/* Checks outputs against each other, themselves and the inputs (RA_ERR_ALIAS). */
+ra_status ra__check_aliasing(const char *fn, const ra_tensor *const *outs,
+                             const char *const *out_names, int n_out,
+                             const ra_tensor *const *ins, const char *const *in_names, int n_in);
+
+#endif

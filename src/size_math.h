@@ -1,0 +1,21 @@
+/* Overflow-checked size arithmetic for scratch buffers. */
+#ifndef RA_SIZE_MATH_H
+#define RA_SIZE_MATH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* *out = a * b * c (elements) * esize (bytes); false when it does not fit in size_t. */
+static inline bool ra__bytes(int64_t a, int64_t b, int64_t c, size_t esize, size_t *out)
+{
+    uint64_t r;
+    if (a < 0 || b < 0 || c < 0 || __builtin_mul_overflow((uint64_t)a, (uint64_t)b, &r) ||
+        __builtin_mul_overflow(r, (uint64_t)c, &r) || __builtin_mul_overflow(r, (uint64_t)esize, &r) ||
+        r > SIZE_MAX / 2)
+        return false;
+    *out = (size_t)r;
+    return true;
+}
+
+#endif
