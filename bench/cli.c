@@ -1,0 +1,409 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROG "raggedattn-bench"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: " PROG " [options]\n"
+        "Times ra_ragged_gqa (decode attention over a [B,S,Hkv,D] K/V cache, q [B,1,Hq,D])\n"
+        "against this machine's read bandwidth and the library's reference path.\n"
+        "With no options it runs --quick.\n"
+        "\n"
+        "What to run\n"
+        "  --case NAME       a named workload (below), or 'all'; repeatable, or a comma list\n"
+        "  --dtype LIST      K/V dtypes among f32,bf16,f16, or 'all'  [quick: all]\n"
+        "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
+        "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
+        "  --kernel LIST     auto,blas,portable,avx2,avx512 (timed side by side)  [auto]\n"
+        "  --quick           all cases, all dtypes, nproc threads, 10 calls: under a minute\n"
+        "  --full            all cases, all dtypes, thread counts 1,2,4..nproc, 20 calls\n"
+        "\n"
+        "A custom shape (any of these adds a case named 'custom'; unset ones come from 'seed')\n"
+        "  --B N --S N --hq N --hkv N --D N\n"
+        "  --lengths full|random   every sequence S long, or uniform in [1, S]\n"
+        "  --block N         KV positions per online-softmax block, for every case  [256]\n"
+        "  --split N         split-KV chunk in positions; 0 = library's choice  [0]\n"
+        "\n"
+        "How to time\n"
+        "  --reps N          timed calls per kernel and configuration, after warm-up  [10]\n"
+        "  --ref-reps N      timed calls of ra_reference_gqa; 0 skips it  [quick: 1; full: 3]\n"
+        "  --no-ref          the same as --ref-reps 0 (no speedup and no error column)\n"
+        "  --warmup N        untimed calls before timing  [2]\n"
+        "  --hot             do not flush the caches between calls\n"
+        "  --thp             ask for transparent huge pages on K/V and the bandwidth arrays\n"
+        "  --seed N          data generator seed  [42]\n"
+        "\n"
+        "Output\n"
+        "  --json PATH       also write every figure as JSON to PATH\n"
+        "  --version         print the library version and exit\n"
+        "  --help            print this help and exit\n"
+        "\n"
+        "Named workloads (lengths random ones use the --seed):\n");
+    for (int i = 0; i < bench_n_named_cases; i++) {
+        const bench_shape *s = &bench_named_cases[i];
+        fprintf(f, "  %-5s B=%-3lld S=%-6lld Hq=%-3lld Hkv=%-2lld D=%-4lld lengths=%-15s %s\n",
+                s->name, (long long)s->B, (long long)s->S, (long long)s->Hq, (long long)s->Hkv,
+                (long long)s->D, bench_lengths_name(s->lengths), s->note);
+    }
+    fprintf(f,
+        "\n"
+        "Columns: median and min ms per call; GB/s = bytes of K and V for sum(lengths) tokens\n"
+        "per median call; stream = the same-run two-array read bandwidth with the same threads;\n"
+        "%%bw = GB/s / stream; ref_ms and speedup = ra_reference_gqa on a strided view of the\n"
+        "same K/V; rel_err = max |o/l - o_ref| / max |o_ref|.\n");
+}
+
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": error: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see " PROG " --help)\n");
+    return -1;
+}
+
+static int parse_ll(const char *flag, const char *s, long long lo, long long hi, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        return fail("%s takes an integer in [%lld, %lld], not '%s'", flag, lo, hi, s);
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
+{
+    long long v = 0;
+    if (parse_ll(flag, s, lo, hi, &v))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+const char *bench_dtype_name(ra_dtype t)
+{
+    switch (t) {
+    case RA_DTYPE_F32: return "f32";
+    case RA_DTYPE_F16: return "f16";
+    case RA_DTYPE_BF16: return "bf16";
+    case RA_DTYPE_I32: return "i32";
+    }
+    return "?";
+}
+
+static int parse_float_dtype(const char *s, ra_dtype *out)
+{
+    const ra_dtype all[3] = {RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, bench_dtype_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+const char *bench_kernel_name(ra_kernel k)
+{
+    return k == RA_KERNEL_AUTO ? "auto" : ra_kernel_name(k);
+}
+
+static int parse_kernel(const char *s, ra_kernel *out)
+{
+    const ra_kernel all[5] = {RA_KERNEL_AUTO, RA_KERNEL_BLAS, RA_KERNEL_PORTABLE,
+                              RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, bench_kernel_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+/* Calls item(piece) for each comma-separated piece of list (copied, so list stays intact). */
+typedef int (*item_fn)(bench_config *cfg, const char *flag, const char *piece);
+
+static int each_item(bench_config *cfg, const char *flag, const char *list, item_fn item)
+{
+    char buf[512];
+    if (strlen(list) >= sizeof buf || list[0] == '\0')
+        return fail("%s takes a non-empty comma list, not '%s'", flag, list);
+    strcpy(buf, list);
+    for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save))
+        if (item(cfg, flag, p))
+            return -1;
+    return 0;
+}
+
+static int add_case(bench_config *cfg, const char *flag, const char *name)
+{
+    if (strcmp(name, "all") == 0) {
+        for (int i = 0; i < bench_n_named_cases; i++)
+            if (add_case(cfg, flag, bench_named_cases[i].name))
+                return -1;
+        return 0;
+    }
+    const bench_shape *s = bench_find_case(name);
+    if (!s)
+        return fail("%s: no workload named '%s' (named: seed, a, b, c, d, all)", flag, name);
+    if (cfg->n_cases >= BENCH_MAX_LIST)
+        return fail("%s: too many cases (the limit is 64)", flag);
+    cfg->cases[cfg->n_cases++] = *s;
+    return 0;
+}
+
+static int add_dtype(bench_config *cfg, const char *flag, const char *name)
+{
+    if (strcmp(name, "all") == 0)
+        return add_dtype(cfg, flag, "f32") || add_dtype(cfg, flag, "bf16") ||
+               add_dtype(cfg, flag, "f16");
+    ra_dtype t;
+    if (parse_float_dtype(name, &t))
+        return fail("%s: unknown dtype '%s' (f32, bf16, f16 or all)", flag, name);
+    for (int i = 0; i < cfg->n_kv_dtypes; i++)
+        if (cfg->kv_dtypes[i] == t)
+            return 0;
+    cfg->kv_dtypes[cfg->n_kv_dtypes++] = t;
+    return 0;
+}
+
+static int add_threads(bench_config *cfg, const char *flag, const char *s)
+{
+    long long v = 0;
+    if (parse_ll(flag, s, 1, 1024, &v))
+        return -1;
+    if (cfg->n_threads >= BENCH_MAX_LIST)
+        return fail("%s: too many thread counts (the limit is 64)", flag);
+    cfg->threads[cfg->n_threads++] = (int)v;
+    return 0;
+}
+
+static int add_kernel(bench_config *cfg, const char *flag, const char *name)
+{
+    ra_kernel k;
+    if (parse_kernel(name, &k))
+        return fail("%s: unknown kernel '%s' (auto, blas, portable, avx2 or avx512)", flag, name);
+    for (int i = 0; i < cfg->n_kernels; i++)
+        if (cfg->kernels[i] == k)
+            return 0;
+    cfg->kernels[cfg->n_kernels++] = k;
+    return 0;
+}
+
+/* Every kernel asked for must be able to run here; say so before any work starts. */
+static int check_kernels(const bench_config *cfg)
+{
+    for (int i = 0; i < cfg->n_kernels; i++) {
+        ra_options *o = NULL;
+        if (ra_options_create(&o) != RA_OK)
+            return fail("cannot create options: %s", ra_last_error());
+        ra_status st = ra_options_set_kernel(o, cfg->kernels[i]);
+        ra_options_destroy(o);
+        if (st != RA_OK)
+            return fail("--kernel %s cannot run here: %s", bench_kernel_name(cfg->kernels[i]),
+                        ra_last_error());
+    }
+    return 0;
+}
+
+/* The custom shape's flags, collected before the case is built. */
+typedef struct custom_flags {
+    bool any;
+    bench_shape shape;
+} custom_flags;
+
+/* Returns 1 when flag is not a dimension flag. */
+static int custom_dim(custom_flags *c, const char *flag, const char *val)
+{
+    bench_shape *s = &c->shape;
+    int64_t *dim = !strcmp(flag, "--B")     ? &s->B
+                   : !strcmp(flag, "--S")   ? &s->S
+                   : !strcmp(flag, "--hq")  ? &s->Hq
+                   : !strcmp(flag, "--hkv") ? &s->Hkv
+                   : !strcmp(flag, "--D")   ? &s->D
+                                            : NULL;
+    if (!dim)
+        return 1;
+    long long v = 0;
+    if (parse_ll(flag, val, 1, INT32_MAX, &v))
+        return -1;
+    *dim = v;
+    c->any = true;
+    return 0;
+}
+
+static int finish_custom(bench_config *cfg, custom_flags *c)
+{
+    bench_shape *s = &c->shape;
+    if (s->Hq % s->Hkv != 0) {
+        return fail("--hq %lld is not a multiple of --hkv %lld", (long long)s->Hq,
+                    (long long)s->Hkv);
+    }
+    /* K/V must fit comfortably in memory: a typo in --S should not start swapping */
+    double kv_gib = (double)s->B * (double)s->S * (double)s->Hkv * (double)s->D * 8.0 / 1073741824.0;
+    if (kv_gib > 16.0) {
+        return fail("the custom shape's f32 K/V would take %.1f GiB (limit 16)", kv_gib);
+    }
+    if (cfg->n_cases >= BENCH_MAX_LIST)
+        return fail("too many cases (the limit is 64)");
+    cfg->cases[cfg->n_cases++] = *s;
+    return 0;
+}
+
+static void preset(bench_config *cfg, bool full)
+{
+    int nproc = omp_get_num_procs();
+    if (cfg->n_cases == 0)
+        add_case(cfg, "--case", "all");
+    if (cfg->n_kv_dtypes == 0)
+        add_dtype(cfg, "--dtype", "all");
+    if (cfg->n_threads == 0) {
+        if (full)
+            for (int t = 1; t < nproc && cfg->n_threads < BENCH_MAX_LIST - 1; t *= 2)
+                cfg->threads[cfg->n_threads++] = t;
+        cfg->threads[cfg->n_threads++] = nproc;
+    }
+    if (cfg->n_kernels == 0)
+        cfg->kernels[cfg->n_kernels++] = RA_KERNEL_AUTO;
+    if (cfg->reps == 0)
+        cfg->reps = full ? 20 : 10;
+    if (cfg->ref_reps < 0)
+        cfg->ref_reps = full ? 3 : 1;
+}
+
+/* Flags that take a value; the value may follow as the next argument or after '='. */
+static const char *const k_valued[] = {"--case", "--dtype", "--qdtype", "--threads", "--kernel",
+                                       "--reps", "--ref-reps", "--warmup", "--seed", "--json",
+                                       "--B", "--S", "--hq", "--hkv", "--D", "--lengths",
+                                       "--block", "--split"};
+
+static bool takes_value(const char *flag)
+{
+    for (size_t i = 0; i < sizeof k_valued / sizeof k_valued[0]; i++)
+        if (strcmp(flag, k_valued[i]) == 0)
+            return true;
+    return false;
+}
+
+static int apply(bench_config *cfg, custom_flags *custom, const char *flag, const char *val)
+{
+    long long v = 0;
+    int r = custom_dim(custom, flag, val);
+    if (r <= 0)
+        return r;
+    if (!strcmp(flag, "--case"))
+        return each_item(cfg, flag, val, add_case);
+    if (!strcmp(flag, "--dtype"))
+        return each_item(cfg, flag, val, add_dtype);
+    if (!strcmp(flag, "--threads"))
+        return each_item(cfg, flag, val, add_threads);
+    if (!strcmp(flag, "--kernel"))
+        return each_item(cfg, flag, val, add_kernel);
+    if (!strcmp(flag, "--qdtype"))
+        return parse_float_dtype(val, &cfg->q_dtype)
+                   ? fail("--qdtype: unknown dtype '%s' (f32, bf16 or f16)", val)
+                   : 0;
+    if (!strcmp(flag, "--lengths")) {
+        custom->any = true;
+        if (!strcmp(val, "full"))
+            custom->shape.lengths = BENCH_LEN_FULL;
+        else if (!strcmp(val, "random"))
+            custom->shape.lengths = BENCH_LEN_RANDOM;
+        else
+            return fail("--lengths takes full or random, not '%s'", val);
+        return 0;
+    }
+    if (!strcmp(flag, "--json")) {
+        cfg->json_path = val;
+        return 0;
+    }
+    if (!strcmp(flag, "--reps"))
+        return parse_int(flag, val, 1, 1000000, &cfg->reps);
+    if (!strcmp(flag, "--ref-reps"))
+        return parse_int(flag, val, 0, 1000000, &cfg->ref_reps);
+    if (!strcmp(flag, "--warmup"))
+        return parse_int(flag, val, 0, 1000, &cfg->warmup);
+    if (!strcmp(flag, "--block"))
+        return parse_ll(flag, val, 1, INT32_MAX, &v) ? -1 : (cfg->block_size = v, 0);
+    if (!strcmp(flag, "--split"))
+        return parse_ll(flag, val, 0, INT32_MAX, &v) ? -1 : (cfg->split_tokens = v, 0);
+    if (!strcmp(flag, "--seed"))
+        return parse_ll(flag, val, 0, LLONG_MAX, &v) ? -1 : (cfg->seed = (uint64_t)v, 0);
+    return fail("unknown option '%s'", flag);
+}
+
+int bench_parse_args(int argc, char **argv, bench_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->q_dtype = RA_DTYPE_F32;
+    cfg->ref_reps = -1; /* preset decides */
+    cfg->warmup = 2;
+    cfg->seed = 42;
+    custom_flags custom = {false, *bench_find_case("seed")};
+    strcpy(custom.shape.name, "custom");
+    custom.shape.note = "custom shape";
+    bool full = false;
+
+    for (int i = 1; i < argc; i++) {
+        char flag[64];
+        const char *arg = argv[i], *val = NULL, *eq = strchr(arg, '=');
+        size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (flen >= sizeof flag)
+            return fail("unknown option '%s'", arg);
+        memcpy(flag, arg, flen);
+        flag[flen] = '\0';
+        if (!strcmp(flag, "--help") || !strcmp(flag, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(flag, "--version")) {
+            printf(PROG " (libraggedattn %s)\n", ra_version_string());
+            return 1;
+        }
+        if (takes_value(flag)) {
+            if (eq)
+                val = eq + 1;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else
+                return fail("%s needs a value", flag);
+            if (apply(cfg, &custom, flag, val))
+                return -1;
+            continue;
+        }
+        if (eq)
+            return fail("%s takes no value ('%s')", flag, arg);
+        if (!strcmp(flag, "--quick"))
+            cfg->quick = true;
+        else if (!strcmp(flag, "--full"))
+            full = true;
+        else if (!strcmp(flag, "--hot"))
+            cfg->hot = true;
+        else if (!strcmp(flag, "--thp"))
+            cfg->thp = true;
+        else if (!strcmp(flag, "--no-ref"))
+            cfg->ref_reps = 0;
+        else
+            return fail("unknown option '%s'", arg);
+    }
+    if (cfg->quick && full)
+        return fail("--quick and --full exclude each other");
+    if (custom.any && finish_custom(cfg, &custom))
+        return -1;
+    cfg->quick = !full;
+    preset(cfg, full);
+    return check_kernels(cfg);
+}

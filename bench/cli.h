@@ -1,0 +1,45 @@
+/* Command line of raggedattn-bench: what to run and how to report it. */
+#ifndef BENCH_CLI_H
+#define BENCH_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raggedattn.h"
+#include "workload.h"
+
+enum { BENCH_MAX_LIST = 64 };
+
+typedef struct bench_config {
+    bench_shape cases[BENCH_MAX_LIST]; /* named cases and/or one custom shape, in run order */
+    int n_cases;
+    ra_dtype kv_dtypes[3];
+    int n_kv_dtypes;
+    ra_dtype q_dtype;
+    int threads[BENCH_MAX_LIST];
+    int n_threads;
+    ra_kernel kernels[5];
+    int n_kernels;
+    int reps;     /* timed calls of each ragged kernel per configuration */
+    int ref_reps; /* timed calls of the reference path; 0 = do not run it */
+    int warmup;   /* untimed calls before timing */
+    int64_t block_size;   /* 0 = each case's own */
+    int64_t split_tokens; /* 0 = the library's automatic choice */
+    uint64_t seed;
+    bool hot; /* skip the cache flush between calls */
+    bool thp; /* ask for transparent huge pages on K/V and the bandwidth arrays */
+    bool quick; /* the preset: quick (default) or full */
+    const char *json_path; /* NULL = no JSON */
+} bench_config;
+
+/* Fills cfg from argv. Returns 0 to run, 1 when --help/--version was handled (exit 0), and
+ * -1 after printing an error to stderr (exit 2). */
+int bench_parse_args(int argc, char **argv, bench_config *cfg);
+
+/* "auto" for RA_KERNEL_AUTO, else ra_kernel_name(k). */
+const char *bench_kernel_name(ra_kernel k);
+
+/* "f32", "bf16", "f16", "i32". */
+const char *bench_dtype_name(ra_dtype t);
+
+#endif

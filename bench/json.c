@@ -1,0 +1,150 @@
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SCHEMA "raggedattn-bench/1"
+
+static void str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* JSON has no NaN or infinity: a figure that was not measured is null. */
+static void num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+static void key(FILE *f, const char *k)
+{
+    fputs(",\n      ", f);
+    str(f, k);
+    fputs(": ", f);
+}
+
+static void kv_int(FILE *f, const char *k, long long v)
+{
+    key(f, k);
+    fprintf(f, "%lld", v);
+}
+
+static void kv_num(FILE *f, const char *k, double v)
+{
+    key(f, k);
+    num(f, v);
+}
+
+static void kv_str(FILE *f, const char *k, const char *v)
+{
+    key(f, k);
+    str(f, v);
+}
+
+int bench_json_open(bench_json *j, const char *path, const bench_config *cfg,
+                    size_t stream_bytes, size_t flush_bytes, const char *cpu)
+{
+    memset(j, 0, sizeof *j);
+    j->path = path;
+    j->f = fopen(path, "w");
+    if (!j->f) {
+        fprintf(stderr, "raggedattn-bench: error: cannot write --json %s: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    FILE *f = j->f;
+    fprintf(f, "{\n  \"schema\": \"" SCHEMA "\",\n  \"library_version\": ");
+    str(f, ra_version_string());
+    fprintf(f, ",\n  \"cpu_model\": ");
+    str(f, cpu);
+    fprintf(f, ",\n  \"nproc\": %d,\n  \"preset\": \"%s\",\n", omp_get_num_procs(),
+            cfg->quick ? "quick" : "full");
+    fprintf(f, "  \"settings\": {\"hot\": %s, \"thp\": %s, \"reps\": %d, \"ref_reps\": %d, "
+               "\"warmup\": %d, \"seed\": %llu, \"q_dtype\": \"%s\", \"split_tokens\": %lld, "
+               "\"stream_bytes\": %zu, \"flush_bytes\": %zu},\n  \"results\": [",
+            cfg->hot ? "true" : "false", cfg->thp ? "true" : "false", cfg->reps, cfg->ref_reps,
+            cfg->warmup, (unsigned long long)cfg->seed, bench_dtype_name(cfg->q_dtype),
+            (long long)cfg->split_tokens, stream_bytes, flush_bytes);
+    return 0;
+}
+
+void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workload *w,
+                       int threads, const bench_result *r)
+{
+    FILE *f = j->f;
+    const bench_shape *s = &w->shape;
+    fputs(j->n_results++ ? ",\n    {" : "\n    {", f);
+    fputs("\n      \"case\": ", f);
+    str(f, s->name);
+    kv_int(f, "B", s->B);
+    kv_int(f, "S", s->S);
+    kv_int(f, "Hq", s->Hq);
+    kv_int(f, "Hkv", s->Hkv);
+    kv_int(f, "D", s->D);
+    kv_str(f, "lengths_kind", bench_lengths_name(s->lengths));
+    key(f, "lengths");
+    for (int64_t b = 0; b < s->B; b++)
+        fprintf(f, "%s%d", b ? ", " : "[", (int)w->lengths[b]);
+    fputc(']', f);
+    kv_int(f, "sum_lengths", w->sum_lengths);
+    kv_int(f, "block_size", cfg->block_size > 0 ? cfg->block_size : s->block_size);
+    kv_num(f, "scale", w->scale);
+    kv_str(f, "kv_dtype", bench_dtype_name(w->kv_dtype));
+    kv_str(f, "q_dtype", bench_dtype_name(w->q_dtype));
+    kv_int(f, "threads", threads);
+    kv_str(f, "kernel_requested", bench_kernel_name(r->kernel_requested));
+    kv_str(f, "kernel", r->kernel);
+    kv_int(f, "calls", r->time.calls);
+    kv_num(f, "time_median_s", r->time.median);
+    kv_num(f, "time_min_s", r->time.min);
+    kv_num(f, "kv_bytes", w->kv_bytes);
+    kv_num(f, "kv_gbs", r->kv_gbs);
+    kv_num(f, "stream_gbs", r->stream_gbs);
+    kv_int(f, "stream_passes", r->stream_passes);
+    kv_num(f, "bw_fraction", r->bw_fraction);
+    kv_int(f, "ref_calls", r->have_ref ? r->ref_time.calls : 0);
+    kv_num(f, "ref_time_median_s", r->have_ref ? r->ref_time.median : NAN);
+    kv_num(f, "ref_time_min_s", r->have_ref ? r->ref_time.min : NAN);
+    kv_num(f, "speedup", r->speedup);
+    kv_num(f, "max_rel_err", r->max_rel_err);
+    fputs("\n    }", f);
+    fflush(f);
+}
+
+int bench_json_close(bench_json *j)
+{
+    fputs("\n  ]\n}\n", j->f);
+    int bad = ferror(j->f);
+    if (fclose(j->f) != 0)
+        bad = 1;
+    j->f = NULL;
+    if (bad) {
+        fprintf(stderr, "raggedattn-bench: error: writing --json %s failed\n", j->path);
+        return -1;
+    }
+    return 0;
+}
+
+void bench_json_abandon(bench_json *j)
+{
+    if (!j->f)
+        return;
+    fclose(j->f);
+    j->f = NULL;
+    remove(j->path);
+}

@@ -1,0 +1,90 @@
+/* raggedattn-bench: ra_ragged_gqa's time per call, its effective K/V bandwidth as a share of
+ * the machine's own read bandwidth measured alongside, and its speed and error against the
+ * library's reference path. */
+#include <omp.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "json.h"
+#include "measure.h"
+#include "membw.h"
+#include "report.h"
+#include "workload.h"
+
+enum {
+    STREAM_BYTES = 1 << 30, /* two arrays of 512 MiB: far past any cache */
+    FLUSH_BYTES = 64 << 20  /* twice the 32 MiB L3 */
+};
+
+/* Every thread count of one case and K/V dtype. */
+static int run_workload(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
+                        bench_json *json, double start, int *done, int total)
+{
+    bench_result res[5];
+    for (int t = 0; t < cfg->n_threads; t++) {
+        char what[128];
+        snprintf(what, sizeof what, "case %s, K/V %s, %d threads", w->shape.name,
+                 bench_dtype_name(w->kv_dtype), cfg->threads[t]);
+        bench_progress(start, ++*done, total, what);
+        if (bench_measure(cfg, w, mb, cfg->threads[t], res))
+            return -1;
+        for (int k = 0; k < cfg->n_kernels; k++) {
+            bench_print_row(w, cfg->threads[t], &res[k]);
+            if (json->f)
+                bench_json_result(json, cfg, w, cfg->threads[t], &res[k]);
+        }
+    }
+    return 0;
+}
+
+static int run(const bench_config *cfg, const bench_membw *mb, bench_json *json)
+{
+    double start = omp_get_wtime();
+    int done = 0, total = cfg->n_cases * cfg->n_kv_dtypes * cfg->n_threads;
+    for (int c = 0; c < cfg->n_cases; c++) {
+        for (int d = 0; d < cfg->n_kv_dtypes; d++) {
+            /* one workload in memory at a time: a and b take 256 MiB of f32 K/V each */
+            bench_workload w;
+            if (bench_workload_init(&w, &cfg->cases[c], cfg->kv_dtypes[d], cfg->q_dtype,
+                                    cfg->seed, cfg->thp))
+                return -1;
+            if (d == 0)
+                bench_print_case(cfg, &w);
+            int rc = run_workload(cfg, &w, mb, json, start, &done, total);
+            bench_workload_free(&w);
+            if (rc)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_config cfg;
+    int parsed = bench_parse_args(argc, argv, &cfg);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2;
+
+    char cpu[256];
+    bench_cpu_model(cpu, sizeof cpu);
+    bench_json json = {0};
+    if (cfg.json_path &&
+        bench_json_open(&json, cfg.json_path, &cfg, STREAM_BYTES, FLUSH_BYTES, cpu))
+        return 1;
+    bench_membw mb;
+    if (bench_membw_init(&mb, STREAM_BYTES, FLUSH_BYTES, cfg.thp)) {
+        bench_json_abandon(&json);
+        return 1;
+    }
+    bench_print_preamble(&cfg, &mb, cpu);
+    int rc = run(&cfg, &mb, &json);
+    if (json.f) {
+        if (rc == 0)
+            rc = bench_json_close(&json);
+        else
+            bench_json_abandon(&json);
+    }
+    bench_membw_free(&mb);
+    return rc == 0 ? 0 : 1;
+}

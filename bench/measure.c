@@ -1,0 +1,186 @@
+#include "measure.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef ra_status (*attn_fn)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                             const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                             ra_tensor *);
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts v in place. */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static bench_stats stats_of(double *v, int n)
+{
+    bench_stats s = {NAN, NAN, n};
+    if (n > 0) {
+        s.median = median(v, n);
+        s.min = v[0];
+    }
+    return s;
+}
+
+static int check(ra_status st, const char *what)
+{
+    if (st == RA_OK)
+        return 0;
+    fprintf(stderr, "raggedattn-bench: error: %s failed: %s (%s)\n", what, ra_status_string(st),
+            ra_last_error());
+    return -1;
+}
+
+static int make_options(const bench_config *cfg, const bench_workload *w, int threads,
+                        ra_kernel kernel, ra_options **out)
+{
+    ra_options *o = NULL;
+    int64_t block = cfg->block_size > 0 ? cfg->block_size : w->shape.block_size;
+    if (check(ra_options_create(&o), "ra_options_create") ||
+        check(ra_options_set_block_size(o, block), "ra_options_set_block_size") ||
+        check(ra_options_set_scale(o, w->scale), "ra_options_set_scale") ||
+        check(ra_options_set_num_threads(o, threads), "ra_options_set_num_threads") ||
+        check(ra_options_set_kernel(o, kernel), "ra_options_set_kernel") ||
+        check(ra_options_set_split_tokens(o, cfg->split_tokens), "ra_options_set_split_tokens")) {
+        ra_options_destroy(o);
+        return -1;
+    }
+    *out = o;
+    return 0;
+}
+
+static ra_status call_ragged(const ra_options *o, bench_workload *w)
+{
+    return ra_ragged_gqa(o, w->t_q4, w->t_k, w->t_v, w->t_len, w->t_o, w->t_m, w->t_l);
+}
+
+static ra_status call_reference(const ra_options *o, bench_workload *w)
+{
+    return ra_reference_gqa(o, w->t_q3, w->t_kref, w->t_vref, w->t_len, w->t_ref_o, NULL, NULL);
+}
+
+/* One timed call: caches flushed first, or (hot) warmed by an identical untimed call. */
+static int timed_call(const bench_config *cfg, const bench_membw *mb, const ra_options *o,
+                      bench_workload *w, int reference, double *seconds)
+{
+    ra_status (*fn)(const ra_options *, bench_workload *) = reference ? call_reference
+                                                                       : call_ragged;
+    const char *what = reference ? "ra_reference_gqa" : "ra_ragged_gqa";
+    if (cfg->hot) {
+        if (check(fn(o, w), what))
+            return -1;
+    } else {
+        bench_membw_flush(mb);
+    }
+    double t0 = omp_get_wtime();
+    ra_status st = fn(o, w);
+    *seconds = omp_get_wtime() - t0;
+    return check(st, what);
+}
+
+typedef struct samples {
+    double *stream, *ref, *ragged; /* ragged: [kernel][rep] */
+} samples;
+
+static void free_samples(samples *s)
+{
+    free(s->stream);
+    free(s->ref);
+    free(s->ragged);
+}
+
+/* Warm-up: the reference output first, then each kernel's first calls and its error. */
+static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts,
+                   const ra_options *ref_opts, bench_result *out)
+{
+    if (ref_opts && check(call_reference(ref_opts, w), "ra_reference_gqa"))
+        return -1;
+    for (int k = 0; k < cfg->n_kernels; k++) {
+        for (int i = 0; i < (cfg->warmup > 0 ? cfg->warmup : 1); i++)
+            if (check(call_ragged(opts[k], w), "ra_ragged_gqa"))
+                return -1;
+        out[k].max_rel_err = ref_opts ? bench_max_rel_error(w) : NAN;
+    }
+    return 0;
+}
+
+/* Rounds of: one bandwidth pass, then one timed call of each kernel, then (for the first
+ * ref_reps rounds) one of the reference. Interleaving keeps every figure of a row measured in
+ * the same minutes, since this VM's bandwidth drifts. */
+static int run_rounds(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
+                      int threads, ra_options **opts, const ra_options *ref_opts, samples *s)
+{
+    int reps = cfg->reps;
+    for (int r = 0; r < reps; r++) {
+        s->stream[r] = bench_membw_read_pass(mb, threads);
+        for (int k = 0; k < cfg->n_kernels; k++)
+            if (timed_call(cfg, mb, opts[k], w, 0, &s->ragged[k * reps + r]))
+                return -1;
+        if (ref_opts && r < cfg->ref_reps && timed_call(cfg, mb, ref_opts, w, 1, &s->ref[r]))
+            return -1;
+    }
+    return 0;
+}
+
+static void summarize(const bench_config *cfg, const bench_workload *w, ra_options **opts,
+                      bool have_ref, samples *s, bench_result *out)
+{
+    int reps = cfg->reps;
+    int n_ref = cfg->ref_reps < reps ? cfg->ref_reps : reps;
+    double stream = median(s->stream, reps);
+    bench_stats ref = stats_of(s->ref, have_ref ? n_ref : 0);
+    for (int k = 0; k < cfg->n_kernels; k++) {
+        bench_result *r = &out[k];
+        r->kernel_requested = cfg->kernels[k];
+        r->kernel = ra_kernel_name(ra_kernel_resolve(opts[k]));
+        r->time = stats_of(s->ragged + k * reps, reps);
+        r->kv_gbs = w->kv_bytes / r->time.median * 1e-9;
+        r->stream_gbs = stream * 1e-9;
+        r->stream_passes = reps;
+        r->bw_fraction = r->kv_gbs / r->stream_gbs;
+        r->have_ref = have_ref;
+        r->ref_time = ref;
+        r->speedup = have_ref ? ref.median / r->time.median : NAN;
+    }
+}
+
+int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw *mb, int threads,
+                  bench_result *out)
+{
+    ra_options *opts[5] = {NULL};
+    ra_options *ref_opts = NULL;
+    int reps = cfg->reps, rc = -1;
+    bool have_ref = cfg->ref_reps > 0;
+    samples s = {malloc((size_t)reps * sizeof(double)), malloc((size_t)reps * sizeof(double)),
+                 malloc((size_t)(reps * cfg->n_kernels) * sizeof(double))};
+    if (!s.stream || !s.ref || !s.ragged) {
+        fprintf(stderr, "raggedattn-bench: error: out of memory for timings\n");
+        goto done;
+    }
+    for (int k = 0; k < cfg->n_kernels; k++)
+        if (make_options(cfg, w, threads, cfg->kernels[k], &opts[k]))
+            goto done;
+    /* the reference takes the same options; its kernel choice does not matter to it */
+    if (have_ref && make_options(cfg, w, threads, RA_KERNEL_AUTO, &ref_opts))
+        goto done;
+    if (warm_up(cfg, w, opts, ref_opts, out) || run_rounds(cfg, w, mb, threads, opts, ref_opts, &s))
+        goto done;
+    summarize(cfg, w, opts, have_ref, &s, out);
+    rc = 0;
+done:
+    for (int k = 0; k < cfg->n_kernels; k++)
+        ra_options_destroy(opts[k]);
+    ra_options_destroy(ref_opts);
+    free_samples(&s);
+    return rc;
+}

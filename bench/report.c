@@ -1,0 +1,87 @@
+#include "report.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fill.h"
+
+void bench_cpu_model(char *buf, size_t size)
+{
+    /* x86 says "model name"; arm64 kernels may say "Model" or only "CPU part" */
+    static const char *const keys[] = {"model name", "Model", "cpu model", "CPU part"};
+    snprintf(buf, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        rewind(f);
+        while (fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':');
+            if (!colon || strncmp(line, keys[k], strlen(keys[k])) != 0)
+                continue;
+            char *v = colon + 1 + strspn(colon + 1, " \t");
+            v[strcspn(v, "\n")] = '\0';
+            snprintf(buf, size, "%s", v);
+            fclose(f);
+            return;
+        }
+    }
+    fclose(f);
+}
+
+void bench_print_preamble(const bench_config *cfg, const bench_membw *mb, const char *cpu)
+{
+    printf("raggedattn-bench: libraggedattn %s, %s preset\n", ra_version_string(),
+           cfg->quick ? "quick" : "full");
+    printf("CPU: %s, %d processors\n", cpu, omp_get_num_procs());
+    printf("q %s; %d timed calls per row after %d warm-up (reference: %d); caches %s; "
+           "huge pages %s\n",
+           bench_dtype_name(cfg->q_dtype), cfg->reps, cfg->warmup, cfg->ref_reps,
+           cfg->hot ? "hot (not flushed)" : "flushed before each call",
+           cfg->thp ? "requested" : "not requested");
+    printf("stream = median of %d two-array read passes over %zu MiB, interleaved with the "
+           "calls\n", cfg->reps, (2 * mb->bytes_each) >> 20);
+}
+
+void bench_print_case(const bench_config *cfg, const bench_workload *w)
+{
+    const bench_shape *s = &w->shape;
+    printf("\n== case %s (%s): B=%lld S=%lld Hq=%lld Hkv=%lld D=%lld, lengths %s "
+           "(sum %lld of %lld), block %lld, K/V %.1f MiB in f32\n",
+           s->name, s->note, (long long)s->B, (long long)s->S, (long long)s->Hq,
+           (long long)s->Hkv, (long long)s->D, bench_lengths_name(s->lengths),
+           (long long)w->sum_lengths, (long long)(s->B * s->S),
+           (long long)(cfg->block_size > 0 ? cfg->block_size : s->block_size),
+           (double)(s->B * s->S * s->Hkv * s->D) * 8.0 / 1048576.0);
+    printf("%-5s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s\n", "case", "kv", "thr",
+           "kernel", "median_ms", "min_ms", "GB/s", "stream", "%bw", "ref_ms", "speedup",
+           "rel_err");
+    fflush(stdout);
+}
+
+void bench_print_row(const bench_workload *w, int threads, const bench_result *r)
+{
+    printf("%-5s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", w->shape.name,
+           bench_dtype_name(w->kv_dtype), threads, r->kernel, r->time.median * 1e3,
+           r->time.min * 1e3, r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
+    if (r->have_ref)
+        printf(" %10.2f %7.1fx", r->ref_time.median * 1e3, r->speedup);
+    else
+        printf(" %10s %8s", "-", "-");
+    if (r->have_ref && !isnan(r->max_rel_err))
+        printf(" %9.1e\n", r->max_rel_err);
+    else
+        printf(" %9s\n", r->have_ref ? "NaN" : "-");
+    fflush(stdout);
+}
+
+void bench_progress(double start, int i, int n, const char *what)
+{
+    double t = omp_get_wtime() - start;
+    if (t < 2.0)
+        return;
+    fprintf(stderr, "[%d/%d, %.0f s] %s\n", i, n, t, what);
+}

@@ -1,0 +1,58 @@
+/* One benchmark problem: its shape, and the buffers and tensor views that a run over one
+ * K/V dtype needs. */
+#ifndef BENCH_WORKLOAD_H
+#define BENCH_WORKLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raggedattn.h"
+
+typedef enum bench_lengths {
+    BENCH_LEN_FULL,        /* every sequence is S long */
+    BENCH_LEN_RANDOM,      /* uniform in [1, S] */
+    BENCH_LEN_RANDOM_BELOW /* uniform in [1, S): the seed test's randint(1, S) */
+} bench_lengths;
+
+typedef struct bench_shape {
+    char name[16];
+    int64_t B, S, Hq, Hkv, D;
+    bench_lengths lengths;
+    int64_t block_size;
+    const char *note;
+} bench_shape;
+
+/* The named cases, in their canonical order. */
+extern const bench_shape bench_named_cases[];
+extern const int bench_n_named_cases;
+const bench_shape *bench_find_case(const char *name);
+const char *bench_lengths_name(bench_lengths l);
+
+typedef struct bench_workload {
+    bench_shape shape;
+    ra_dtype kv_dtype, q_dtype;
+    int32_t *lengths;
+    int64_t sum_lengths;
+    float scale;       /* 1/sqrt(D), as models use (the seed's default 1.0 only changes the data) */
+    double kv_bytes;   /* bytes of K and V for sum(lengths) positions: what a call must read */
+    size_t kv_alloc;   /* bytes of each of the K and V buffers */
+    void *q, *k, *v;
+    float *o, *m, *l;  /* ra_ragged_gqa's outputs */
+    float *ref_o;      /* ra_reference_gqa's normalized output */
+    ra_tensor *t_q4, *t_q3, *t_k, *t_v, *t_kref, *t_vref, *t_len;
+    ra_tensor *t_o, *t_m, *t_l, *t_ref_o;
+} bench_workload;
+
+/* Allocates and fills w for one case and dtype pair from a counter-based generator, so the
+ * values depend only on (seed, case), never on the dtype or thread count. Returns 0, or -1 after
+ * printing why to stderr. */
+int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
+                        ra_dtype q_dtype, uint64_t seed, bool thp);
+void bench_workload_free(bench_workload *w);
+
+/* Max |o/l - ref_o| / max |ref_o| over sequences with a length >= 1; NaN if any compared value
+ * is NaN. */
+double bench_max_rel_error(const bench_workload *w);
+
+#endif
