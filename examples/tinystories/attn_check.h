@@ -1,0 +1,13 @@
+/* --check-attention: an independent double-precision attention to compare each call with. */
+#ifndef TS_ATTN_CHECK_H
+#define TS_ATTN_CHECK_H
+
+#include "attention.h"
+
+/* Recomputes layer `layer`'s attention for every slot from a->q, the cache and a->lengths in
+ * double precision (a plain two-pass softmax), and compares a->out and a->l with it:
+ * |out - ref| <= 1e-5 * max|ref| over the call, |l - ref| <= 1e-5 * ref, and exact zeros for
+ * idle slots. Updates a->worst_rel. Returns 0, or -1 after printing the first failure. */
+int ts_attn_check(ts_attn *a, int layer);
+
+#endif

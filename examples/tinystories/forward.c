@@ -1,0 +1,164 @@
+#include "forward.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ts_state_init(ts_state *s, const ts_config *c, int B, int threads)
+{
+    memset(s, 0, sizeof *s);
+    s->B = B;
+    s->threads = threads;
+    const size_t b = (size_t)B;
+    s->x = calloc(b * (size_t)c->dim, sizeof(float));
+    s->xb = calloc(b * (size_t)c->dim, sizeof(float));
+    s->xb2 = calloc(b * (size_t)c->dim, sizeof(float));
+    s->hb = calloc(b * (size_t)c->hidden_dim, sizeof(float));
+    s->hb2 = calloc(b * (size_t)c->hidden_dim, sizeof(float));
+    s->k = calloc(b * (size_t)c->kv_dim, sizeof(float));
+    s->v = calloc(b * (size_t)c->kv_dim, sizeof(float));
+    s->logits = calloc(b * (size_t)c->vocab_size, sizeof(float));
+    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->k || !s->v || !s->logits) {
+        fprintf(stderr, "tinystories: out of memory for the activations of %d sequences\n", B);
+        ts_state_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void ts_state_free(ts_state *s)
+{
+    free(s->x);
+    free(s->xb);
+    free(s->xb2);
+    free(s->hb);
+    free(s->hb2);
+    free(s->k);
+    free(s->v);
+    free(s->logits);
+    memset(s, 0, sizeof *s);
+}
+
+/* out[b, :rows] = W[rows, cols] . in[b, :cols] for each active b. The weights are walked once
+ * for the whole batch; every dot product sums in the same order whatever the batch, so a
+ * sequence's numbers do not depend on its neighbours or on the thread count. */
+static void matmul(float *out, const float *W, const float *in, int rows, int cols,
+                   const int *active, int n_active, int threads)
+{
+    const int nt = threads > 0 ? threads : omp_get_max_threads();
+    /* below this many multiply-adds a parallel region costs more than it saves */
+    const int big = (long)rows * cols * n_active >= 32768;
+#pragma omp parallel for num_threads(nt) if (big) schedule(static)
+    for (int i = 0; i < rows; i++) {
+        const float *w = W + (size_t)i * cols;
+        for (int a = 0; a < n_active; a++) {
+            const int b = active[a];
+            const float *x = in + (size_t)b * cols;
+            float sum = 0.0f;
+            for (int j = 0; j < cols; j++)
+                sum += w[j] * x[j];
+            out[(size_t)b * rows + i] = sum;
+        }
+    }
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int n)
+{
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / n + 1e-5f);
+    for (int j = 0; j < n; j++)
+        out[j] = w[j] * (ss * x[j]);
+}
+
+/* Rotates each pair (2i, 2i+1) of every head by pos * 10000^(-2i/head_size). */
+static void rope(float *vec, int width, int head_size, int pos)
+{
+    for (int i = 0; i < width; i += 2) {
+        const float freq = 1.0f / powf(10000.0f, (float)(i % head_size) / (float)head_size);
+        const float angle = (float)pos * freq;
+        const float c = cosf(angle), s = sinf(angle);
+        const float a = vec[i], b = vec[i + 1];
+        vec[i] = a * c - b * s;
+        vec[i + 1] = a * s + b * c;
+    }
+}
+
+static void scatter_kv(ts_attn *a, int layer, int b, int pos, const float *k, const float *v)
+{
+    for (int j = 0; j < a->Hkv; j++) {
+        const int64_t at = ts_attn_offset(a, b, pos, j);
+        memcpy(a->k[layer] + at, k + (size_t)j * a->D, (size_t)a->D * sizeof(float));
+        memcpy(a->v[layer] + at, v + (size_t)j * a->D, (size_t)a->D * sizeof(float));
+    }
+}
+
+int ts_forward(const ts_model *m, ts_state *s, ts_attn *a, const int *active, int n_active,
+               const int *token, const int *pos)
+{
+    const ts_config *c = &m->cfg;
+    const ts_weights *w = &m->w;
+    const int dim = c->dim, kv = c->kv_dim, hid = c->hidden_dim, nt = s->threads;
+    const size_t dd = (size_t)dim * dim, kd = (size_t)kv * dim, hd = (size_t)hid * dim;
+
+    memset(a->lengths, 0, (size_t)a->B * sizeof *a->lengths);
+    for (int i = 0; i < n_active; i++) {
+        const int b = active[i];
+        memcpy(s->x + (size_t)b * dim, w->tok_emb + (size_t)token[b] * dim,
+               (size_t)dim * sizeof(float));
+        a->lengths[b] = pos[b] + 1;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int i = 0; i < n_active; i++) {
+            const int b = active[i];
+            rmsnorm(s->xb + (size_t)b * dim, s->x + (size_t)b * dim, w->rms_att + (size_t)l * dim,
+                    dim);
+        }
+        /* q goes straight into the attention's [B,1,Hq,D] query buffer */
+        matmul(a->q, w->wq + l * dd, s->xb, dim, dim, active, n_active, nt);
+        matmul(s->k, w->wk + l * kd, s->xb, kv, dim, active, n_active, nt);
+        matmul(s->v, w->wv + l * kd, s->xb, kv, dim, active, n_active, nt);
+        for (int i = 0; i < n_active; i++) {
+            const int b = active[i];
+            rope(a->q + (size_t)b * dim, dim, c->head_size, pos[b]);
+            rope(s->k + (size_t)b * kv, kv, c->head_size, pos[b]);
+            scatter_kv(a, l, b, pos[b], s->k + (size_t)b * kv, s->v + (size_t)b * kv);
+        }
+        if (ts_attn_run(a, l) != 0)
+            return -1;
+        matmul(s->xb2, w->wo + l * dd, a->out, dim, dim, active, n_active, nt);
+        for (int i = 0; i < n_active; i++) {
+            const int b = active[i];
+            float *x = s->x + (size_t)b * dim;
+            for (int j = 0; j < dim; j++)
+                x[j] += s->xb2[(size_t)b * dim + j];
+            rmsnorm(s->xb + (size_t)b * dim, x, w->rms_ffn + (size_t)l * dim, dim);
+        }
+        matmul(s->hb, w->w1 + l * hd, s->xb, hid, dim, active, n_active, nt);
+        matmul(s->hb2, w->w3 + l * hd, s->xb, hid, dim, active, n_active, nt);
+        for (int i = 0; i < n_active; i++) {
+            const int b = active[i];
+            float *h1 = s->hb + (size_t)b * hid;
+            const float *h3 = s->hb2 + (size_t)b * hid;
+            for (int j = 0; j < hid; j++) {
+                const float g = h1[j];
+                h1[j] = g * (1.0f / (1.0f + expf(-g))) * h3[j]; /* SiLU(w1 x) * (w3 x) */
+            }
+        }
+        matmul(s->xb2, w->w2 + l * hd, s->hb, dim, hid, active, n_active, nt);
+        for (int i = 0; i < n_active; i++) {
+            const int b = active[i];
+            for (int j = 0; j < dim; j++)
+                s->x[(size_t)b * dim + j] += s->xb2[(size_t)b * dim + j];
+        }
+    }
+    for (int i = 0; i < n_active; i++) {
+        const int b = active[i];
+        rmsnorm(s->x + (size_t)b * dim, s->x + (size_t)b * dim, w->rms_final, dim);
+    }
+    matmul(s->logits, w->wcls, s->x, c->vocab_size, dim, active, n_active, nt);
+    return 0;
+}

@@ -1,0 +1,210 @@
+/* raggedattn-tinystories: greedy text generation with a Llama-2 TinyStories model, where each
+ * layer's attention for the whole batch is one ra_ragged_gqa call. stdout gets only the text;
+ * speed and diagnostics go to stderr. */
+#include "generate.h"
+#include "model.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <omp.h>
+#include <raggedattn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TS_DEFAULT_DATA_DIR
+#define TS_DEFAULT_DATA_DIR "."
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: raggedattn-tinystories [options]\n"
+            "  -m, --model PATH        checkpoint (default " TS_DEFAULT_DATA_DIR "/stories260K.bin)\n"
+            "  -z, --tokenizer PATH    tokenizer (default " TS_DEFAULT_DATA_DIR "/tok512.bin)\n"
+            "  -i, --prompt TEXT       a prompt; repeat for a batch (default: one empty prompt)\n"
+            "  -n, --steps N           positions per sequence, BOS and prompt included\n"
+            "                          (llama2.c's -n; default 256, 0 = the model's seq_len)\n"
+            "  -l, --layout L          KV cache layout: bsth = [B,seq,kv_heads,head_size]\n"
+            "                          (default) or bhst = [B,kv_heads,seq,head_size] (a view)\n"
+            "  -T, --threads N         OpenMP threads (default 0 = the OpenMP default)\n"
+            "  -t, --temperature T     sampling temperature; only 0 (greedy) is supported\n"
+            "  -s, --stagger N         sequence b joins N*b steps late (default 0)\n"
+            "  -k, --kernel K          auto (default), blas, portable, avx2 or avx512\n"
+            "  -c, --check-attention   compare every attention call with a double-precision\n"
+            "                          oracle and fail on an error above 1e-5 of max|o|\n"
+            "  -h, --help              this text\n"
+            "Each sequence's text goes to stdout followed by a newline, in prompt order.\n");
+}
+
+static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "tinystories: %s needs an integer in %d..%d, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+typedef struct ts_cli {
+    const char *model, *tokenizer;
+    const char **prompts;
+    int n_prompts, steps;
+    ts_run_config run;
+} ts_cli;
+
+static int parse_kernel(const char *s, ra_kernel *k)
+{
+    static const struct { const char *name; ra_kernel k; } table[] = {
+        {"auto", RA_KERNEL_AUTO},         {"blas", RA_KERNEL_BLAS}, {"portable", RA_KERNEL_PORTABLE},
+        {"avx2", RA_KERNEL_AVX2},         {"avx512", RA_KERNEL_AVX512}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(s, table[i].name) == 0) {
+            *k = table[i].k;
+            return 0;
+        }
+    fprintf(stderr, "tinystories: --kernel must be auto, blas, portable, avx2 or avx512, got '%s'\n",
+            s);
+    return -1;
+}
+
+/* Returns 0 to run, 1 after --help, -1 on a bad command line. */
+static int parse_args(int argc, char **argv, ts_cli *c)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+#define IS(short_, long_) (strcmp(a, short_) == 0 || strcmp(a, long_) == 0)
+        if (IS("-h", "--help")) {
+            usage(stdout);
+            return 1;
+        }
+        if (IS("-c", "--check-attention")) {
+            c->run.check = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "tinystories: unknown option or missing value: '%s'\n", a);
+            return -1;
+        }
+        const char *val = argv[++i];
+        if (IS("-m", "--model")) {
+            c->model = val;
+        } else if (IS("-z", "--tokenizer")) {
+            c->tokenizer = val;
+        } else if (IS("-i", "--prompt")) {
+            c->prompts[c->n_prompts++] = val;
+        } else if (IS("-n", "--steps")) {
+            if (parse_int(a, val, 0, INT_MAX, &c->steps))
+                return -1;
+        } else if (IS("-T", "--threads")) {
+            if (parse_int(a, val, 0, 4096, &c->run.threads))
+                return -1;
+        } else if (IS("-s", "--stagger")) {
+            if (parse_int(a, val, 0, 1 << 20, &c->run.stagger))
+                return -1;
+        } else if (IS("-l", "--layout")) {
+            if (strcmp(val, "bsth") == 0) {
+                c->run.layout = TS_LAYOUT_BSTH;
+            } else if (strcmp(val, "bhst") == 0) {
+                c->run.layout = TS_LAYOUT_BHST;
+            } else {
+                fprintf(stderr, "tinystories: --layout must be bsth or bhst, got '%s'\n", val);
+                return -1;
+            }
+        } else if (IS("-t", "--temperature")) {
+            char *end;
+            double t = strtod(val, &end);
+            if (end == val || *end != '\0' || t != 0.0) {
+                fprintf(stderr,
+                        "tinystories: only --temperature 0 (greedy decoding) is supported, "
+                        "got '%s'\n",
+                        val);
+                return -1;
+            }
+        } else if (IS("-k", "--kernel")) {
+            if (parse_kernel(val, &c->run.kernel))
+                return -1;
+        } else {
+            fprintf(stderr, "tinystories: unknown option '%s' (try --help)\n", a);
+            return -1;
+        }
+#undef IS
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ts_cli cli = {TS_DEFAULT_DATA_DIR "/stories260K.bin", TS_DEFAULT_DATA_DIR "/tok512.bin",
+                  NULL, 0, 256, {0}};
+    cli.run.layout = TS_LAYOUT_BSTH;
+    cli.run.kernel = RA_KERNEL_AUTO;
+    /* at most one prompt per argument pair, plus the default empty prompt */
+    cli.prompts = calloc((size_t)argc / 2 + 1, sizeof *cli.prompts);
+    if (!cli.prompts) {
+        fprintf(stderr, "tinystories: out of memory\n");
+        return 1;
+    }
+    int p = parse_args(argc, argv, &cli);
+    if (p != 0) {
+        free(cli.prompts);
+        return p > 0 ? 0 : 2;
+    }
+    if (cli.n_prompts == 0)
+        cli.prompts[cli.n_prompts++] = "";
+
+    ts_model model;
+    ts_tokenizer tok;
+    if (ts_model_load(&model, cli.model) != 0) {
+        free(cli.prompts);
+        return 1;
+    }
+    if (ts_tokenizer_load(&tok, cli.tokenizer, model.cfg.vocab_size) != 0) {
+        ts_model_free(&model);
+        free(cli.prompts);
+        return 1;
+    }
+    int rc = 0;
+    if (cli.steps == 0)
+        cli.steps = model.cfg.seq_len;
+    if (cli.steps > model.cfg.seq_len) {
+        fprintf(stderr, "tinystories: --steps %d exceeds the model's seq_len %d\n", cli.steps,
+                model.cfg.seq_len);
+        rc = 2;
+    }
+    ts_run_stats stats;
+    if (rc == 0) {
+        cli.run.prompts = cli.prompts;
+        cli.run.n_prompts = cli.n_prompts;
+        cli.run.steps = cli.steps;
+        rc = ts_generate(&model, &tok, &cli.run, stdout, &stats) == 0 ? 0 : 1;
+    }
+    if (rc == 0) {
+        ra_options *o = NULL;
+        ra_kernel k = cli.run.kernel;
+        if (ra_options_create(&o) == RA_OK && ra_options_set_kernel(o, k) == RA_OK)
+            k = ra_kernel_resolve(o);
+        ra_options_destroy(o);
+        const int threads = cli.run.threads > 0 ? cli.run.threads : omp_get_max_threads();
+        const double secs = stats.seconds > 0.0 ? stats.seconds : 1e-9;
+        fprintf(stderr,
+                "tinystories: batch %d, layout %s, kernel %s, %d thread%s: %ld tokens in %.3f s "
+                "= %.1f tok/s (%ld batch steps, %.1f steps/s)\n",
+                cli.n_prompts, cli.run.layout == TS_LAYOUT_BSTH ? "bsth" : "bhst",
+                ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
+                stats.seconds, stats.positions / secs, stats.batch_steps,
+                stats.batch_steps / secs);
+        if (cli.run.check)
+            fprintf(stderr, "tinystories: attention check passed, worst error %.3g of max|o|\n",
+                    stats.worst_rel);
+    }
+    ts_tokenizer_free(&tok);
+    ts_model_free(&model);
+    free(cli.prompts);
+    return rc;
+}
