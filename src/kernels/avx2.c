@@ -1,14 +1,207 @@
-/* Placeholder until the avx2 kernels land: the portable kernels. */
+/* AVX2 + FMA + F16C kernels, for x86-64 CPUs without AVX-512 (compiled with -mavx2 -mfma
+ * -mf16c; chosen at run time). The same scheme as avx512.c with 8-lane vectors:
+ * QK: GT heads x TT positions (GT*TT = 8 ymm accumulators) and one hadd-tree reduction;
+ * PV: GT heads x 16 features x U positions in flight (8 accumulators). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
 #include "kernel.h"
+
+#define RA_INLINE static inline __attribute__((always_inline))
+
+/* 8 elements at element index i as f32; n < 8 reads only n of them (the rest are 0). */
+RA_INLINE __m256 load8(const void *base, int64_t i, int64_t n, const int dt)
+{
+    const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
+    const char *p = (const char *)base + (size_t)i * es;
+    char tmp[32] __attribute__((aligned(32)));
+    if (n < 8) { /* AVX2 has no masked 16-bit load: stage the tail */
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, p, (size_t)(n > 0 ? n : 0) * es);
+        p = tmp;
+    }
+    if (dt == RA_DTYPE_F32)
+        return _mm256_loadu_ps((const float *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (dt == RA_DTYPE_F16)
+        return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* r[i] = sum of the lanes of a[i], for 8 vectors. */
+RA_INLINE __m256 sum8(const __m256 a[8])
+{
+    __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 lo = _mm256_hadd_ps(h01, h23), hi = _mm256_hadd_ps(h45, h67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
+{
+    const int TT = 8 / GT;
+    const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
+    const int64_t T = t->T, D = t->D, s_ld = t->s_ld, k_st = t->k_st;
+    const float *q = t->q + g0 * D;
+    const char *k = t->k;
+    float *s = t->s + g0 * s_ld;
+    for (int64_t t0 = 0; t0 < T; t0 += TT) {
+        const int64_t tn = T - t0 < TT ? T - t0 : TT;
+        const char *krow[8];
+        for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
+            krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
+        __m256 acc[8];
+        for (int i = 0; i < 8; i++)
+            acc[i] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d += 8) {
+            const int64_t n = D - d;
+            __m256 qv[4];
+            for (int g = 0; g < GT; g++)
+                qv[g] = load8(q + g * D, d, n, RA_DTYPE_F32);
+            for (int i = 0; i < TT; i++) {
+                __m256 kv = load8(krow[i], d, n, dt);
+                for (int g = 0; g < GT; g++)
+                    acc[g * TT + i] = _mm256_fmadd_ps(qv[g], kv, acc[g * TT + i]);
+            }
+        }
+        float r[8] __attribute__((aligned(32)));
+        _mm256_store_ps(r, _mm256_mul_ps(sum8(acc), _mm256_set1_ps(t->scale)));
+        for (int g = 0; g < GT; g++)
+            for (int64_t i = 0; i < tn; i++)
+                s[g * s_ld + t0 + i] = r[g * TT + i];
+    }
+}
+
+RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
+{
+    const int U = 4 / GT;
+    const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
+    const int64_t T = t->T, D = t->D, s_ld = t->s_ld, v_st = t->v_st;
+    const float *s = t->s + g0 * s_ld;
+    const char *v = t->v;
+    float *o = t->o + g0 * D;
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        __m256 acc[4][4][2]; /* [u][g][c] */
+        for (int u = 0; u < U; u++)
+            for (int g = 0; g < GT; g++)
+                acc[u][g][0] = acc[u][g][1] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i < T; i += U)
+            for (int u = 0; u < U && i + u < T; u++) {
+                const char *vrow = v + (size_t)((i + u) * v_st) * es;
+                __m256 v0 = load8(vrow, d0, D - d0, dt), v1 = load8(vrow, d0 + 8, D - d0 - 8, dt);
+                for (int g = 0; g < GT; g++) {
+                    __m256 p = _mm256_broadcast_ss(s + g * s_ld + i + u);
+                    acc[u][g][0] = _mm256_fmadd_ps(p, v0, acc[u][g][0]);
+                    acc[u][g][1] = _mm256_fmadd_ps(p, v1, acc[u][g][1]);
+                }
+            }
+        for (int g = 0; g < GT; g++)
+            for (int c = 0; c < 2; c++) {
+                int64_t n = D - d0 - 8 * c;
+                if (n <= 0)
+                    continue;
+                __m256 sum = acc[0][g][c];
+                for (int u = 1; u < U; u++)
+                    sum = _mm256_add_ps(sum, acc[u][g][c]);
+                float r[8] __attribute__((aligned(32)));
+                _mm256_store_ps(r, sum);
+                float *og = o + g * D + d0 + 8 * c;
+                for (int64_t e = 0; e < (n < 8 ? n : 8); e++)
+                    og[e] += r[e];
+            }
+    }
+}
+
+#define RA__FOR_HEAD_TILES(fn, t, dt)                                                          \
+    do {                                                                                       \
+        int64_t g_ = 0;                                                                        \
+        for (; g_ + 4 <= (t)->G; g_ += 4)                                                      \
+            fn(t, g_, 4, dt);                                                                  \
+        for (; g_ + 2 <= (t)->G; g_ += 2)                                                      \
+            fn(t, g_, 2, dt);                                                                  \
+        for (; g_ < (t)->G; g_++)                                                              \
+            fn(t, g_, 1, dt);                                                                  \
+    } while (0)
+
+/* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, a degree-7 polynomial, and 2^n built
+ * in the exponent bits. Below -87.3 the result is clamped near FLT_MIN instead of going
+ * subnormal: a weight of 1e-38 next to the block's max weight of 1 is below f32 resolution.
+ * max keeps a NaN x (it returns its second operand when either is NaN). */
+RA_INLINE __m256 exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void softmax_step(const ra__tile *t)
+{
+    for (int64_t g = 0; g < t->G; g++) {
+        float *s = t->s + g * t->s_ld;
+        float mb = -INFINITY;
+        for (int64_t i = 0; i < t->T; i++)
+            mb = s[i] > mb ? s[i] : mb;
+        float m_old = t->m[g];
+        float m_new = m_old > mb ? m_old : mb;
+        if (m_new == -INFINITY) { /* every logit so far is -inf: no weight, and no NaN */
+            for (int64_t i = 0; i < t->T; i++)
+                s[i] = 0.0f;
+            continue;
+        }
+        __m256 vm = _mm256_set1_ps(m_new), vsum = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= t->T; i += 8) {
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+            _mm256_storeu_ps(s + i, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        float r[8] __attribute__((aligned(32)));
+        _mm256_store_ps(r, vsum);
+        float sum = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+        for (; i < t->T; i++) {
+            s[i] = expf(s[i] - m_new);
+            sum += s[i];
+        }
+        float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
+        t->l[g] = t->l[g] * alpha + sum;
+        t->m[g] = m_new;
+        if (alpha != 1.0f) {
+            float *o = t->o + g * t->D;
+            for (int64_t d = 0; d < t->D; d++)
+                o[d] *= alpha;
+        }
+    }
+}
+
+static void qk_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F32); }
+static void qk_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F16); }
+static void qk_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_BF16); }
+static void pv_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F32); }
+static void pv_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F16); }
+static void pv_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_BF16); }
 
 const ra__kernel_table ra__kernels_avx2 = {
     .id = RA_KERNEL_AVX2,
     .tile_max = 32,
     .default_split = 2048,
     .all_heads_per_item = true,
-    .needs_unit_d = false,
+    .needs_unit_d = true,
     .needs_conv = false,
-    .qk = {0},
-    .softmax = ra__softmax_step_portable,
-    .pv = {0},
+    .qk = {qk_f32, qk_f16, qk_bf16},
+    .softmax = softmax_step,
+    .pv = {pv_f32, pv_f16, pv_bf16},
 };
