@@ -501,6 +501,96 @@ static void case_nan_stays_in_its_heads(void)
     problem_free(&p);
 }
 
+/* Rank r's partial state for (b, h), a pure function of (r, b, h, d) so that every rank can
+ * merge all of them in double. m spreads over +-40 so that some weights underflow; some parts
+ * are empty, and head 0 is empty on every rank. */
+static void large_part(int r, int64_t i, int64_t D, float *m, float *l, float *o)
+{
+    bool empty = i == 0 || (i + r) % 5 == 0;
+    *m = empty ? -INFINITY : 40.0f * so_value(100 + (uint64_t)r, (uint64_t)i);
+    *l = empty ? 0.0f : 1.0f + 100.0f * fabsf(so_value(200 + (uint64_t)r, (uint64_t)i));
+    for (int64_t d = 0; d < D; ++d)
+        o[d] = empty ? 0.0f : *l * so_value(300 + (uint64_t)r, (uint64_t)(i * D + d));
+}
+
+/* ra_mpi_merge alone on states of half a megabyte per rank (large enough for MPI to pick its
+ * bigger-message algorithms), against a double merge of every rank's state. */
+static void case_merge_large_states(void)
+{
+    const int64_t B = 16, H = 64, D = 128, n = B * H;
+    float *m = xmalloc((size_t)n * sizeof(float)), *l = xmalloc((size_t)n * sizeof(float));
+    float *o = xmalloc((size_t)(n * D) * sizeof(float)), *tmp = xmalloc((size_t)D * sizeof(float));
+    double *om = xmalloc((size_t)(n * D) * sizeof(double));
+    double *Mm = xmalloc((size_t)n * sizeof(double)), *Lm = xmalloc((size_t)n * sizeof(double));
+    for (int64_t i = 0; i < n; ++i)
+        large_part(g_rank, i, D, &m[i], &l[i], o + i * D);
+    for (int64_t i = 0; i < n; ++i) {
+        double M = -INFINITY, L = 0.0;
+        float mr, lr;
+        for (int r = 0; r < g_size; ++r) {
+            large_part(r, i, D, &mr, &lr, tmp);
+            M = fmax(M, (double)mr);
+        }
+        for (int64_t d = 0; d < D; ++d)
+            om[i * D + d] = 0.0;
+        for (int r = 0; r < g_size && M > -INFINITY; ++r) {
+            large_part(r, i, D, &mr, &lr, tmp);
+            double w = exp((double)mr - M);
+            L += w * lr;
+            for (int64_t d = 0; d < D; ++d)
+                om[i * D + d] += w * tmp[d];
+        }
+        for (int64_t d = 0; d < D; ++d)
+            om[i * D + d] = L > 0.0 ? om[i * D + d] / L : 0.0;
+        Mm[i] = M, Lm[i] = L;
+    }
+    ra_tensor *to = wrap(RA_DTYPE_F32, B, 1, H, D, NULL, o);
+    ra_tensor *tm = wrap(RA_DTYPE_F32, B, 1, H, 1, NULL, m);
+    ra_tensor *tl = wrap(RA_DTYPE_F32, B, 1, H, 1, NULL, l);
+    float *ro = xmalloc((size_t)(n * D) * sizeof(float)), *first = xmalloc((size_t)(n * D) * sizeof(float));
+    float *rm = xmalloc((size_t)n * sizeof(float)), *rl = xmalloc((size_t)n * sizeof(float));
+    ra_tensor *xo = wrap(RA_DTYPE_F32, B, 1, H, D, NULL, ro);
+    ra_tensor *xm = wrap(RA_DTYPE_F32, B, 1, H, 1, NULL, rm);
+    ra_tensor *xl = wrap(RA_DTYPE_F32, B, 1, H, 1, NULL, rl);
+    for (int mi = RA_MPI_METHOD_REDUCE; mi <= RA_MPI_METHOD_GATHER; ++mi) {
+        const int roots[2] = {RA_MPI_ALL_RANKS, 0};
+        for (int ri = 0; ri < 2; ++ri) {
+            memset(ro, 0, (size_t)(n * D) * sizeof(float));
+            ra_status s = ra_mpi_merge(MPI_COMM_WORLD, roots[ri], (ra_mpi_method)mi, to, tm, tl,
+                                       xo, xm, xl);
+            CHECK(s == RA_OK, "%s: %s", method_name(mi), ra_mpi_last_error());
+            if (roots[ri] != RA_MPI_ALL_RANKS && g_rank != roots[ri])
+                continue;
+            double e = so_rel_err(ro, om, (size_t)(n * D));
+            CHECK(e <= TOL, "%s root %d: o vs double merge: rel err %.3g", method_name(mi),
+                  roots[ri], e);
+            for (int64_t i = 0; i < n; ++i) {
+                if (Lm[i] == 0.0) {
+                    CHECK(rm[i] == -INFINITY && rl[i] == 0.0f, "%s: empty head %lld: M %g L %g",
+                          method_name(mi), (long long)i, (double)rm[i], (double)rl[i]);
+                    continue;
+                }
+                CHECK(rm[i] == (float)Mm[i], "%s: head %lld: M %.9g vs %.9g", method_name(mi),
+                      (long long)i, (double)rm[i], Mm[i]);
+                CHECK(fabs(rl[i] - Lm[i]) <= TOL * Lm[i], "%s: head %lld: L %.9g vs %.9g",
+                      method_name(mi), (long long)i, (double)rl[i], Lm[i]);
+            }
+            if (roots[ri] == RA_MPI_ALL_RANKS) {
+                memcpy(first, ro, (size_t)(n * D) * sizeof(float));
+                MPI_Bcast(first, (int)(n * D), MPI_FLOAT, 0, MPI_COMM_WORLD);
+                CHECK(memcmp(first, ro, (size_t)(n * D) * sizeof(float)) == 0,
+                      "%s: rank %d's o differs from rank 0's", method_name(mi), g_rank);
+            }
+        }
+    }
+    ra_tensor *all[] = {to, tm, tl, xo, xm, xl};
+    for (size_t i = 0; i < 6; ++i)
+        ra_tensor_destroy(all[i]);
+    void *mem[] = {m, l, o, tmp, om, Mm, Lm, ro, first, rm, rl};
+    for (size_t i = 0; i < sizeof mem / sizeof *mem; ++i)
+        free(mem[i]);
+}
+
 /* A status every rank must return, with outputs untouched everywhere. */
 static void expect_everywhere(ra_status s, ra_status want, const outs *x, const char *what)
 {
@@ -668,6 +758,7 @@ int main(int argc, char **argv)
     run("deterministic", case_deterministic);
     run("bf16_views", case_bf16_views);
     run("nan_stays_in_its_heads", case_nan_stays_in_its_heads);
+    run("merge_large_states", case_merge_large_states);
     run("errors", case_errors);
     if (g_rank == 0)
         printf("%d passed, %d failed\n", g_passed, g_failed);
