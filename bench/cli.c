@@ -20,7 +20,7 @@ static void usage(FILE *f)
         "\n"
         "What to run\n"
         "  --case NAME       a named workload (below), or 'all'; repeatable, or a comma list\n"
-        "  --dtype LIST      K/V dtypes among f32,bf16,f16, or 'all'  [quick: all]\n"
+        "  --dtype LIST      K/V dtypes among f32,bf16,f16, or 'all'  [all]\n"
         "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
         "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
         "  --kernel LIST     auto,blas,portable,avx2,avx512 (timed side by side)  [auto]\n"
@@ -47,10 +47,11 @@ static void usage(FILE *f)
         "  --version         print the library version and exit\n"
         "  --help            print this help and exit\n"
         "\n"
-        "Named workloads (lengths random ones use the --seed):\n");
+        "Named workloads (random lengths are drawn from --seed; q, K, V uniform in [-1, 1),\n"
+        "scale 1/sqrt(D)):\n");
     for (int i = 0; i < bench_n_named_cases; i++) {
         const bench_shape *s = &bench_named_cases[i];
-        fprintf(f, "  %-5s B=%-3lld S=%-6lld Hq=%-3lld Hkv=%-2lld D=%-4lld lengths=%-15s %s\n",
+        fprintf(f, "  %-6s B=%-3lld S=%-6lld Hq=%-3lld Hkv=%-2lld D=%-4lld lengths=%-15s %s\n",
                 s->name, (long long)s->B, (long long)s->S, (long long)s->Hq, (long long)s->Hkv,
                 (long long)s->D, bench_lengths_name(s->lengths), s->note);
     }
@@ -78,9 +79,8 @@ static int parse_ll(const char *flag, const char *s, long long lo, long long hi,
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
         return fail("%s takes an integer in [%lld, %lld], not '%s'", flag, lo, hi, s);
-    }
     *out = v;
     return 0;
 }
@@ -248,15 +248,14 @@ static int custom_dim(custom_flags *c, const char *flag, const char *val)
 static int finish_custom(bench_config *cfg, custom_flags *c)
 {
     bench_shape *s = &c->shape;
-    if (s->Hq % s->Hkv != 0) {
+    if (s->Hq % s->Hkv != 0)
         return fail("--hq %lld is not a multiple of --hkv %lld", (long long)s->Hq,
                     (long long)s->Hkv);
-    }
     /* K/V must fit comfortably in memory: a typo in --S should not start swapping */
-    double kv_gib = (double)s->B * (double)s->S * (double)s->Hkv * (double)s->D * 8.0 / 1073741824.0;
-    if (kv_gib > 16.0) {
+    double kv_gib = (double)s->B * (double)s->S * (double)s->Hkv * (double)s->D * 8.0 /
+                    1073741824.0;
+    if (kv_gib > 16.0)
         return fail("the custom shape's f32 K/V would take %.1f GiB (limit 16)", kv_gib);
-    }
     if (cfg->n_cases >= BENCH_MAX_LIST)
         return fail("too many cases (the limit is 64)");
     cfg->cases[cfg->n_cases++] = *s;
@@ -355,7 +354,7 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
     custom_flags custom = {false, *bench_find_case("seed")};
     strcpy(custom.shape.name, "custom");
     custom.shape.note = "custom shape";
-    bool full = false;
+    bool quick = false, full = false;
 
     for (int i = 1; i < argc; i++) {
         char flag[64];
@@ -387,7 +386,7 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
         if (eq)
             return fail("%s takes no value ('%s')", flag, arg);
         if (!strcmp(flag, "--quick"))
-            cfg->quick = true;
+            quick = true;
         else if (!strcmp(flag, "--full"))
             full = true;
         else if (!strcmp(flag, "--hot"))
@@ -399,7 +398,7 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
         else
             return fail("unknown option '%s'", arg);
     }
-    if (cfg->quick && full)
+    if (quick && full)
         return fail("--quick and --full exclude each other");
     if (custom.any && finish_custom(cfg, &custom))
         return -1;

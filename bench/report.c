@@ -37,9 +37,9 @@ void bench_print_preamble(const bench_config *cfg, const bench_membw *mb, const 
     printf("raggedattn-bench: libraggedattn %s, %s preset\n", ra_version_string(),
            cfg->quick ? "quick" : "full");
     printf("CPU: %s, %d processors\n", cpu, omp_get_num_procs());
-    printf("q %s; %d timed calls per row after %d warm-up (reference: %d); caches %s; "
-           "huge pages %s\n",
-           bench_dtype_name(cfg->q_dtype), cfg->reps, cfg->warmup, cfg->ref_reps,
+    printf("q %s, scale 1/sqrt(D); %d timed calls per row after %d warm-up, reference %d\n",
+           bench_dtype_name(cfg->q_dtype), cfg->reps, cfg->warmup, cfg->ref_reps);
+    printf("caches %s; huge pages %s\n",
            cfg->hot ? "hot (not flushed)" : "flushed before each call",
            cfg->thp ? "requested" : "not requested");
     printf("stream = median of %d two-array read passes over %zu MiB, interleaved with the "
@@ -56,7 +56,7 @@ void bench_print_case(const bench_config *cfg, const bench_workload *w)
            (long long)w->sum_lengths, (long long)(s->B * s->S),
            (long long)(cfg->block_size > 0 ? cfg->block_size : s->block_size),
            (double)(s->B * s->S * s->Hkv * s->D) * 8.0 / 1048576.0);
-    printf("%-5s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s\n", "case", "kv", "thr",
+    printf("%-6s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s\n", "case", "kv", "thr",
            "kernel", "median_ms", "min_ms", "GB/s", "stream", "%bw", "ref_ms", "speedup",
            "rel_err");
     fflush(stdout);
@@ -64,7 +64,7 @@ void bench_print_case(const bench_config *cfg, const bench_workload *w)
 
 void bench_print_row(const bench_workload *w, int threads, const bench_result *r)
 {
-    printf("%-5s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", w->shape.name,
+    printf("%-6s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", w->shape.name,
            bench_dtype_name(w->kv_dtype), threads, r->kernel, r->time.median * 1e3,
            r->time.min * 1e3, r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
     if (r->have_ref)
