@@ -35,9 +35,10 @@ static void usage(FILE *f)
         "\n"
         "How to time\n"
         "  --reps N          timed calls per kernel and configuration, after warm-up  [10]\n"
-        "  --ref-reps N      timed calls of ra_reference_gqa; 0 skips it  [quick: 1; full: 3]\n"
+        "  --ref-reps N      timed calls of ra_reference_gqa (at most --reps); 0 skips it\n"
+        "                    [quick: 1; full: 3]\n"
         "  --no-ref          the same as --ref-reps 0 (no speedup and no error column)\n"
-        "  --warmup N        untimed calls before timing  [2]\n"
+        "  --warmup N        untimed calls before timing (they give rel_err), >= 1  [2]\n"
         "  --hot             do not flush the caches between calls\n"
         "  --thp             ask for transparent huge pages on K/V and the bandwidth arrays\n"
         "  --seed N          data generator seed  [42]\n"
@@ -281,6 +282,8 @@ static void preset(bench_config *cfg, bool full)
         cfg->reps = full ? 20 : 10;
     if (cfg->ref_reps < 0)
         cfg->ref_reps = full ? 3 : 1;
+    if (cfg->ref_reps > cfg->reps) /* reference calls ride along the timed rounds */
+        cfg->ref_reps = cfg->reps;
 }
 
 /* Flags that take a value; the value may follow as the next argument or after '='. */
@@ -334,7 +337,7 @@ static int apply(bench_config *cfg, custom_flags *custom, const char *flag, cons
     if (!strcmp(flag, "--ref-reps"))
         return parse_int(flag, val, 0, 1000000, &cfg->ref_reps);
     if (!strcmp(flag, "--warmup"))
-        return parse_int(flag, val, 0, 1000, &cfg->warmup);
+        return parse_int(flag, val, 1, 1000, &cfg->warmup);
     if (!strcmp(flag, "--block"))
         return parse_ll(flag, val, 1, INT32_MAX, &v) ? -1 : (cfg->block_size = v, 0);
     if (!strcmp(flag, "--split"))

@@ -21,8 +21,8 @@ typedef struct bench_config {
     ra_kernel kernels[5];
     int n_kernels;
     int reps;     /* timed calls of each ragged kernel per configuration */
-    int ref_reps; /* timed calls of the reference path; 0 = do not run it */
-    int warmup;   /* untimed calls before timing */
+    int ref_reps; /* timed calls of the reference path, <= reps; 0 = do not run it */
+    int warmup;   /* untimed calls before timing, >= 1 */
     int64_t block_size;   /* 0 = each case's own */
     int64_t split_tokens; /* 0 = the library's automatic choice */
     uint64_t seed;

@@ -106,7 +106,7 @@ static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts
     if (ref_opts && check(call_reference(ref_opts, w), "ra_reference_gqa"))
         return -1;
     for (int k = 0; k < cfg->n_kernels; k++) {
-        for (int i = 0; i < (cfg->warmup > 0 ? cfg->warmup : 1); i++)
+        for (int i = 0; i < cfg->warmup; i++)
             if (check(call_ragged(opts[k], w), "ra_ragged_gqa"))
                 return -1;
         out[k].max_rel_err = ref_opts ? bench_max_rel_error(w) : NAN;
@@ -115,7 +115,7 @@ static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts
 }
 
 /* Rounds of: one bandwidth pass, then one timed call of each kernel, then (for the first
- * ref_reps rounds) one of the reference. Interleaving keeps every figure of a row measured in
+ * ref_reps <= reps rounds) one of the reference. Interleaving keeps every figure of a row measured in
  * the same minutes, since this VM's bandwidth drifts. */
 static int run_rounds(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
                       int threads, ra_options **opts, const ra_options *ref_opts, samples *s)
@@ -136,9 +136,8 @@ static void summarize(const bench_config *cfg, const bench_workload *w, ra_optio
                       bool have_ref, samples *s, bench_result *out)
 {
     int reps = cfg->reps;
-    int n_ref = cfg->ref_reps < reps ? cfg->ref_reps : reps;
     double stream = median(s->stream, reps);
-    bench_stats ref = stats_of(s->ref, have_ref ? n_ref : 0);
+    bench_stats ref = stats_of(s->ref, have_ref ? cfg->ref_reps : 0);
     for (int k = 0; k < cfg->n_kernels; k++) {
         bench_result *r = &out[k];
         r->kernel_requested = cfg->kernels[k];
