@@ -3,6 +3,7 @@
 #include "attn_check.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,7 @@ void ts_attn_free(ts_attn *a)
 
 int ts_attn_run(ts_attn *a, int layer)
 {
+    const double t0 = omp_get_wtime();
     ra_status s = ra_ragged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer], a->lengths_t,
                                 a->o_part_t, a->mt, a->lt);
     if (s != RA_OK)
@@ -138,5 +140,6 @@ int ts_attn_run(ts_attn *a, int layer)
     s = ra_merge(1, &o, &m, &l, a->out_t, NULL, NULL);
     if (s != RA_OK)
         return ra_fail(s, "ra_merge");
+    a->seconds += omp_get_wtime() - t0;
     return a->check ? ts_attn_check(a, layer) : 0;
 }

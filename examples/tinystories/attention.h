@@ -27,6 +27,7 @@ typedef struct ts_attn {
     ra_options *opts;
     int check;         /* compare every call with a double-precision oracle */
     double worst_rel;  /* largest error seen by the check, relative to max|o| of its call */
+    double seconds;    /* wall time inside ra_ragged_gqa and ra_merge */
 } ts_attn;
 
 /* Allocates zeroed caches for B sequences and wraps them. threads: ra_options num_threads

@@ -41,25 +41,35 @@ void ts_state_free(ts_state *s)
     memset(s, 0, sizeof *s);
 }
 
-/* out[b, :rows] = W[rows, cols] . in[b, :cols] for each active b. The weights are walked once
- * for the whole batch; every dot product sums in the same order whatever the batch, so a
- * sequence's numbers do not depend on its neighbours or on the thread count. */
-static void matmul(float *out, const float *W, const float *in, int rows, int cols,
-                   const int *active, int n_active, int threads)
+/* Outputs per task: small enough to stay in L1 and to split a layer among threads. */
+#define TS_MM_CHUNK 64
+
+/* out[b, :rows] = W . in[b, :cols] for each active b, where wt = W transposed ([cols, rows]).
+ * Every output adds its terms in input order from 0.0f, as llama2.c's dot product does, so the
+ * result is the same whatever the batch, its neighbours or the thread count; the inner loop
+ * runs over contiguous outputs and vectorizes without reassociating any sum. */
+static void matmul(float *restrict out, const float *restrict wt, const float *restrict in,
+                   int rows, int cols, const int *active, int n_active, int threads)
 {
+    const int chunks = (rows + TS_MM_CHUNK - 1) / TS_MM_CHUNK;
+    const int tasks = chunks * n_active;
     const int nt = threads > 0 ? threads : omp_get_max_threads();
     /* below this many multiply-adds a parallel region costs more than it saves */
-    const int big = (long)rows * cols * n_active >= 32768;
+    const int big = (long)rows * cols * n_active >= 65536;
 #pragma omp parallel for num_threads(nt) if (big) schedule(static)
-    for (int i = 0; i < rows; i++) {
-        const float *w = W + (size_t)i * cols;
-        for (int a = 0; a < n_active; a++) {
-            const int b = active[a];
-            const float *x = in + (size_t)b * cols;
-            float sum = 0.0f;
-            for (int j = 0; j < cols; j++)
-                sum += w[j] * x[j];
-            out[(size_t)b * rows + i] = sum;
+    for (int task = 0; task < tasks; task++) {
+        const int b = active[task / chunks];
+        const int i0 = (task % chunks) * TS_MM_CHUNK;
+        const int n = rows - i0 < TS_MM_CHUNK ? rows - i0 : TS_MM_CHUNK;
+        float *restrict o = out + (size_t)b * rows + i0;
+        const float *restrict x = in + (size_t)b * cols;
+        for (int i = 0; i < n; i++)
+            o[i] = 0.0f;
+        for (int j = 0; j < cols; j++) {
+            const float xj = x[j];
+            const float *restrict w = wt + (size_t)j * rows + i0;
+            for (int i = 0; i < n; i++)
+                o[i] += w[i] * xj;
         }
     }
 }

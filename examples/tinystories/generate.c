@@ -171,6 +171,7 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
         stats->batch_steps++;
     }
     stats->seconds = omp_get_wtime() - t0;
+    stats->attn_seconds = attn.seconds;
     stats->worst_rel = attn.worst_rel;
     for (int b = 0; b < B && rc == 0; b++) {
         rc = flush_text(&seqs[b], out);

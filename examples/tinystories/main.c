@@ -194,11 +194,11 @@ int main(int argc, char **argv)
         const double secs = stats.seconds > 0.0 ? stats.seconds : 1e-9;
         fprintf(stderr,
                 "tinystories: batch %d, layout %s, kernel %s, %d thread%s: %ld tokens in %.3f s "
-                "= %.1f tok/s (%ld batch steps, %.1f steps/s)\n",
+                "= %.1f tok/s (%ld batch steps, %.1f steps/s; attention %.0f%% of the time)\n",
                 cli.n_prompts, cli.run.layout == TS_LAYOUT_BSTH ? "bsth" : "bhst",
                 ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
                 stats.seconds, stats.positions / secs, stats.batch_steps,
-                stats.batch_steps / secs);
+                stats.batch_steps / secs, 100.0 * stats.attn_seconds / secs);
         if (cli.run.check)
             fprintf(stderr, "tinystories: attention check passed, worst error %.3g of max|o|\n",
                     stats.worst_rel);

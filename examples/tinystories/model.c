@@ -37,6 +37,51 @@ static int check_header(const ts_config *c, const char *path)
     return 0;
 }
 
+/* dst[L, cols, rows] = the transpose of each of the n_mats matrices src[L, rows, cols]. */
+static float *transpose(float *dst, const float *src, int n_mats, int rows, int cols)
+{
+    for (int l = 0; l < n_mats; l++) {
+        const float *s = src + (size_t)l * rows * cols;
+        float *d = dst + (size_t)l * rows * cols;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                d[(size_t)c * rows + r] = s[(size_t)r * cols + c];
+    }
+    return dst + (size_t)n_mats * rows * cols;
+}
+
+/* Transposes *field's matrices to dst, points *field there, and returns the end of dst. */
+static float *transpose_into(float *dst, const float **field, int n_mats, int rows, int cols)
+{
+    const float *src = *field;
+    *field = dst;
+    return transpose(dst, src, n_mats, rows, cols);
+}
+
+static int transpose_matrices(ts_model *m)
+{
+    const ts_config *c = &m->cfg;
+    const size_t L = (size_t)c->n_layers, D = (size_t)c->dim, KV = (size_t)c->kv_dim,
+                 H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    m->transposed = malloc((L * (2 * D * D + 2 * KV * D + 3 * H * D) + V * D) * sizeof(float));
+    if (!m->transposed) {
+        fprintf(stderr, "tinystories: out of memory for the transposed weights\n");
+        return -1;
+    }
+    ts_weights *w = &m->w;
+    float *t = m->transposed;
+    const int l = c->n_layers;
+    t = transpose_into(t, &w->wq, l, c->dim, c->dim);
+    t = transpose_into(t, &w->wk, l, c->kv_dim, c->dim);
+    t = transpose_into(t, &w->wv, l, c->kv_dim, c->dim);
+    t = transpose_into(t, &w->wo, l, c->dim, c->dim);
+    t = transpose_into(t, &w->w1, l, c->hidden_dim, c->dim);
+    t = transpose_into(t, &w->w2, l, c->dim, c->hidden_dim);
+    t = transpose_into(t, &w->w3, l, c->hidden_dim, c->dim);
+    transpose_into(t, &w->wcls, 1, c->vocab_size, c->dim);
+    return 0;
+}
+
 int ts_model_load(ts_model *m, const char *path)
 {
     memset(m, 0, sizeof *m);
@@ -104,11 +149,16 @@ int ts_model_load(ts_model *m, const char *path)
     w->wcls = shared ? w->tok_emb : p;
     m->cfg = c;
     m->blob = blob;
+    if (transpose_matrices(m) != 0) {
+        ts_model_free(m);
+        return -1;
+    }
     return 0;
 }
 
 void ts_model_free(ts_model *m)
 {
     free(m->blob);
+    free(m->transposed);
     memset(m, 0, sizeof *m);
 }

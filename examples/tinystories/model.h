@@ -7,26 +7,30 @@ typedef struct ts_config {
     int head_size, kv_dim; /* derived */
 } ts_config;
 
-/* Pointers into the loaded blob; per-layer tensors are stacked along the first axis. */
+/* Per-layer tensors are stacked along the first axis. The projection matrices are kept
+ * transposed, [L, in, out] rather than the file's [L, out, in], so that a matrix-vector
+ * product runs over contiguous outputs and vectorizes without reordering any dot product's
+ * sum (each still adds its terms in input order, as llama2.c does). */
 typedef struct ts_weights {
     const float *tok_emb;   /* [vocab, dim] */
     const float *rms_att;   /* [L, dim] */
-    const float *wq;        /* [L, dim, dim] */
-    const float *wk;        /* [L, kv_dim, dim] */
-    const float *wv;        /* [L, kv_dim, dim] */
-    const float *wo;        /* [L, dim, dim] */
+    const float *wq;        /* [L, dim, dim] (transposed) */
+    const float *wk;        /* [L, dim, kv_dim] (transposed) */
+    const float *wv;        /* [L, dim, kv_dim] (transposed) */
+    const float *wo;        /* [L, dim, dim] (transposed) */
     const float *rms_ffn;   /* [L, dim] */
-    const float *w1;        /* [L, hidden, dim] */
-    const float *w2;        /* [L, dim, hidden] */
-    const float *w3;        /* [L, hidden, dim] */
+    const float *w1;        /* [L, dim, hidden] (transposed) */
+    const float *w2;        /* [L, hidden, dim] (transposed) */
+    const float *w3;        /* [L, dim, hidden] (transposed) */
     const float *rms_final; /* [dim] */
-    const float *wcls;      /* [vocab, dim]; tok_emb when shared */
+    const float *wcls;      /* [dim, vocab] (transposed; a copy of tok_emb when shared) */
 } ts_weights;
 
 typedef struct ts_model {
     ts_config cfg;
     ts_weights w;
-    float *blob; /* owns all weights */
+    float *blob;       /* the file's weights */
+    float *transposed; /* the transposed matrices */
 } ts_model;
 
 /* Reads and validates the checkpoint at path (header sanity, exact file size). Returns 0, or -1
