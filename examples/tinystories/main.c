@@ -28,7 +28,10 @@ static void usage(FILE *f)
             "                          (llama2.c's -n; default 256, 0 = the model's seq_len)\n"
             "  -l, --layout L          KV cache layout: bsth = [B,seq,kv_heads,head_size]\n"
             "                          (default) or bhst = [B,kv_heads,seq,head_size] (a view)\n"
-            "  -T, --threads N         OpenMP threads (default 0 = the OpenMP default)\n"
+            "  -T, --threads N         OpenMP threads for the attention calls and the matrix\n"
+            "                          products (default 1: this model is so small that a\n"
+            "                          parallel region costs more than it saves on a busy\n"
+            "                          machine; 0 = the OpenMP default)\n"
             "  -t, --temperature T     sampling temperature; only 0 (greedy) is supported\n"
             "  -s, --stagger N         sequence b joins N*b steps late (default 0)\n"
             "  -k, --kernel K          auto (default), blas, portable, avx2 or avx512\n"
@@ -143,6 +146,7 @@ int main(int argc, char **argv)
     ts_cli cli = {TS_DEFAULT_DATA_DIR "/stories260K.bin", TS_DEFAULT_DATA_DIR "/tok512.bin",
                   NULL, 0, 256, {0}};
     cli.run.layout = TS_LAYOUT_BSTH;
+    cli.run.threads = 1;
     cli.run.kernel = RA_KERNEL_AUTO;
     /* at most one prompt per argument pair, plus the default empty prompt */
     cli.prompts = calloc((size_t)argc / 2 + 1, sizeof *cli.prompts);
