@@ -63,25 +63,28 @@ static const void *kv_tile_base(const ra__operand *x, int64_t b, int64_t t0, int
     return (const char *)x->data + (size_t)(b * x->sb + t0 * x->st + j * x->sh) * es;
 }
 
-/* Ask for the next tile's rows early: the hardware prefetcher does not follow the 4 KiB row
- * stride of a [B,S,Hkv,D] cache, and the math of this tile hides the latency. */
-static void prefetch_tile(const ra__operand *x, int64_t b, int64_t t0, int64_t n, int64_t j0,
-                          int64_t nh, int64_t D)
+/* What to prefetch while head jj of nh computes a tile: a 1/nh share of the next tile's
+ * rows, so that over the nh heads the whole next tile is requested front to back. The
+ * hardware prefetcher does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the
+ * item's heads fill whole contiguous rows, the share is a contiguous run of rows; when each
+ * head's positions are contiguous (a [B,Hkv,S,D] view), it is that head's next tile; other
+ * layouts get no prefetch. */
+static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_t n_next,
+                           int64_t j0, int64_t nh, int64_t jj, int64_t D, const char **pf,
+                           size_t *bytes)
 {
-    if (x->sd != 1)
-        return;
     size_t es = ra__dtype_size(x->dtype);
-    size_t head_bytes = (size_t)D * es;
-    bool heads_contiguous = x->sh == D;
-    for (int64_t t = t0; t < t0 + n; t++) {
-        for (int64_t j = j0; j < j0 + nh; j++) {
-            const char *row = kv_tile_base(x, b, t, j);
-            size_t bytes = heads_contiguous ? head_bytes * (size_t)nh : head_bytes;
-            for (size_t off = 0; off < bytes; off += 64)
-                __builtin_prefetch(row + off, 0, 2);
-            if (heads_contiguous)
-                break;
-        }
+    *pf = NULL;
+    *bytes = 0;
+    if (n_next <= 0 || x->sd != 1)
+        return;
+    if (x->sh == D && x->st == nh * D) { /* whole rows: share jj of the next tile's rows */
+        int64_t r0 = jj * n_next / nh, r1 = (jj + 1) * n_next / nh;
+        *pf = kv_tile_base(x, b, next + r0, j0);
+        *bytes = (size_t)((r1 - r0) * x->st) * es;
+    } else if (x->st == D) { /* this head's positions are contiguous */
+        *pf = kv_tile_base(x, b, next, j0 + jj);
+        *bytes = (size_t)(n_next * D) * es;
     }
 }
 
@@ -107,10 +110,6 @@ static void run_item(const plan *pl, const item *it, float *scratch)
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
         int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
-        if (n_next > 0) {
-            prefetch_tile(&p->k, it->b, next, n_next, it->j0, nh, D);
-            prefetch_tile(&p->v, it->b, next, n_next, it->j0, nh, D);
-        }
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
@@ -119,6 +118,12 @@ static void run_item(const plan *pl, const item *it, float *scratch)
             t.o = o + jj * G * D;
             t.m = m + jj * G;
             t.l = l + jj * G;
+            prefetch_share(&p->k, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_k, &t.pf_k_bytes);
+            prefetch_share(&p->v, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_v, &t.pf_v_bytes);
+            if (!kt->self_prefetch) {
+                ra__prefetch_part(t.pf_k, t.pf_k_bytes, 0, 1);
+                ra__prefetch_part(t.pf_v, t.pf_v_bytes, 0, 1);
+            }
             qk(&t);
             kt->softmax(&t);
             pv(&t);

@@ -67,23 +67,31 @@ ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *
 
     const int64_t B = dims[RA_R_B], H = dims[RA_R_HQ], D = dims[RA_R_D];
     float *po = o_out->data;
+    enum { PARTS = 32 }; /* weights computed once per (b, h) and block of parts */
+    float w[PARTS];
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             float M = -INFINITY, L = 0.0f;
             for (size_t i = 0; i < n; i++)
                 M = ra__merge_max(M, ((const float *)m[i]->data)[at(m[i], b, h, 0)]);
-            for (size_t i = 0; i < n; i++) {
-                float w = ra__merge_weight(((const float *)m[i]->data)[at(m[i], b, h, 0)], M);
-                L += w * ((const float *)l[i]->data)[at(l[i], b, h, 0)];
-            }
-            for (int64_t d = 0; d < D; d++) {
-                float acc = 0.0f;
-                for (size_t i = 0; i < n; i++) {
-                    float w = ra__merge_weight(((const float *)m[i]->data)[at(m[i], b, h, 0)], M);
-                    acc += w * ((const float *)o[i]->data)[at(o[i], b, h, d)];
+            /* o_out accumulates in place: it overlaps no input (checked above). */
+            for (int64_t d = 0; d < D; d++)
+                po[at(o_out, b, h, d)] = 0.0f;
+            for (size_t i0 = 0; i0 < n; i0 += PARTS) {
+                size_t cnt = n - i0 < PARTS ? n - i0 : PARTS;
+                for (size_t i = 0; i < cnt; i++) {
+                    w[i] = ra__merge_weight(((const float *)m[i0 + i]->data)[at(m[i0 + i], b, h, 0)], M);
+                    L += w[i] * ((const float *)l[i0 + i]->data)[at(l[i0 + i], b, h, 0)];
                 }
-                po[at(o_out, b, h, d)] = ra__finish_o(acc, L, 1);
+                for (int64_t d = 0; d < D; d++) {
+                    float acc = po[at(o_out, b, h, d)];
+                    for (size_t i = 0; i < cnt; i++)
+                        acc += w[i] * ((const float *)o[i0 + i]->data)[at(o[i0 + i], b, h, d)];
+                    po[at(o_out, b, h, d)] = acc;
+                }
             }
+            for (int64_t d = 0; d < D; d++)
+                po[at(o_out, b, h, d)] = ra__finish_o(po[at(o_out, b, h, d)], L, 1);
             if (m_out)
                 ((float *)m_out->data)[at(m_out, b, h, 0)] = M;
             if (l_out)

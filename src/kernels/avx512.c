@@ -63,8 +63,11 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     float *s = t->s + g0 * s_ld;
     const __m512 scale = _mm512_set1_ps(t->scale);
     const int64_t D16 = D & ~(int64_t)15; /* whole vectors; the tail is masked */
+    const int64_t steps = (T + TT - 1) / TT;
     for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
+        if (g0 == 0)
+            ra__prefetch_part(t->pf_k, t->pf_k_bytes, t0 / TT, steps);
         const char *krow[16];
         for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
             krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
@@ -130,7 +133,9 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                 for (int c = 0; c < 4; c++)
                     acc[u][g][c] = _mm512_setzero_ps();
         int64_t i = 0;
-        for (; i + U <= T; i += U)
+        for (; i + U <= T; i += U) {
+            if (g0 == 0 && d0 == 0)
+                ra__prefetch_part(t->pf_v, t->pf_v_bytes, i / U, (T + U - 1) / U);
             for (int u = 0; u < U; u++) {
                 const char *vrow = v + (size_t)((i + u) * v_st) * es;
                 __m512 vv[4];
@@ -142,6 +147,9 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                         acc[u][g][c] = _mm512_fmadd_ps(p, vv[c], acc[u][g][c]);
                 }
             }
+        }
+        if (g0 == 0 && d0 == 0 && i < T)
+            ra__prefetch_part(t->pf_v, t->pf_v_bytes, i / U, (T + U - 1) / U);
         for (; i < T; i++) {
             const char *vrow = v + (size_t)(i * v_st) * es;
             __m512 vv[4];
@@ -249,6 +257,7 @@ const ra__kernel_table ra__kernels_avx512 = {
     .all_heads_per_item = true,
     .needs_unit_d = true,
     .needs_conv = false,
+    .self_prefetch = true,
     .qk = {qk_f32, qk_f16, qk_bf16},
     .softmax = softmax_step,
     .pv = {pv_f32, pv_f16, pv_bf16},

@@ -29,7 +29,23 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
+    /* Byte ranges of later tiles to prefetch while this one computes (NULL/0: none). Kernels
+     * that set self_prefetch in their table spread these over their loops; for the others
+     * the core issues them up front. */
+    const char *pf_k, *pf_v;
+    size_t pf_k_bytes, pf_v_bytes;
 } ra__tile;
+
+/* Prefetch part i of n of a byte range into L2, so that a tile's prefetches are spread
+ * over its compute instead of stalling it in one burst. */
+static inline void ra__prefetch_part(const char *p, size_t bytes, int64_t i, int64_t n)
+{
+    if (!p || n <= 0)
+        return;
+    size_t lo = bytes * (size_t)i / (size_t)n, hi = bytes * (size_t)(i + 1) / (size_t)n;
+    for (size_t off = lo & ~(size_t)63; off < hi; off += 64)
+        __builtin_prefetch(p + off, 0, 2);
+}
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
 
@@ -40,6 +56,7 @@ typedef struct ra__kernel_table {
     bool all_heads_per_item; /* walk every KV head of a token row together (row order) */
     bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
     bool needs_conv;         /* uses ra__tile.conv */
+    bool self_prefetch;      /* consumes ra__tile.pf_* itself */
     ra__tile_fn qk[3];       /* indexed by ra_dtype: F32, F16, BF16 */
     ra__tile_fn softmax;
     ra__tile_fn pv[3];
