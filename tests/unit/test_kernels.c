@@ -1,0 +1,197 @@
+/* Every block kernel this CPU runs (BLAS and portable always; AVX2 and AVX-512 when
+ * ra_options_set_kernel accepts them), against the oracle and against the BLAS path, with
+ * small and odd block sizes and split-KV chunk sizes so that tiles, tails and the split merge
+ * are all exercised. Positions past each length hold NaN, so a kernel that reads them fails.
+ *
+ * Tolerance: 1e-5 of max|expected| against the oracle (f32 accumulation of exactly widened
+ * inputs; see test_ragged.c), and 1e-5 of max|BLAS| against the BLAS path ("every kernel
+ * computes the same function; results agree to f32 rounding"). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn_case.h"
+
+#define TOL 1e-5
+
+typedef struct kcfg {
+    tc_fn fn;
+    int64_t B, Hq, Hkv, S, D;
+    ra_dtype q, k, v;
+    tc_layout layout;
+    const int32_t *lengths;
+} kcfg;
+
+static const int32_t edge_lens[7] = {0, 1, 15, 16, 17, 49, 50};
+
+static const kcfg configs[] = {
+    {TC_RAGGED_GQA, 3, 8, 2, 77, 80, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_GQA, 2, 4, 1, 64, 16, RA_DTYPE_F16, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, NULL},
+    {TC_RAGGED_GQA, 2, 32, 2, 40, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_GQA, 1, 6, 3, 35, 256, RA_DTYPE_BF16, RA_DTYPE_F16, RA_DTYPE_F16, 0, NULL},
+    {TC_RAGGED_GQA, 7, 4, 2, 50, 32, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_BF16, 0, edge_lens},
+    {TC_RAGGED_MQA, 2, 4, 1, 70, 64, RA_DTYPE_BF16, RA_DTYPE_F16, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_MHA, 2, 3, 3, 40, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, NULL},
+    {TC_RAGGED_GQA, 2, 8, 2, 45, 24, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
+     TC_LAYOUT_SWAPPED, NULL},
+    {TC_RAGGED_GQA, 2, 6, 3, 33, 40, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
+     TC_LAYOUT_PADDED, NULL},
+    {TC_RAGGED_GQA, 2, 4, 2, 30, 32, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_F16,
+     TC_LAYOUT_BROADCAST, NULL},
+};
+
+static const struct {
+    int64_t block, split;
+} opts_list[] = {{0, 0},  {1, 0},   {3, 0},  {16, 0}, {16, 1},
+                 {16, 7}, {3, 64},  {256, 64}, {32, 33}};
+
+typedef struct outs {
+    float *o, *m, *l;
+} outs;
+
+static void save(const tc_case *c, outs *s)
+{
+    size_t bh = (size_t)(c->d.B * c->d.Hq), bhd = bh * (size_t)c->d.D;
+    s->o = malloc(sizeof(float) * (bhd + 1));
+    s->m = malloc(sizeof(float) * (bh + 1));
+    s->l = malloc(sizeof(float) * (bh + 1));
+    assert_true(s->o && s->m && s->l);
+    memcpy(s->o, c->got_o, sizeof(float) * bhd);
+    memcpy(s->m, c->got_m, sizeof(float) * bh);
+    memcpy(s->l, c->got_l, sizeof(float) * bh);
+}
+
+static void release(outs *s)
+{
+    free(s->o);
+    free(s->m);
+    free(s->l);
+}
+
+static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
+{
+    if (!tc_kernel_available(k)) {
+        assert_true(k == RA_KERNEL_AVX2 || k == RA_KERNEL_AVX512);
+        print_message("note: kernel %s is not supported on this CPU/build; skipped\n",
+                      ra_kernel_name(k));
+        skip();
+    }
+    char key_oracle[64], key_blas[64];
+    snprintf(key_oracle, sizeof key_oracle, "%s vs oracle", ra_kernel_name(k));
+    snprintf(key_blas, sizeof key_blas, "%s vs blas", ra_kernel_name(k));
+    for (size_t i = 0; i < n_cfgs; i++) {
+        const kcfg *g = &cfgs[i];
+        tc_params p = {.fn = g->fn, .B = g->B, .Hq = g->Hq, .Hkv = g->Hkv, .S = g->S,
+                       .D = g->D, .qdt = g->q, .kdt = g->k, .vdt = g->v, .layout = g->layout,
+                       .lengths = g->lengths, .seed = 5000 + i};
+        tc_case c;
+        tc_init(&c, &p);
+        for (size_t j = 0; j < sizeof opts_list / sizeof opts_list[0]; j++) {
+            tc_opts blas = {.kernel = RA_KERNEL_BLAS, .block_size = opts_list[j].block,
+                            .split_tokens = opts_list[j].split};
+            tc_opts mine = blas;
+            mine.kernel = k;
+            outs ref = {0};
+            if (k != RA_KERNEL_BLAS) {
+                assert_int_equal(tc_run(&c, &blas), RA_OK);
+                tc_check(&c, TOL, NULL);
+                save(&c, &ref);
+            }
+            ra_status s = tc_run(&c, &mine);
+            if (s != RA_OK)
+                fail_msg("%s, config %zu, block %lld, split %lld: %s (%s)", ra_kernel_name(k),
+                         i, (long long)opts_list[j].block, (long long)opts_list[j].split,
+                         ra_status_string(s), ra_last_error());
+            tc_check(&c, TOL, key_oracle);
+            if (k != RA_KERNEL_BLAS) {
+                int64_t bh = c.d.B * c.d.Hq;
+                or_err eo = or_compare_f32(c.got_o, ref.o, bh * c.d.D);
+                or_err em = or_compare_f32(c.got_m, ref.m, bh);
+                or_err el = or_compare_f32(c.got_l, ref.l, bh);
+                if (eo.nonfinite || em.nonfinite || el.nonfinite || eo.rel > TOL ||
+                    em.rel > TOL || el.rel > TOL)
+                    fail_msg("%s vs blas, config %zu, block %lld, split %lld: o %.3e m %.3e "
+                             "l %.3e",
+                             ra_kernel_name(k), i, (long long)opts_list[j].block,
+                             (long long)opts_list[j].split, eo.rel, em.rel, el.rel);
+                or_stat_note(key_blas, eo.rel);
+                release(&ref);
+            }
+        }
+        tc_free(&c);
+    }
+}
+
+static void test_blas(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_BLAS, configs, sizeof configs / sizeof configs[0]);
+}
+
+static void test_portable(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_PORTABLE, configs, sizeof configs / sizeof configs[0]);
+}
+
+static void test_avx2(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_AVX2, configs, sizeof configs / sizeof configs[0]);
+}
+
+static void test_avx512(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_AVX512, configs, sizeof configs / sizeof configs[0]);
+}
+
+/* MaxText's largest test shape, per kernel. */
+static void test_maxtext_shape_every_kernel(void **state)
+{
+    (void)state;
+    const kcfg big = {TC_RAGGED_GQA, 4, 32, 8, 512, 128, RA_DTYPE_BF16, RA_DTYPE_BF16,
+                      RA_DTYPE_BF16, 0, NULL};
+    tc_params p = {.fn = big.fn, .B = big.B, .Hq = big.Hq, .Hkv = big.Hkv, .S = big.S,
+                   .D = big.D, .qdt = big.q, .kdt = big.k, .vdt = big.v, .seed = 5100};
+    tc_case c;
+    tc_init(&c, &p);
+    for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_AVX512; k++) {
+        if (!tc_kernel_available((ra_kernel)k))
+            continue;
+        const int64_t splits[2] = {0, 64};
+        for (int s = 0; s < 2; s++) {
+            tc_opts o = {.kernel = (ra_kernel)k, .block_size = 256, .split_tokens = splits[s]};
+            assert_int_equal(tc_run(&c, &o), RA_OK);
+            char key[64];
+            snprintf(key, sizeof key, "%s vs oracle", ra_kernel_name((ra_kernel)k));
+            tc_check(&c, TOL, key);
+        }
+    }
+    tc_free(&c);
+}
+
+static int print_stats(void **state)
+{
+    (void)state;
+    or_stat_print("kernels");
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blas),
+        cmocka_unit_test(test_portable),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_maxtext_shape_every_kernel),
+    };
+    return cmocka_run_group_tests(tests, NULL, print_stats);
+}
