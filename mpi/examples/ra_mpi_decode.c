@@ -97,16 +97,25 @@ static void need(int ok, int rank, const char *what, const char *msg)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-/* Mean seconds per call of `fn` over reps calls, the slowest rank's. */
-#define TIME_MAX(out, reps, body)                                                           \
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The slowest rank's time of each of n rounds of `reps` calls (seconds per call), sorted.
+ * A barrier starts every round, so a round is as slow as its slowest rank. */
+#define TIME_ROUNDS(times, n, reps, body)                                                   \
     do {                                                                                    \
-        MPI_Barrier(MPI_COMM_WORLD);                                                        \
-        double t0_ = MPI_Wtime();                                                           \
-        for (int r_ = 0; r_ < (reps); ++r_) {                                               \
-            body;                                                                           \
+        for (int i_ = 0; i_ < (n); ++i_) {                                                  \
+            MPI_Barrier(MPI_COMM_WORLD);                                                    \
+            double t0_ = MPI_Wtime();                                                       \
+            for (int r_ = 0; r_ < (reps); ++r_) {                                           \
+                body;                                                                       \
+            }                                                                               \
+            double dt_ = (MPI_Wtime() - t0_) / (reps);                                      \
+            MPI_Allreduce(&dt_, &(times)[i_], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);      \
         }                                                                                   \
-        double dt_ = (MPI_Wtime() - t0_) / (reps);                                          \
-        MPI_Allreduce(&dt_, &(out), 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);                \
     } while (0)
 
 int main(int argc, char **argv)
@@ -190,25 +199,43 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double step = 0, local = 0, merge_reduce = 0, merge_gather = 0;
-    TIME_MAX(step, a.steps,
-             s = ra_mpi_ragged_gqa(MPI_COMM_WORLD, a.root, a.method, opts, tq, tk, tv, tlen, to,
-                                   tm, tl);
-             need(s == RA_OK, rank, "ra_mpi_ragged_gqa", ra_mpi_last_error()));
-    TIME_MAX(local, a.steps,
-             s = ra_ragged_gqa(opts, tq, tk, tv, tlen, po, pm, pl);
-             need(s == RA_OK, rank, "ra_ragged_gqa", ra_last_error()));
-    /* The exchange alone, on the partial state just computed, by each method. */
+    /* Steps one at a time (median and best of --steps), then the exchange alone on the partial
+     * state just computed: ROUNDS rounds alternating the two methods, since the machine's
+     * speed drifts and only times taken side by side compare. */
+    enum { ROUNDS = 5 };
+    double *step = malloc((size_t)a.steps * sizeof *step);
+    double *local = malloc((size_t)a.steps * sizeof *local);
+    double reduce[ROUNDS], gather[ROUNDS], agree[ROUNDS];
+    need(step && local, rank, "malloc", "timings");
+    TIME_ROUNDS(step, a.steps, 1,
+                s = ra_mpi_ragged_gqa(MPI_COMM_WORLD, a.root, a.method, opts, tq, tk, tv, tlen,
+                                      to, tm, tl);
+                need(s == RA_OK, rank, "ra_mpi_ragged_gqa", ra_mpi_last_error()));
+    TIME_ROUNDS(local, a.steps, 1,
+                s = ra_ragged_gqa(opts, tq, tk, tv, tlen, po, pm, pl);
+                need(s == RA_OK, rank, "ra_ragged_gqa", ra_last_error()));
     ra_tensor *mo = NULL;
     need(ra_tensor_create(&mo, RA_DTYPE_F32, 4, sq) == RA_OK, rank, "setup", ra_last_error());
-    TIME_MAX(merge_reduce, a.merge_reps,
-             s = ra_mpi_merge(MPI_COMM_WORLD, a.root, RA_MPI_METHOD_REDUCE, po, pm, pl, mo, NULL,
-                              NULL);
-             need(s == RA_OK, rank, "ra_mpi_merge", ra_mpi_last_error()));
-    TIME_MAX(merge_gather, a.merge_reps,
-             s = ra_mpi_merge(MPI_COMM_WORLD, a.root, RA_MPI_METHOD_GATHER, po, pm, pl, mo, NULL,
-                              NULL);
-             need(s == RA_OK, rank, "ra_mpi_merge", ra_mpi_last_error()));
+    int reps = (a.merge_reps + ROUNDS - 1) / ROUNDS;
+    for (int r = 0; r < ROUNDS; ++r) {
+        TIME_ROUNDS(reduce + r, 1, reps,
+                    s = ra_mpi_merge(MPI_COMM_WORLD, a.root, RA_MPI_METHOD_REDUCE, po, pm, pl, mo,
+                                     NULL, NULL);
+                    need(s == RA_OK, rank, "ra_mpi_merge", ra_mpi_last_error()));
+        TIME_ROUNDS(gather + r, 1, reps,
+                    s = ra_mpi_merge(MPI_COMM_WORLD, a.root, RA_MPI_METHOD_GATHER, po, pm, pl, mo,
+                                     NULL, NULL);
+                    need(s == RA_OK, rank, "ra_mpi_merge", ra_mpi_last_error()));
+        /* What the ranks' agreement on errors and shapes costs: one allreduce of 7 int64. */
+        int64_t flags[7] = {0};
+        TIME_ROUNDS(agree + r, 1, reps,
+                    MPI_Allreduce(MPI_IN_PLACE, flags, 7, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
+    }
+    qsort(step, (size_t)a.steps, sizeof *step, cmp_double);
+    qsort(local, (size_t)a.steps, sizeof *local, cmp_double);
+    qsort(reduce, ROUNDS, sizeof *reduce, cmp_double);
+    qsort(gather, ROUNDS, sizeof *gather, cmp_double);
+    qsort(agree, ROUNDS, sizeof *agree, cmp_double);
 
     int out_rank = a.root == RA_MPI_ALL_RANKS ? 0 : a.root;
     if (rank == out_rank) {
@@ -224,12 +251,18 @@ int main(int argc, char **argv)
                (long long)a.D, a.dtype == RA_DTYPE_BF16 ? "bf16" : "f32",
                ra_kernel_name(ra_kernel_resolve(opts)), a.threads,
                a.threads == 0 ? " (OpenMP default)" : "");
-        printf("step (ra_mpi_ragged_gqa, %s, root %s): %.3f ms   [slowest rank, mean of %d]\n",
+        printf("step (ra_mpi_ragged_gqa, %s, root %s): median %.3f ms, best %.3f ms "
+               "[slowest rank, %d steps]\n",
                a.method == RA_MPI_METHOD_GATHER ? "gather" : "reduce",
-               a.root == RA_MPI_ALL_RANKS ? "all" : "one", step * 1e3, a.steps);
-        printf("  local ra_ragged_gqa: %.3f ms   merge alone: reduce %.1f us, gather %.1f us "
-               "[mean of %d]\n",
-               local * 1e3, merge_reduce * 1e6, merge_gather * 1e6, a.merge_reps);
+               a.root == RA_MPI_ALL_RANKS ? "all" : "one", step[a.steps / 2] * 1e3,
+               step[0] * 1e3, a.steps);
+        printf("  local ra_ragged_gqa alone: median %.3f ms, best %.3f ms\n",
+               local[a.steps / 2] * 1e3, local[0] * 1e3);
+        printf("  ra_mpi_merge alone, median (best) of %d rounds of %d: reduce %.1f (%.1f) us, "
+               "gather %.1f (%.1f) us; agreement allreduce %.1f (%.1f) us\n",
+               ROUNDS, reps, reduce[ROUNDS / 2] * 1e6, reduce[0] * 1e6,
+               gather[ROUNDS / 2] * 1e6, gather[0] * 1e6, agree[ROUNDS / 2] * 1e6,
+               agree[0] * 1e6);
         printf("  each rank sends %lld floats (%lld bytes) per step\n", floats, floats * 4);
         printf("checksum: sum(o) %.9g  o[0,0,0,0] %.9g  M[0,0] %.9g  L[0,0] %.9g\n", sum,
                (double)o[0], (double)m[0], (double)l[0]);
@@ -243,6 +276,8 @@ int main(int argc, char **argv)
     free(k);
     free(v);
     free(len);
+    free(step);
+    free(local);
     MPI_Finalize();
     return 0;
 }

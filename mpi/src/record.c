@@ -39,23 +39,23 @@ void ra_mpi__record_op(void *left, void *right, int *count, MPI_Datatype *type)
         ra_mpi__merge_record(a + (size_t)i * rec, b + (size_t)i * rec, rec - 2);
 }
 
-static float ra_mpi__get(const ra_tensor *t, const float *base, int64_t b, int64_t h, int64_t d)
-{
-    return base[b * ra_tensor_stride(t, 0) + h * ra_tensor_stride(t, 2) +
-                d * ra_tensor_stride(t, 3)];
-}
-
 void ra_mpi__pack(const ra_tensor *o, const ra_tensor *m, const ra_tensor *l, float *rec)
 {
     int64_t B = ra_tensor_dim(o, 0), H = ra_tensor_dim(o, 2), D = ra_tensor_dim(o, 3);
     const float *po = ra_tensor_data(o), *pm = ra_tensor_data(m), *pl = ra_tensor_data(l);
+    /* Strides read once: the accessors are calls into the shared library. */
+    const int64_t ob = ra_tensor_stride(o, 0), oh = ra_tensor_stride(o, 2);
+    const int64_t od = ra_tensor_stride(o, 3);
+    const int64_t mb = ra_tensor_stride(m, 0), mh = ra_tensor_stride(m, 2);
+    const int64_t lb = ra_tensor_stride(l, 0), lh = ra_tensor_stride(l, 2);
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t h = 0; h < H; ++h) {
             float *r = rec + (size_t)(b * H + h) * (size_t)(D + 2);
-            r[0] = ra_mpi__get(m, pm, b, h, 0);
-            r[1] = ra_mpi__get(l, pl, b, h, 0);
+            const float *src = po + b * ob + h * oh;
+            r[0] = pm[b * mb + h * mh];
+            r[1] = pl[b * lb + h * lh];
             for (int64_t d = 0; d < D; ++d)
-                r[2 + d] = ra_mpi__get(o, po, b, h, d);
+                r[2 + d] = src[d * od];
         }
     }
 }
