@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,61 +226,88 @@ static void test_large_logits(void **state)
 }
 
 /* The heads whose expected m or l is finite must match; the rest must not crash. o is compared
- * everywhere, NaN against NaN. */
-static void check_heads(const tc_case *c, const char *what)
+ * everywhere, NaN against NaN. Prints what differs and returns false. */
+static bool check_heads(const tc_case *c, const char *what)
 {
     tc_errs e = tc_compare(c);
-    if (e.o.nonfinite || e.o.rel > TOL)
-        fail_msg("%s %s: o rel err %.3e, %lld non-finite mismatches (first at %lld)",
-                 tc_fn_name(c->p.fn), what, e.o.rel, (long long)e.o.nonfinite,
-                 (long long)e.o.worst);
+    if (e.o.nonfinite || e.o.rel > TOL) {
+        print_error("%s %s: o rel err %.3e, %lld non-finite mismatches (last at element %lld)\n",
+                    tc_fn_name(c->p.fn), what, e.o.rel, (long long)e.o.nonfinite,
+                    (long long)e.o.worst);
+        return false;
+    }
     for (int64_t bh = 0; bh < c->d.B * c->d.Hq; bh++) {
         if (!isfinite(c->expect.m[bh]) || !isfinite(c->expect.l[bh]))
             continue;
         double dm = fabs(c->got_m[bh] - c->expect.m[bh]);
         double dl = fabs(c->got_l[bh] - c->expect.l[bh]) / c->expect.l[bh];
-        if (!(dm <= TOL * fmax(1.0, fabs(c->expect.m[bh])) && dl <= TOL))
-            fail_msg("%s %s: head %lld m %g vs %g, l %g vs %g", tc_fn_name(c->p.fn), what,
-                     (long long)bh, (double)c->got_m[bh], c->expect.m[bh], (double)c->got_l[bh],
-                     c->expect.l[bh]);
+        if (!(dm <= TOL * fmax(1.0, fabs(c->expect.m[bh])) && dl <= TOL)) {
+            print_error("%s %s: head %lld m %g vs %g, l %g vs %g\n", tc_fn_name(c->p.fn), what,
+                        (long long)bh, (double)c->got_m[bh], c->expect.m[bh],
+                        (double)c->got_l[bh], c->expect.l[bh]);
+            return false;
+        }
     }
+    return true;
+}
+
+/* Every kernel: a NaN must reach the output of its own head whichever kernel runs. */
+static int nan_case(tc_fn fn, ra_kernel kernel)
+{
+    const int32_t lens[3] = {20, 25, 10};
+    tc_params p = {.fn = fn, .B = 3, .Hq = 4, .Hkv = kv_heads(fn, 4, 2), .S = 30, .D = 16,
+                   .lengths = lens, .seed = 800};
+    char what[64];
+    snprintf(what, sizeof what, "(kernel %s) with NaN inputs",
+             kernel ? ra_kernel_name(kernel) : "auto");
+    tc_case c;
+    tc_init(&c, &p);
+    tc_set_q(&c, 0, 1, 3, NAN);            /* head (0,1): every logit NaN */
+    tc_set_k(&c, 1, 5, 1 % p.Hkv, 2, NAN); /* the heads of KV head 1 (or 0) in b = 1 */
+    tc_set_v(&c, 2, 4, 0, 7, NAN);         /* column 7 of the heads of KV head 0 in b = 2 */
+    tc_expect(&c);
+    int64_t nan_rows = 0;
+    for (int64_t bh = 0; bh < 12; bh++)
+        nan_rows += isnan(c.expect.o_un[bh * 16]);
+    assert_true(nan_rows >= 2 && nan_rows < 12);
+    tc_opts o = {.kernel = kernel, .block_size = 8};
+    assert_int_equal(tc_run(&c, &o), RA_OK);
+    int failures = !check_heads(&c, what);
+    tc_free(&c);
+
+    /* Inf in one valid key: whatever that head gets, the others are exact. */
+    snprintf(what, sizeof what, "(kernel %s) with an Inf key",
+             kernel ? ra_kernel_name(kernel) : "auto");
+    tc_init(&c, &p);
+    tc_set_k(&c, 0, 2, 0, 0, INFINITY);
+    tc_expect(&c);
+    assert_int_equal(tc_run(&c, &o), RA_OK);
+    int64_t group = p.Hq / p.Hkv;
+    for (int64_t h = 0; h < group; h++) /* the heads reading KV head 0 of b = 0 */
+        for (int64_t x = 0; x < 16; x++)
+            c.expect.o_un[h * 16 + x] = c.expect.o[h * 16 + x] = c.got_o[h * 16 + x];
+    failures += !check_heads(&c, what);
+    tc_free(&c);
+    return failures;
 }
 
 static void test_nan_stays_in_its_head(void **state)
 {
     (void)state;
-    const int32_t lens[3] = {20, 25, 10};
+    int failures = 0, cases = 0;
     for (int f = 0; f < TC_FN_COUNT; f++) {
-        tc_fn fn = (tc_fn)f;
-        tc_params p = {.fn = fn, .B = 3, .Hq = 4, .Hkv = kv_heads(fn, 4, 2), .S = 30, .D = 16,
-                       .lengths = lens, .seed = 800};
-        tc_case c;
-        tc_init(&c, &p);
-        tc_set_q(&c, 0, 1, 3, NAN);    /* head (0,1): every logit NaN */
-        tc_set_k(&c, 1, 5, 1 % p.Hkv, 2, NAN); /* the heads of KV head 1 (or 0) in b = 1 */
-        tc_set_v(&c, 2, 4, 0, 7, NAN); /* column 7 of the heads of KV head 0 in b = 2 */
-        tc_expect(&c);
-        int64_t nan_rows = 0;
-        for (int64_t bh = 0; bh < 12; bh++)
-            nan_rows += isnan(c.expect.o_un[bh * 16]);
-        assert_true(nan_rows >= 2 && nan_rows < 12);
-        tc_opts o = {.block_size = 8};
-        assert_int_equal(tc_run(&c, &o), RA_OK);
-        check_heads(&c, "with NaN inputs");
-
-        /* Inf in one valid key: whatever that head gets, the others are exact. */
-        tc_free(&c);
-        tc_init(&c, &p);
-        tc_set_k(&c, 0, 2, 0, 0, INFINITY);
-        tc_expect(&c);
-        assert_int_equal(tc_run(&c, &o), RA_OK);
-        int64_t group = p.Hq / p.Hkv;
-        for (int64_t h = 0; h < group; h++) /* the heads reading KV head 0 of b = 0 */
-            for (int64_t x = 0; x < 16; x++)
-                c.expect.o_un[h * 16 + x] = c.expect.o[h * 16 + x] = c.got_o[h * 16 + x];
-        check_heads(&c, "with an Inf key");
-        tc_free(&c);
+        failures += nan_case((tc_fn)f, RA_KERNEL_AUTO);
+        cases += 2;
+        if (!tc_fn_is_ragged((tc_fn)f))
+            continue;
+        for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_AVX512; k++)
+            if (tc_kernel_available((ra_kernel)k)) {
+                failures += nan_case((tc_fn)f, (ra_kernel)k);
+                cases += 2;
+            }
     }
+    if (failures)
+        fail_msg("%d of %d NaN/Inf cases went wrong (listed above)", failures, cases);
 }
 
 static int print_stats(void **state)
