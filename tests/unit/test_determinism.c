@@ -129,12 +129,58 @@ static void test_reference_functions(void **state)
     }
 }
 
+/* Races show up only now and then: many repeats of small calls with 2 threads must all give
+ * the 1-thread bytes. The BLAS kernel and the reference functions call cblas_sgemm from
+ * inside the OpenMP region, so they are what this watches most. */
+static int repeat_case(const tc_params *p, ra_kernel k, int reps)
+{
+    tc_case c;
+    tc_init(&c, p);
+    size_t bh = (size_t)(p->B * p->Hq), bhd = bh * (size_t)p->D;
+    tc_opts one = {.kernel = k, .num_threads = 1, .block_size = 16};
+    assert_int_equal(tc_run(&c, &one), RA_OK);
+    tc_check(&c, tc_fn_is_ragged(p->fn) ? 1e-5 : 1e-2, NULL);
+    float *o1 = malloc(sizeof(float) * bhd);
+    assert_non_null(o1);
+    memcpy(o1, c.got_o, sizeof(float) * bhd);
+    int differ = 0;
+    for (int i = 0; i < reps; i++) {
+        tc_opts two = one;
+        two.num_threads = 2;
+        assert_int_equal(tc_run(&c, &two), RA_OK);
+        differ += memcmp(o1, c.got_o, sizeof(float) * bhd) != 0;
+    }
+    free(o1);
+    tc_free(&c);
+    if (differ)
+        print_error("%s (kernel %s): %d of %d two-thread calls differ from the one-thread "
+                    "result\n",
+                    tc_fn_name(p->fn), k ? ra_kernel_name(k) : "auto", differ, reps);
+    return differ != 0;
+}
+
+static void test_repeated_calls_agree(void **state)
+{
+    (void)state;
+    const tc_params rag = {.fn = TC_RAGGED_GQA, .B = 2, .Hq = 8, .Hkv = 2, .S = 45, .D = 24,
+                           .seed = 6200, .layout = TC_LAYOUT_SWAPPED};
+    const tc_params ref = {.fn = TC_REFERENCE_MHA, .B = 3, .Hq = 4, .Hkv = 4, .S = 8, .D = 4,
+                           .seed = 6201};
+    const tc_params ref_gqa = {.fn = TC_REFERENCE_GQA, .B = 3, .Hq = 4, .Hkv = 2, .S = 8,
+                               .D = 4, .seed = 6202};
+    int bad = repeat_case(&rag, RA_KERNEL_BLAS, 300) + repeat_case(&rag, RA_KERNEL_PORTABLE, 100) +
+              repeat_case(&ref, RA_KERNEL_AUTO, 400) + repeat_case(&ref_gqa, RA_KERNEL_AUTO, 400);
+    if (bad)
+        fail_msg("%d of 4 repeated-call checks saw differing results (listed above)", bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blas),    cmocka_unit_test(test_portable),
         cmocka_unit_test(test_avx2),    cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_reference_functions),
+        cmocka_unit_test(test_repeated_calls_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
