@@ -78,9 +78,9 @@ typedef struct tc_errs {
 
 /* got vs the expectation for this function's convention (o*l for ragged MHA/GQA). */
 tc_errs tc_compare(const tc_case *c);
-/* Asserts the status was RA_OK beforehand is the caller's job. Asserts o, m, l within tol,
- * exact empty states for length-0 rows of the ragged functions, and no stray writes; notes
- * the o error under stat_key (when not NULL). Prints details on failure. */
+/* After a successful tc_run (checking its status is the caller's job): asserts o, m, l within
+ * tol, exact empty states for length-0 rows of the ragged functions, and no stray writes;
+ * notes the o error under stat_key (when not NULL). Prints details on failure. */
 void tc_check(const tc_case *c, double tol, const char *stat_key);
 void tc_free(tc_case *c);
 
