@@ -1,5 +1,6 @@
 /* BLAS calls go through here (see blas_guard.h). */
 #include <cblas.h>
+#include <pthread.h>
 
 #include "blas_guard.h"
 
@@ -30,6 +31,13 @@ void ra__sgemm(bool trans_b, int M, int N, int K, float alpha, const float *A, i
         sgemm_loops(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    /* Debian's serial OpenBLAS is built without USE_LOCKING: its buffer pool is not
+     * reentrant, and two concurrent calls can share a buffer and return wrong results. So our
+     * calls into it take turns. This lock is the library's only process-wide object; only the
+     * BLAS kernel and the reference functions ever reach it. */
+    static pthread_mutex_t serial_blas = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&serial_blas);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);
+    pthread_mutex_unlock(&serial_blas);
 }

@@ -11,7 +11,9 @@
 bool ra__blas_is_serial(void);
 
 /* Row-major C[M][N] = alpha * A[M][K] . op(B) + beta * C, where op(B) is B[K][N]
- * (trans_b false) or B[N][K]^T (trans_b true). Dimensions and leading dimensions fit in int. */
+ * (trans_b false) or B[N][K]^T (trans_b true). Dimensions and leading dimensions fit in int.
+ * Safe to call from many threads: calls into the (non-reentrant) serial OpenBLAS are
+ * serialized. */
 void ra__sgemm(bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 

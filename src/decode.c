@@ -143,7 +143,7 @@ static void finish_batch_entry(const plan *pl, int64_t b)
         int64_t first = pl->item_base[b] + group * nc;
         float M = -INFINITY, L = 0.0f;
         for (int64_t c = 0; c < nc; c++)
-            M = ra__merge_max(M, pl->part_m[(first + c) * hq_item + hh]);
+            M = ra__nan_max(M, pl->part_m[(first + c) * hq_item + hh]);
         float *out = p->o + b * p->o_sb + h * p->o_sh;
         for (int64_t d0 = 0; d0 < D; d0 += 64) {
             int64_t dn = D - d0 < 64 ? D - d0 : 64;

@@ -73,7 +73,7 @@ ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *
         for (int64_t h = 0; h < H; h++) {
             float M = -INFINITY, L = 0.0f;
             for (size_t i = 0; i < n; i++)
-                M = ra__merge_max(M, ((const float *)m[i]->data)[at(m[i], b, h, 0)]);
+                M = ra__nan_max(M, ((const float *)m[i]->data)[at(m[i], b, h, 0)]);
             /* o_out accumulates in place: it overlaps no input (checked above). */
             for (int64_t d = 0; d < D; d++)
                 po[at(o_out, b, h, d)] = 0.0f;

@@ -12,10 +12,10 @@ static inline float ra__merge_weight(float m_i, float M)
     return M == -INFINITY ? 0.0f : expf(m_i - M);
 }
 
-/* NaN-ignoring max: a NaN part still poisons o and l through its weight, not through M. */
-static inline float ra__merge_max(float a, float b)
+/* A max that propagates NaN: a head whose logits are NaN must come out NaN, never empty. */
+static inline float ra__nan_max(float a, float b)
 {
-    return b > a ? b : a;
+    return (b > a || b != b) ? b : a;
 }
 
 /* The output convention: o/L (0 for an empty state) or the un-normalized o. */

@@ -95,7 +95,8 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
                                 who);
         }
         int64_t last_byte;
-        if (__builtin_mul_overflow(last + 1, (int64_t)esize, &last_byte) ||
+        if (__builtin_add_overflow(last, 1, &last_byte) ||
+            __builtin_mul_overflow(last_byte, (int64_t)esize, &last_byte) ||
             (uint64_t)last_byte > SIZE_MAX)
             return ra__fail(RA_ERR_OVERFLOW, "%s: furthest byte offset overflows", who);
     }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../merge_internal.h"
 #include "kernel.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
@@ -154,9 +155,9 @@ static void softmax_step(const ra__tile *t)
         float *s = t->s + g * t->s_ld;
         float mb = -INFINITY;
         for (int64_t i = 0; i < t->T; i++)
-            mb = s[i] > mb ? s[i] : mb;
+            mb = ra__nan_max(mb, s[i]);
         float m_old = t->m[g];
-        float m_new = m_old > mb ? m_old : mb;
+        float m_new = ra__nan_max(m_old, mb);
         if (m_new == -INFINITY) { /* every logit so far is -inf: no weight, and no NaN */
             for (int64_t i = 0; i < t->T; i++)
                 s[i] = 0.0f;

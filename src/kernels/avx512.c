@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "../merge_internal.h"
 #include "kernel.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
@@ -211,12 +212,16 @@ static void softmax_step(const ra__tile *t)
     for (int64_t g = 0; g < t->G; g++) {
         float *s = t->s + g * t->s_ld;
         __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int64_t i = 0; i < t->T; i += 16)
-            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
-                                                            lanes(t->T - i), s + i));
-        float mb = _mm512_reduce_max_ps(vmax);
+        __mmask16 nan = 0;
+        for (int64_t i = 0; i < t->T; i += 16) {
+            __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes(t->T - i), s + i);
+            vmax = _mm512_max_ps(vmax, x);
+            nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        }
+        /* A NaN logit makes the head NaN (max_ps alone may drop it). */
+        float mb = nan ? NAN : _mm512_reduce_max_ps(vmax);
         float m_old = t->m[g];
-        float m_new = m_old > mb ? m_old : mb;
+        float m_new = ra__nan_max(m_old, mb);
         if (m_new == -INFINITY) { /* every logit so far is -inf: no weight, and no NaN */
             for (int64_t i = 0; i < t->T; i++)
                 s[i] = 0.0f;

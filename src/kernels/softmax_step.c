@@ -1,6 +1,7 @@
 /* The online-softmax update between the two products of a tile (portable C). */
 #include <math.h>
 
+#include "../merge_internal.h"
 #include "kernel.h"
 
 void ra__softmax_step_portable(const ra__tile *t)
@@ -9,9 +10,9 @@ void ra__softmax_step_portable(const ra__tile *t)
         float *s = t->s + g * t->s_ld;
         float mb = -INFINITY;
         for (int64_t i = 0; i < t->T; i++)
-            mb = s[i] > mb ? s[i] : mb;
+            mb = ra__nan_max(mb, s[i]);
         float m_old = t->m[g];
-        float m_new = m_old > mb ? m_old : mb;
+        float m_new = ra__nan_max(m_old, mb);
         float sum = 0.0f;
         if (m_new == -INFINITY) {
             /* Every logit so far is -inf: they carry no weight (avoids -inf - -inf = NaN). */
