@@ -87,8 +87,9 @@ static int parse(int argc, char **argv, args *a)
     return 0;
 }
 
-/* Fails every rank together: the status is the same on all of them for ra_mpi_* calls, and
- * local setup errors are rare enough to abort on. */
+/* Ends the whole job on a local setup failure: a rank that just returned would leave the
+ * others waiting in their next collective. (ra_mpi_* failures need no such care: every rank
+ * gets the error.) */
 static void need(int ok, int rank, const char *what, const char *msg)
 {
     if (ok)
@@ -103,7 +104,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The slowest rank's time of each of n rounds of `reps` calls (seconds per call), sorted.
+/* The slowest rank's time of each of n rounds of `reps` calls (seconds per call).
  * A barrier starts every round, so a round is as slow as its slowest rank. */
 #define TIME_ROUNDS(times, n, reps, body)                                                   \
     do {                                                                                    \
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
             for (size_t e = 0; e < row; ++e) {
                 size_t local = (size_t)(b * count + t) * row + e;
                 uint64_t global = (uint64_t)((b * a.S + start + t) * (int64_t)row) + e;
-                float kx = value(2, global) , vx = value(3, global);
+                float kx = value(2, global), vx = value(3, global);
                 if (esz == 2) {
                     uint16_t kb = to_bf16(kx), vb = to_bf16(vx);
                     memcpy(k + 2 * local, &kb, 2);

@@ -591,6 +591,27 @@ static void case_merge_large_states(void)
         free(mem[i]);
 }
 
+/* B = 0 is a valid call that writes nothing, as for ra_ragged_gqa, by either method. */
+static void case_empty_batch(void)
+{
+    ra_tensor *q = wrap(RA_DTYPE_F32, 0, 1, 4, 8, NULL, NULL);
+    ra_tensor *k = wrap(RA_DTYPE_F32, 0, 5, 2, 8, NULL, NULL);
+    ra_tensor *v = wrap(RA_DTYPE_F32, 0, 5, 2, 8, NULL, NULL);
+    ra_tensor *o = wrap(RA_DTYPE_F32, 0, 1, 4, 8, NULL, NULL);
+    ra_tensor *len = NULL;
+    const int64_t zero[1] = {0};
+    CHECK(ra_tensor_wrap(&len, RA_DTYPE_I32, 1, zero, NULL, NULL) == RA_OK, "%s",
+          ra_last_error());
+    for (int mi = RA_MPI_METHOD_REDUCE; mi <= RA_MPI_METHOD_GATHER; ++mi) {
+        ra_status s = ra_mpi_ragged_gqa(MPI_COMM_WORLD, RA_MPI_ALL_RANKS, (ra_mpi_method)mi, NULL,
+                                        q, k, v, len, o, NULL, NULL);
+        CHECK(s == RA_OK, "%s: %s", method_name(mi), ra_mpi_last_error());
+    }
+    ra_tensor *all[] = {q, k, v, o, len};
+    for (size_t i = 0; i < 5; ++i)
+        ra_tensor_destroy(all[i]);
+}
+
 /* A status every rank must return, with outputs untouched everywhere. */
 static void expect_everywhere(ra_status s, ra_status want, const outs *x, const char *what)
 {
@@ -759,6 +780,7 @@ int main(int argc, char **argv)
     run("bf16_views", case_bf16_views);
     run("nan_stays_in_its_heads", case_nan_stays_in_its_heads);
     run("merge_large_states", case_merge_large_states);
+    run("empty_batch", case_empty_batch);
     run("errors", case_errors);
     if (g_rank == 0)
         printf("%d passed, %d failed\n", g_passed, g_failed);
