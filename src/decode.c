@@ -33,13 +33,14 @@ typedef struct plan {
     const ra__kernel_table *kt;
     int64_t tile, split, heads_per_item, groups;
     int64_t n_items;
+    int team; /* threads in the parallel region */
     item *items;        /* in execution order (longest first) */
     int64_t *item_base; /* [B+1] first slot of each batch entry */
     float *qf;          /* [B][Hq][D] q in f32 */
     float *part_o;      /* [n_items][heads_per_item*G][D] */
     float *part_m, *part_l;
-    float *scratch; /* per thread: s then conv */
-    size_t scratch_per_thread; /* floats */
+    float *scratch;            /* per thread: s then conv */
+    size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
 } plan;
 
@@ -178,7 +179,9 @@ static int longest_first(const void *a, const void *b)
     return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-static ra_status build_plan(const ra__problem *p, plan *pl)
+/* Chooses the kernel, the tile and the cut into work items, and carves every buffer the call
+ * needs out of one allocation (*block, freed by the caller). */
+static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
 {
     ra_kernel id = ra__kernel_resolve(p->kernel);
     const ra__kernel_table *kt = ra__kernel_table_for(id);
@@ -194,48 +197,53 @@ static ra_status build_plan(const ra__problem *p, plan *pl)
     pl->groups = p->Hkv / pl->heads_per_item;
     pl->s_ld = (pl->tile + 15) & ~(int64_t)15;
 
-    size_t bytes;
-    if (!ra__bytes(p->B + 1, 1, 1, sizeof(int64_t), &bytes))
-        return ra__fail(RA_ERR_OVERFLOW, "decode: batch size %lld is too large", (long long)p->B);
-    pl->item_base = ra__alloc(bytes);
-    if (!pl->item_base)
-        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes", bytes);
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
-        pl->item_base[b] = n;
         int64_t add;
         if (__builtin_mul_overflow(pl->groups, chunks_of(pl, seq_len(p, b)), &add) ||
             __builtin_add_overflow(n, add, &n))
             return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
     }
-    pl->item_base[p->B] = n;
     pl->n_items = n;
+    pl->team = ra__team_size(p->num_threads, n);
 
     const int64_t hq_item = pl->heads_per_item * p->G;
-    size_t b_items, b_q, b_o, b_ml, b_scratch;
-    if (!ra__bytes(n, 1, 1, sizeof(item), &b_items) ||
-        !ra__bytes(p->B, p->Hq, p->D, sizeof(float), &b_q) ||
-        !ra__bytes(n, hq_item, p->D, sizeof(float), &b_o) ||
-        !ra__bytes(n, hq_item, 1, sizeof(float), &b_ml) ||
-        !ra__bytes(pl->s_ld, p->G, 1, sizeof(float), &b_scratch))
-        return ra__fail(RA_ERR_OVERFLOW, "decode: scratch size for B=%lld Hq=%lld D=%lld "
-                        "overflows", (long long)p->B, (long long)p->Hq, (long long)p->D);
-    size_t b_conv = 0;
-    if (kt->needs_conv && !ra__bytes(pl->tile, p->D, 1, sizeof(float), &b_conv))
-        return ra__fail(RA_ERR_OVERFLOW, "decode: conversion scratch overflows");
-    pl->scratch_per_thread = (b_scratch + b_conv) / sizeof(float) + 16; /* +16: keep 64 B apart */
+    ra__arena a = {0, false};
+    size_t at_base = ra__arena_take(&a, p->B + 1, 1, 1, sizeof(int64_t));
+    size_t at_items = ra__arena_take(&a, n, 1, 1, sizeof(item));
+    size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
+    size_t at_o = ra__arena_take(&a, n, hq_item, p->D, sizeof(float));
+    size_t at_m = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
+    size_t at_l = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
+    /* per thread: logits [G][s_ld], then (BLAS) a [tile][D] conversion buffer */
+    ra__arena per = {0, false};
+    ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
+    if (kt->needs_conv)
+        ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
+    size_t at_scratch = ra__arena_take(&a, pl->team, (int64_t)(per.used / sizeof(float)), 1,
+                                       sizeof(float));
+    if (a.overflow || per.overflow)
+        return ra__fail(RA_ERR_OVERFLOW, "decode: scratch for B=%lld Hq=%lld D=%lld and %lld "
+                        "work items overflows", (long long)p->B, (long long)p->Hq,
+                        (long long)p->D, (long long)n);
+    char *base = ra__alloc(a.used);
+    if (!base)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes of scratch "
+                        "for %lld work items", a.used, (long long)n);
+    *block = base;
+    pl->item_base = (int64_t *)(base + at_base);
+    pl->items = (item *)(base + at_items);
+    pl->qf = (float *)(base + at_q);
+    pl->part_o = (float *)(base + at_o);
+    pl->part_m = (float *)(base + at_m);
+    pl->part_l = (float *)(base + at_l);
+    pl->scratch = (float *)(base + at_scratch);
+    pl->scratch_per_thread = per.used / sizeof(float);
 
-    pl->items = ra__alloc(b_items);
-    pl->qf = ra__alloc(b_q);
-    pl->part_o = ra__alloc(b_o);
-    pl->part_m = ra__alloc(b_ml);
-    pl->part_l = ra__alloc(b_ml);
-    if (!pl->items || !pl->qf || !pl->part_o || !pl->part_m || !pl->part_l)
-        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate scratch for %lld work "
-                        "items", (long long)n);
     int64_t k = 0;
     for (int64_t b = 0; b < p->B; b++) {
         int64_t len = seq_len(p, b), nc = chunks_of(pl, len);
+        pl->item_base[b] = k;
         for (int64_t g = 0; g < pl->groups; g++)
             for (int64_t c = 0; c < nc; c++, k++) {
                 int64_t t0 = pl->split ? c * pl->split : 0;
@@ -243,19 +251,9 @@ static ra_status build_plan(const ra__problem *p, plan *pl)
                 pl->items[k] = (item){b, g * pl->heads_per_item, t0, t1, k};
             }
     }
+    pl->item_base[p->B] = k;
     qsort(pl->items, (size_t)n, sizeof(item), longest_first);
     return RA_OK;
-}
-
-static void free_plan(plan *pl)
-{
-    ra__free(pl->item_base);
-    ra__free(pl->items);
-    ra__free(pl->qf);
-    ra__free(pl->part_o);
-    ra__free(pl->part_m);
-    ra__free(pl->part_l);
-    ra__free(pl->scratch);
 }
 
 static void convert_q(const ra__problem *p, float *qf)
@@ -280,22 +278,13 @@ ra_status ra__decode(const ra__problem *p)
     if (p->B == 0 || p->Hq == 0)
         return RA_OK;
     plan pl = {0};
-    ra_status s = build_plan(p, &pl);
-    int nt = ra__team_size(p->num_threads, pl.n_items);
-    size_t scratch_bytes = 0;
-    if (s == RA_OK && !ra__bytes((int64_t)nt, (int64_t)pl.scratch_per_thread, 1, sizeof(float),
-                                 &scratch_bytes))
-        s = ra__fail(RA_ERR_OVERFLOW, "decode: per-thread scratch overflows");
-    if (s == RA_OK && !(pl.scratch = ra__alloc(scratch_bytes)))
-        s = ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes of scratch",
-                     scratch_bytes);
-    if (s != RA_OK) {
-        free_plan(&pl);
+    void *block = NULL;
+    ra_status s = build_plan(p, &pl, &block);
+    if (s != RA_OK)
         return s;
-    }
     convert_q(p, pl.qf);
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {
         float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
 #pragma omp for schedule(dynamic, 1)
@@ -305,6 +294,6 @@ ra_status ra__decode(const ra__problem *p)
         for (int64_t b = 0; b < p->B; b++)
             finish_batch_entry(&pl, b);
     }
-    free_plan(&pl);
+    ra__free(block);
     return RA_OK;
 }

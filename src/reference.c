@@ -100,31 +100,29 @@ ra_status ra__reference(const ra__problem *p)
         return ra__fail(RA_ERR_OVERFLOW, "reference: S = %lld, G = %lld or D = %lld exceeds the "
                         "GEMM's int range", (long long)p->S, (long long)p->G, (long long)p->D);
     const int64_t G = p->G, D = p->D;
-    size_t b_q, b_logits, b_rows, b_l;
-    if (!ra__bytes(G, D, 1, sizeof(float), &b_q) ||
-        !ra__bytes(G, p->S, 1, sizeof(float), &b_logits) ||
-        !ra__bytes(CHUNK, D, 1, sizeof(float), &b_rows) || !ra__bytes(G, 1, 1, sizeof(float), &b_l))
-        return ra__fail(RA_ERR_OVERFLOW, "reference: scratch for G = %lld, S = %lld, D = %lld "
-                        "overflows", (long long)G, (long long)p->S, (long long)D);
-    /* Offsets of each buffer inside one thread's block, each 64-byte aligned. */
-    size_t off_logits = (b_q + 63) & ~(size_t)63, off_rows = off_logits + ((b_logits + 63) & ~(size_t)63);
-    size_t off_o = off_rows + ((b_rows + 63) & ~(size_t)63), off_l = off_o + ((b_q + 63) & ~(size_t)63);
-    size_t per_thread = off_l + ((b_l + 63) & ~(size_t)63);
-
+    /* One thread's slices of the scratch block. */
+    ra__arena per = {0, false};
+    size_t at_q = ra__arena_take(&per, G, D, 1, sizeof(float));
+    size_t at_logits = ra__arena_take(&per, G, p->S, 1, sizeof(float));
+    size_t at_rows = ra__arena_take(&per, CHUNK, D, 1, sizeof(float));
+    size_t at_o = ra__arena_take(&per, G, D, 1, sizeof(float));
+    size_t at_l = ra__arena_take(&per, G, 1, 1, sizeof(float));
     int64_t items = p->B * p->Hkv;
     int nt = ra__team_size(p->num_threads, items);
-    size_t total;
-    if (!ra__bytes(nt, (int64_t)per_thread, 1, 1, &total))
-        return ra__fail(RA_ERR_OVERFLOW, "reference: scratch overflows");
-    char *scratch = ra__alloc(total);
+    ra__arena all = {0, false};
+    ra__arena_take(&all, nt, 1, 1, per.used);
+    if (per.overflow || all.overflow)
+        return ra__fail(RA_ERR_OVERFLOW, "reference: scratch for G = %lld, S = %lld, D = %lld "
+                        "overflows", (long long)G, (long long)p->S, (long long)D);
+    char *scratch = ra__alloc(all.used);
     if (!scratch)
         return ra__fail(RA_ERR_OUT_OF_MEMORY, "reference: cannot allocate %zu bytes of scratch",
-                        total);
+                        all.used);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        char *base = scratch + (size_t)omp_get_thread_num() * per_thread;
-        ref_scratch w = {(float *)base, (float *)(base + off_logits), (float *)(base + off_rows),
-                         (float *)(base + off_o), (float *)(base + off_l)};
+        char *base = scratch + (size_t)omp_get_thread_num() * per.used;
+        ref_scratch w = {(float *)(base + at_q), (float *)(base + at_logits),
+                         (float *)(base + at_rows), (float *)(base + at_o), (float *)(base + at_l)};
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < items; i++)
             reference_item(p, i / p->Hkv, i % p->Hkv, &w);
