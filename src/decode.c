@@ -122,8 +122,10 @@ static void run_item(const plan *pl, const item *it, float *scratch)
             prefetch_share(&p->k, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_k, &t.pf_k_bytes);
             prefetch_share(&p->v, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_v, &t.pf_v_bytes);
             if (!kt->self_prefetch) {
-                ra__prefetch_part(t.pf_k, t.pf_k_bytes, 0, 1);
-                ra__prefetch_part(t.pf_v, t.pf_v_bytes, 0, 1);
+                ra__prefetcher pk = ra__prefetcher_init(t.pf_k, t.pf_k_bytes, 1);
+                ra__prefetcher pv_ = ra__prefetcher_init(t.pf_v, t.pf_v_bytes, 1);
+                ra__prefetch_step(&pk, 0);
+                ra__prefetch_step(&pv_, 0);
             }
             qk(&t);
             kt->softmax(&t);

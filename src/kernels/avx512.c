@@ -64,11 +64,12 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     float *s = t->s + g0 * s_ld;
     const __m512 scale = _mm512_set1_ps(t->scale);
     const int64_t D16 = D & ~(int64_t)15; /* whole vectors; the tail is masked */
-    const int64_t steps = (T + TT - 1) / TT;
-    for (int64_t t0 = 0; t0 < T; t0 += TT) {
+    /* the first head tile spreads the next tile's K prefetches over its positions */
+    const ra__prefetcher pf = ra__prefetcher_init(g0 == 0 ? t->pf_k : NULL, t->pf_k_bytes,
+                                                  (T + TT - 1) / TT);
+    for (int64_t t0 = 0, step = 0; t0 < T; t0 += TT, step++) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
-        if (g0 == 0)
-            ra__prefetch_part(t->pf_k, t->pf_k_bytes, t0 / TT, steps);
+        ra__prefetch_step(&pf, step);
         const char *krow[16];
         for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
             krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
@@ -96,11 +97,20 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                     acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
             }
         }
-        float r[16] __attribute__((aligned(64)));
-        _mm512_store_ps(r, _mm512_mul_ps(sum16(acc), scale));
-        for (int g = 0; g < GT; g++)
-            for (int64_t i = 0; i < tn; i++)
-                s[g * s_ld + t0 + i] = r[g * TT + i];
+        /* lane g*TT + i holds head g, position t0 + i: one masked store per head row */
+        const __m512 r = _mm512_mul_ps(sum16(acc), scale);
+        const __mmask16 keep = lanes(tn);
+        if (GT == 1) {
+            _mm512_mask_storeu_ps(s + t0, keep, r);
+        } else if (GT == 2) {
+            _mm256_mask_storeu_ps(s + t0, (__mmask8)keep, _mm512_castps512_ps256(r));
+            _mm256_mask_storeu_ps(s + s_ld + t0, (__mmask8)keep, _mm512_extractf32x8_ps(r, 1));
+        } else {
+            _mm_mask_storeu_ps(s + t0, (__mmask8)keep, _mm512_castps512_ps128(r));
+            _mm_mask_storeu_ps(s + s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 1));
+            _mm_mask_storeu_ps(s + 2 * s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 2));
+            _mm_mask_storeu_ps(s + 3 * s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 3));
+        }
     }
 }
 
@@ -124,6 +134,9 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const float *s = t->s + g0 * s_ld;
     const char *v = t->v;
     float *o = t->o + g0 * D;
+    /* the first head tile's first feature block spreads the next tile's V prefetches */
+    const ra__prefetcher pf = ra__prefetcher_init(g0 == 0 ? t->pf_v : NULL, t->pf_v_bytes,
+                                                  (T + U - 1) / U);
     for (int64_t d0 = 0; d0 < D; d0 += 64) {
         __mmask16 mk[4];
         for (int c = 0; c < 4; c++)
@@ -135,8 +148,8 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                     acc[u][g][c] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + U <= T; i += U) {
-            if (g0 == 0 && d0 == 0)
-                ra__prefetch_part(t->pf_v, t->pf_v_bytes, i / U, (T + U - 1) / U);
+            if (d0 == 0)
+                ra__prefetch_step(&pf, i / U);
             for (int u = 0; u < U; u++) {
                 const char *vrow = v + (size_t)((i + u) * v_st) * es;
                 __m512 vv[4];
@@ -149,8 +162,8 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                 }
             }
         }
-        if (g0 == 0 && d0 == 0 && i < T)
-            ra__prefetch_part(t->pf_v, t->pf_v_bytes, i / U, (T + U - 1) / U);
+        if (d0 == 0 && i < T)
+            ra__prefetch_step(&pf, i / U);
         for (; i < T; i++) {
             const char *vrow = v + (size_t)(i * v_st) * es;
             __m512 vv[4];

@@ -36,15 +36,26 @@ typedef struct ra__tile {
     size_t pf_k_bytes, pf_v_bytes;
 } ra__tile;
 
-/* Prefetch part i of n of a byte range into L2, so that a tile's prefetches are spread
- * over its compute instead of stalling it in one burst. */
-static inline void ra__prefetch_part(const char *p, size_t bytes, int64_t i, int64_t n)
+/* Prefetches of a byte range spread over a loop of n steps, so that a tile's prefetches
+ * overlap its compute instead of stalling it in one burst: step i asks for its share of
+ * whole cache lines into L2. (The division happens once per loop, not per step.) */
+typedef struct ra__prefetcher {
+    const char *p;
+    size_t lines, per;
+} ra__prefetcher;
+
+static inline ra__prefetcher ra__prefetcher_init(const char *p, size_t bytes, int64_t n)
 {
-    if (!p || n <= 0)
-        return;
-    size_t lo = bytes * (size_t)i / (size_t)n, hi = bytes * (size_t)(i + 1) / (size_t)n;
-    for (size_t off = lo & ~(size_t)63; off < hi; off += 64)
-        __builtin_prefetch(p + off, 0, 2);
+    ra__prefetcher pf = {p, p && n > 0 ? (bytes + 63) >> 6 : 0, 0};
+    pf.per = pf.lines ? (pf.lines + (size_t)n - 1) / (size_t)n : 0;
+    return pf;
+}
+
+static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
+{
+    size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
+    for (size_t ln = lo; ln < hi; ln++)
+        __builtin_prefetch(pf->p + (ln << 6), 0, 2);
 }
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
