@@ -1,0 +1,177 @@
+/* The fuzz harness: shared pieces. The harness builds tensors, options and calls from the fuzz
+ * bytes, decides on its own (from SPEC section 9 and the header) whether each call is valid,
+ * and checks the library's answer against a double-precision oracle written here. It uses the
+ * public API only and shares no code with the library or with tests/common. */
+#ifndef RA_FZ_H
+#define RA_FZ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raggedattn.h"
+
+/* ---- failures --------------------------------------------------------------------------- */
+
+/* Prints the message and aborts, so that libFuzzer records the input as a crash and the
+ * corpus replay test fails. */
+void fz_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+#define FZ_CHECK(cond, ...)                                                                  \
+    do {                                                                                     \
+        if (!(cond))                                                                         \
+            fz_fail(__FILE__, __LINE__, __VA_ARGS__);                                        \
+    } while (0)
+
+/* ---- the fuzz bytes --------------------------------------------------------------------- */
+
+/* Reads past the end give zeros, so every input decodes to some case. */
+typedef struct fz_in {
+    const uint8_t *p;
+    size_t n;
+} fz_in;
+
+uint8_t fz_u8(fz_in *in);
+uint16_t fz_u16(fz_in *in);
+uint32_t fz_u32(fz_in *in);
+uint64_t fz_u64(fz_in *in);
+/* An element of table[0..n-1] chosen by one byte. */
+int64_t fz_pick(fz_in *in, const int64_t *table, size_t n);
+#define FZ_PICK(in, table) fz_pick((in), (table), sizeof(table) / sizeof((table)[0]))
+
+/* splitmix64, seeded from the fuzz bytes, for bulk tensor data. */
+typedef struct fz_rng {
+    uint64_t s;
+} fz_rng;
+uint64_t fz_rng_next(fz_rng *r);
+
+/* ---- dtypes ----------------------------------------------------------------------------- */
+
+size_t fz_dtype_size(ra_dtype dt); /* 0 for an unknown dtype */
+bool fz_dtype_is_float(ra_dtype dt);
+uint16_t fz_f32_to_f16(float x);
+float fz_f16_to_f32(uint16_t h);
+uint16_t fz_f32_to_bf16(float x);
+float fz_bf16_to_f32(uint16_t h);
+/* x rounded to dt's precision (f32, f16, bf16), as a double. */
+double fz_round_to(ra_dtype dt, double x);
+/* Unit roundoff of a float dtype: 2^-24, 2^-11, 2^-8. */
+double fz_dtype_eps(ra_dtype dt);
+
+/* ---- test tensors ----------------------------------------------------------------------- */
+
+#define FZ_MAX_TENSORS 24
+
+/* A tensor of the case: its description, where its memory is, and its handle. Memory lives
+ * in buffers (one per tensor that owns one); a view may sit in another tensor's buffer to
+ * create overlaps on purpose. */
+typedef struct fz_tensor {
+    bool present; /* false: the call gets NULL */
+    bool output;
+    ra_dtype dt;
+    int rank;
+    int64_t shape[4];
+    int64_t st[4];     /* element strides, always explicit here */
+    bool null_strides; /* pass NULL strides (st is row-major then) */
+    int host;          /* index of the tensor whose buffer holds the data; itself if it owns one */
+    size_t off;        /* byte offset of the data in the host buffer */
+    bool null_data;    /* pass data = NULL (only meaningful for empty tensors) */
+    ra_tensor *h;
+} fz_tensor;
+
+typedef struct fz_case {
+    int n;
+    fz_tensor t[FZ_MAX_TENSORS];
+    unsigned char *buf[FZ_MAX_TENSORS];  /* owned buffers, indexed by owner */
+    size_t buf_n[FZ_MAX_TENSORS];
+    unsigned char *snap[FZ_MAX_TENSORS]; /* copies taken just before the call */
+} fz_case;
+
+int64_t fz_numel(const fz_tensor *t);
+/* Bytes from the data pointer to the end of the furthest element; 0 when empty. */
+size_t fz_extent(const fz_tensor *t);
+int64_t fz_offset(const fz_tensor *t, const int64_t *idx); /* in elements */
+void fz_set_shape(fz_tensor *t, ra_dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2,
+                  int64_t d3);
+void fz_row_major(fz_tensor *t, int64_t pad);
+/* Chooses a memory layout from the fuzz bytes: contiguous, padded, permuted, or (inputs only)
+ * broadcast and small arbitrary strides that may overlap. */
+void fz_choose_layout(fz_in *in, fz_tensor *t, bool input);
+/* Now and then makes a tensor invalid: NULL, another dtype, a changed dim, rank or axis
+ * order. `optional` tensors (m, l) are also often left out, which is valid. */
+void fz_mutate(fz_in *in, fz_tensor *t, bool optional);
+
+/* Allocates exact-size buffers (so that ASan sees any read past a view), fills them with
+ * 0xFF (NaN for every float dtype, -1 for i32), and wraps every present tensor. The wraps must
+ * succeed: the case builders only describe tensors the header allows. */
+void fz_case_materialize(fz_case *c);
+void fz_case_free(fz_case *c);
+unsigned char *fz_data(const fz_case *c, const fz_tensor *t);
+
+double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+void fz_put(fz_case *c, const fz_tensor *t, const int64_t *idx, double x);
+void fz_put_i32(fz_case *c, const fz_tensor *t, const int64_t *idx, int32_t x);
+int32_t fz_get_i32(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+
+/* Copies every buffer; fz_check_untouched then verifies that no byte changed, except bytes of
+ * the elements of the tensors listed in `writable` (when the call succeeded). */
+void fz_snapshot(fz_case *c);
+void fz_check_untouched(const fz_case *c, const int *writable, int n_writable, const char *what);
+/* Restores the snapshot (to rerun a call on the same outputs). */
+void fz_restore(fz_case *c);
+
+/* Overlap, decided by enumerating elements: exact byte overlap, and overlap of the byte spans
+ * [first byte, last byte]. */
+bool fz_self_overlaps(const fz_tensor *t);
+/* True when the axes, sorted by stride, each step past everything the smaller ones reach: the
+ * usual proof that a layout has no overlap. Layouts that pass fz_self_overlaps but not this one
+ * (e.g. shape [3,2], strides [2,3]) are valid, but a library may reject them conservatively. */
+bool fz_layout_nested(const fz_tensor *t);
+void fz_overlap(const fz_case *c, const fz_tensor *a, const fz_tensor *b, bool *bytes,
+                bool *spans);
+
+/* ---- expectations ----------------------------------------------------------------------- */
+
+/* Which statuses a call may return: `must` are errors that certainly apply (any one of them
+ * may be reported); `may` are codes the spec leaves open (a conservative overlap test, 0 % 0).
+ * The call must succeed when `must` is empty and may fail only with a code in must | may. */
+typedef struct fz_expect {
+    uint32_t must, may;
+} fz_expect;
+
+#define FZ_BIT(s) (1u << (unsigned)(s))
+void fz_check_status(const fz_expect *e, ra_status got, const char *what);
+/* Sets a known message, so that a failing call can be checked to set its own. */
+void fz_mark_last_error(void);
+void fz_check_new_error(const char *what);
+
+/* ---- this CPU --------------------------------------------------------------------------- */
+
+bool fz_kernel_runs(ra_kernel k);
+ra_kernel fz_kernel_auto(void);
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+/* The settings a call runs with, as far as the harness knows them (defaults from the header). */
+typedef struct fz_opts {
+    int64_t block_size, split_tokens;
+    float scale, mask;
+    int num_threads;
+    ra_kernel kernel;
+} fz_opts;
+
+/* NULL (the defaults) or options set from the fuzz bytes; every setter's status is checked
+ * against the header's rules and *e tracks the accepted values. */
+ra_options *fz_build_options(fz_in *in, fz_opts *e);
+/* The accepted settings of e with another thread count. */
+ra_options *fz_rerun_options(const fz_opts *e, int threads);
+
+/* ---- the operations, one per entry-point family ----------------------------------------- */
+
+void fz_op_attention(fz_in *in);
+void fz_op_merge(fz_in *in);
+void fz_op_cost(fz_in *in);
+void fz_op_tensor(fz_in *in);
+void fz_op_options(fz_in *in);
+
+#endif

@@ -1,0 +1,48 @@
+/* The attention operation of the harness: the six functions' signatures, and the oracle that
+ * checks a successful call. */
+#ifndef RA_FZ_ATTN_H
+#define RA_FZ_ATTN_H
+
+#include "fz.h"
+
+typedef ra_status (*fz_attn_fn)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                                const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
+                                ra_tensor *);
+
+/* One seed function, as the header's table describes it. */
+typedef struct fz_fn {
+    const char *name;
+    fz_attn_fn call;
+    int q_rank;  /* 3: [B,Hq,D]; 4: [B,1,Hq,D] */
+    int kv;      /* 0: [B,S,D]; 1: [B,S,Hkv,D]; 2: [B,Hkv,S,D] */
+    int o_rank;  /* 3: [B,Hq,D]; 4: [B,1,Hq,D] */
+    int ml_rank; /* 2: [B,Hq]; 3: [B,Hq,1]; 4: [B,1,Hq,1] */
+    int heads;   /* 0: MQA (Hkv = 1), 1: MHA (Hkv = Hq), 2: GQA */
+    bool ragged;
+    bool normalized; /* o/l; false: o*l */
+} fz_fn;
+
+extern const fz_fn fz_fns[6];
+
+enum { A_Q, A_K, A_V, A_LEN, A_O, A_M, A_L, A_N };
+
+typedef struct fz_attn {
+    const fz_fn *fn;
+    fz_case c; /* tensors at A_Q .. A_L */
+    int64_t B, Hq, Hkv, S, D;
+    float scale, mask;
+} fz_attn;
+
+/* Logical index -> tensor index, for tensors of the expected rank. */
+void fz_q_idx(const fz_fn *f, int64_t b, int64_t h, int64_t d, int64_t idx[4]);
+void fz_kv_idx(const fz_fn *f, int64_t b, int64_t t, int64_t j, int64_t d, int64_t idx[4]);
+void fz_o_idx(const fz_fn *f, int64_t b, int64_t h, int64_t d, int64_t idx[4]);
+void fz_ml_idx(const fz_fn *f, int64_t b, int64_t h, int64_t idx[4]);
+/* The expected shape of tensor `role` for these dims. */
+void fz_attn_shape(const fz_fn *f, int role, int64_t B, int64_t Hq, int64_t Hkv, int64_t S,
+                   int64_t D, fz_tensor *t);
+
+/* Checks the outputs of a successful call against the double-precision oracle. */
+void fz_attn_check_values(const fz_attn *a);
+
+#endif

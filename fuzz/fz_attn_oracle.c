@@ -1,0 +1,289 @@
+/* The attention oracle: SPEC section 1 (ragged) and section 9 (the seed's reference
+ * arithmetic) per (b, h) in double precision, with error bounds derived from f32 arithmetic:
+ *   - a logit s_t = scale * q.k computed in f32 is within delta = (D+4) * 2^-24 * A of the
+ *     exact value, where A = |scale| * sum_d |q_d k_d|;
+ *   - so every softmax weight is within a factor e^(+-2 delta) of the exact one;
+ *   - sums of n terms add (n+8) * 2^-23 relative error; the seed's roundings to v's dtype may
+ *     land one unit apart from ours (2 eps_v each), and vector exp adds ~1e-6.
+ * On top of that every bound carries the project's 1e-5 relative tolerance. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "fz_attn.h"
+
+const fz_fn fz_fns[6] = {
+    {"ra_ragged_mqa", ra_ragged_mqa, 3, 0, 3, 2, 0, true, true},
+    {"ra_ragged_mha", ra_ragged_mha, 4, 1, 4, 4, 1, true, false},
+    {"ra_ragged_gqa", ra_ragged_gqa, 4, 1, 4, 4, 2, true, false},
+    {"ra_reference_mqa", ra_reference_mqa, 3, 0, 3, 3, 0, false, true},
+    {"ra_reference_mha", ra_reference_mha, 4, 1, 4, 4, 1, false, true},
+    {"ra_reference_gqa", ra_reference_gqa, 3, 2, 4, 4, 2, false, true},
+};
+
+static void set4(int64_t idx[4], int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    idx[0] = a, idx[1] = b, idx[2] = c, idx[3] = d;
+}
+
+void fz_q_idx(const fz_fn *f, int64_t b, int64_t h, int64_t d, int64_t idx[4])
+{
+    if (f->q_rank == 3)
+        set4(idx, b, h, d, 0);
+    else
+        set4(idx, b, 0, h, d);
+}
+
+void fz_kv_idx(const fz_fn *f, int64_t b, int64_t t, int64_t j, int64_t d, int64_t idx[4])
+{
+    if (f->kv == 0)
+        set4(idx, b, t, d, 0);
+    else if (f->kv == 1)
+        set4(idx, b, t, j, d);
+    else
+        set4(idx, b, j, t, d);
+}
+
+void fz_o_idx(const fz_fn *f, int64_t b, int64_t h, int64_t d, int64_t idx[4])
+{
+    if (f->o_rank == 3)
+        set4(idx, b, h, d, 0);
+    else
+        set4(idx, b, 0, h, d);
+}
+
+void fz_ml_idx(const fz_fn *f, int64_t b, int64_t h, int64_t idx[4])
+{
+    if (f->ml_rank == 2)
+        set4(idx, b, h, 0, 0);
+    else if (f->ml_rank == 3)
+        set4(idx, b, h, 0, 0);
+    else
+        set4(idx, b, 0, h, 0);
+}
+
+void fz_attn_shape(const fz_fn *f, int role, int64_t B, int64_t Hq, int64_t Hkv, int64_t S,
+                   int64_t D, fz_tensor *t)
+{
+    switch (role) {
+    case A_Q:
+        if (f->q_rank == 3)
+            fz_set_shape(t, t->dt, 3, B, Hq, D, 1);
+        else
+            fz_set_shape(t, t->dt, 4, B, 1, Hq, D);
+        break;
+    case A_K:
+    case A_V:
+        if (f->kv == 0)
+            fz_set_shape(t, t->dt, 3, B, S, D, 1);
+        else if (f->kv == 1)
+            fz_set_shape(t, t->dt, 4, B, S, Hkv, D);
+        else
+            fz_set_shape(t, t->dt, 4, B, Hkv, S, D);
+        break;
+    case A_LEN:
+        fz_set_shape(t, t->dt, 1, B, 1, 1, 1);
+        break;
+    case A_O:
+        if (f->o_rank == 3)
+            fz_set_shape(t, t->dt, 3, B, Hq, D, 1);
+        else
+            fz_set_shape(t, t->dt, 4, B, 1, Hq, D);
+        break;
+    default: /* m, l */
+        if (f->ml_rank == 2)
+            fz_set_shape(t, t->dt, 2, B, Hq, 1, 1);
+        else if (f->ml_rank == 3)
+            fz_set_shape(t, t->dt, 3, B, Hq, 1, 1);
+        else
+            fz_set_shape(t, t->dt, 4, B, 1, Hq, 1);
+        break;
+    }
+}
+
+/* What one head must produce. */
+typedef struct head {
+    bool skip;     /* Inf, overflow or an undefined seed result: only "no crash" is checked */
+    bool must_nan; /* a NaN in a valid position: o must contain NaN */
+    bool empty;    /* ragged, length 0: exactly o = 0, m = -inf, l = 0 */
+    double m, l, tol_m, tol_l, tol_o;
+    double *o; /* [D], in the function's convention */
+} head;
+
+static double f32r(double x)
+{
+    return (double)(float)x;
+}
+
+static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, head *r)
+{
+    const fz_fn *f = a->fn;
+    const fz_case *c = &a->c;
+    const fz_tensor *q = &c->t[A_Q], *k = &c->t[A_K], *v = &c->t[A_V];
+    const int64_t D = a->D, S = a->S, j = h / (a->Hq / a->Hkv);
+    const int64_t T = f->ragged ? len : S; /* positions that enter the arithmetic */
+    const double eps = 0x1p-24, eps_v = f->ragged ? 0 : fz_dtype_eps(v->dt);
+    int64_t idx[4];
+    r->skip = r->must_nan = r->empty = false;
+    if (f->ragged && len == 0) {
+        r->empty = true;
+        return;
+    }
+
+    /* Non-finite inputs: a NaN in a valid position must show; otherwise skip the values. */
+    bool nan_valid = false, nonfinite = false;
+    for (int64_t d = 0; d < D; d++) {
+        fz_q_idx(f, b, h, d, idx);
+        double x = fz_get(c, q, idx);
+        nan_valid |= isnan(x);
+        nonfinite |= !isfinite(x);
+    }
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t d = 0; d < D; d++) {
+            fz_kv_idx(f, b, t, j, d, idx);
+            double xk = fz_get(c, k, idx), xv = fz_get(c, v, idx);
+            nan_valid |= t < len && (isnan(xk) || isnan(xv));
+            nonfinite |= !isfinite(xk) || !isfinite(xv);
+        }
+    if (nonfinite) {
+        r->skip = true;
+        r->must_nan = nan_valid && len > 0;
+        return;
+    }
+
+    double *s = malloc((size_t)(T ? T : 1) * sizeof *s), *w = malloc((size_t)(T ? T : 1) * sizeof *w);
+    double *lo = malloc((size_t)(T ? T : 1) * sizeof *lo), *hi = malloc((size_t)(T ? T : 1) * sizeof *hi);
+    FZ_CHECK(s && w && lo && hi, "harness out of memory");
+    double A = 0, V = 0;
+    for (int64_t t = 0; t < T; t++) {
+        double dot = 0, absdot = 0;
+        for (int64_t d = 0; d < D; d++) {
+            fz_q_idx(f, b, h, d, idx);
+            double xq = fz_get(c, q, idx);
+            fz_kv_idx(f, b, t, j, d, idx);
+            double xk = fz_get(c, k, idx);
+            dot += xq * xk;
+            absdot += fabs(xq * xk);
+            V = fmax(V, fabs(fz_get(c, v, idx)));
+        }
+        s[t] = a->scale * dot;
+        double at = fabs((double)a->scale) * absdot;
+        A = fmax(A, fmax(at, absdot)); /* q.k may be formed before scaling: both must fit */
+        double delta = (double)(D + 4) * eps * at + 1e-300;
+        if (f->ragged || t < len) {
+            lo[t] = s[t] - delta, hi[t] = s[t] + delta;
+            if (!f->ragged)
+                s[t] = f32r(s[t]), lo[t] = f32r(lo[t]), hi[t] = f32r(hi[t]);
+        } else { /* the seed adds the mask in f32: emulate it, rounding included */
+            lo[t] = f32r(f32r(s[t] - delta) + a->mask);
+            hi[t] = f32r(f32r(s[t] + delta) + a->mask);
+            s[t] = f32r(f32r(s[t]) + a->mask);
+        }
+    }
+    if (A > 1e37 || V * (double)(T + 1) > 1e37) { /* f32 arithmetic may overflow */
+        r->skip = true;
+        goto out;
+    }
+
+    double m = -INFINITY, m_lo = -INFINITY, m_hi = -INFINITY, width = 0;
+    for (int64_t t = 0; t < T; t++) {
+        m = fmax(m, s[t]), m_lo = fmax(m_lo, lo[t]), m_hi = fmax(m_hi, hi[t]);
+        width = fmax(width, hi[t] - lo[t]);
+    }
+    if (!isfinite(m) || !isfinite(m_lo) || !isfinite(m_hi)) { /* e.g. mask = -inf, len 0 */
+        r->skip = true;
+        goto out;
+    }
+    const double dlt = width + (m_hi - m_lo); /* bound on |error of (s_t - m)| */
+    double l = 0, P = 0;
+    for (int64_t t = 0; t < T; t++) {
+        w[t] = exp(s[t] - m);
+        l += w[t];
+    }
+    const double sum_err = (double)(T + 8) * 2 * eps;
+    r->m = m;
+    r->tol_m = fmax(m_hi - m, m - m_lo) + 2 * eps * fabs(m) + 1e-30;
+    r->l = l;
+    r->tol_l = l * (expm1(dlt) + sum_err + 2e-6 + 1e-5);
+    for (int64_t d = 0; d < D; d++) {
+        double acc = 0, absacc = 0;
+        for (int64_t t = 0; t < T; t++) {
+            fz_kv_idx(f, b, t, j, d, idx);
+            double xv = fz_get(c, v, idx);
+            double p = f->ragged ? w[t] : fz_round_to(v->dt, w[t]);
+            acc += p * xv;
+            absacc += fabs(p * xv);
+        }
+        if (!f->ragged)
+            acc = fz_round_to(v->dt, acc);
+        r->o[d] = f->normalized ? acc / l : acc;
+        P = fmax(P, absacc);
+    }
+    if (!f->ragged && (P * 1.01 >= (v->dt == RA_DTYPE_F16 ? 65504.0 : 1e37))) {
+        r->skip = true; /* the PV sum overflows v's dtype */
+        goto out;
+    }
+    /* |o_n error| <= (max weighted |v|) * relative error of the weights and sums. */
+    double rel = fmin(2.0, 2 * expm1(2 * dlt)) + 6 * eps_v + 2 * sum_err + 2e-6 + 1e-5;
+    double tol_on = (f->ragged ? V : P / l) * rel;
+    r->tol_o = f->normalized ? tol_on : V * r->tol_l + (l + r->tol_l) * tol_on;
+out:
+    free(s);
+    free(w);
+    free(lo);
+    free(hi);
+}
+
+void fz_attn_check_values(const fz_attn *a)
+{
+    const fz_fn *f = a->fn;
+    const fz_case *c = &a->c;
+    const fz_tensor *o = &c->t[A_O], *m = &c->t[A_M], *l = &c->t[A_L], *len = &c->t[A_LEN];
+    head r;
+    r.o = malloc((size_t)(a->D ? a->D : 1) * sizeof *r.o);
+    FZ_CHECK(r.o != NULL, "harness out of memory");
+    int64_t idx[4], lidx[4] = {0, 0, 0, 0};
+    for (int64_t b = 0; b < a->B; b++) {
+        lidx[0] = b;
+        int64_t n = fz_get_i32(c, len, lidx);
+        for (int64_t h = 0; h < a->Hq; h++) {
+            oracle_head(a, b, h, n, &r);
+            double gm = NAN, gl = NAN;
+            fz_ml_idx(f, b, h, idx);
+            if (m->present)
+                gm = fz_get(c, m, idx);
+            if (l->present)
+                gl = fz_get(c, l, idx);
+            bool any_nan = false;
+            for (int64_t d = 0; d < a->D; d++) {
+                fz_o_idx(f, b, h, d, idx);
+                double go = fz_get(c, o, idx);
+                any_nan |= isnan(go);
+                if (r.empty)
+                    FZ_CHECK(go == 0.0, "%s b=%lld h=%lld d=%lld: length 0 must give o = 0, got %g",
+                             f->name, (long long)b, (long long)h, (long long)d, go);
+                else if (!r.skip)
+                    FZ_CHECK(fabs(go - r.o[d]) <= r.tol_o,
+                             "%s b=%lld h=%lld d=%lld len=%lld: o = %.9g, oracle %.9g, tol %.3g",
+                             f->name, (long long)b, (long long)h, (long long)d, (long long)n, go,
+                             r.o[d], r.tol_o);
+            }
+            if (r.must_nan)
+                FZ_CHECK(any_nan, "%s b=%lld h=%lld: a NaN input in a valid position did not "
+                         "reach o", f->name, (long long)b, (long long)h);
+            if (r.empty) {
+                FZ_CHECK(!m->present || gm == -INFINITY, "%s b=%lld h=%lld: length 0 must give "
+                         "m = -inf, got %g", f->name, (long long)b, (long long)h, gm);
+                FZ_CHECK(!l->present || gl == 0.0, "%s b=%lld h=%lld: length 0 must give l = 0, "
+                         "got %g", f->name, (long long)b, (long long)h, gl);
+            } else if (!r.skip) {
+                FZ_CHECK(!m->present || fabs(gm - r.m) <= r.tol_m,
+                         "%s b=%lld h=%lld len=%lld: m = %.9g, oracle %.9g, tol %.3g", f->name,
+                         (long long)b, (long long)h, (long long)n, gm, r.m, r.tol_m);
+                FZ_CHECK(!l->present || fabs(gl - r.l) <= r.tol_l,
+                         "%s b=%lld h=%lld len=%lld: l = %.9g, oracle %.9g, tol %.3g", f->name,
+                         (long long)b, (long long)h, (long long)n, gl, r.l, r.tol_l);
+            }
+        }
+    }
+    free(r.o);
+}
