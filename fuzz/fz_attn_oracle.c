@@ -203,7 +203,8 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     r->m = m;
     r->tol_m = fmax(m_hi - m, m - m_lo) + 2 * eps * fabs(m) + 1e-30;
     r->l = l;
-    r->tol_l = l * (expm1(dlt) + sum_err + 2e-6 + 1e-5);
+    /* l is a sum of T weights of at most 1, one of which is 1: it lies in [1, T]. */
+    r->tol_l = fmin(l * (expm1(dlt) + sum_err + 2e-6 + 1e-5), (double)T);
     for (int64_t d = 0; d < D; d++) {
         double acc = 0, absacc = 0;
         for (int64_t t = 0; t < T; t++) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The ctest tests labelled "valgrind" under valgrind memcheck: any invalid access, use of
+# uninitialised memory or leak (definite or possible) fails the test.
+#
+#   tools/valgrind.sh [ctest args...]
+#   BUILD_DIR=...  default build-valgrind
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build-valgrind}
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j2
+
+# ctest -T memcheck reads its settings from DartConfiguration.tcl, which only include(CTest)
+# writes; the project uses plain enable_testing(), so write the few lines it needs.
+cat >"$build/DartConfiguration.tcl" <<CFG
+SourceDirectory: $root
+BuildDirectory: $build
+MemoryCheckType: Valgrind
+MemoryCheckCommand: $(command -v valgrind)
+MemoryCheckCommandOptions: --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible --track-origins=yes --num-callers=30 --gen-suppressions=all
+MemoryCheckSuppressionFile: $root/tools/valgrind.supp
+CFG
+cd "$build"
+# Tests run one at a time: valgrind serializes threads anyway and the machine has 2 cores.
+ctest -T memcheck -L valgrind --output-on-failure "$@"
