@@ -270,7 +270,7 @@ static void pv_bf16(const ra__tile *t) { pv_all(t, RA_DTYPE_BF16); }
 
 const ra__kernel_table ra__kernels_avx512 = {
     .id = RA_KERNEL_AVX512,
-    .tile_max = 32,
+    .tile_max = 16,
     .default_split = 2048,
     .all_heads_per_item = true,
     .needs_unit_d = true,
