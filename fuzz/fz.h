@@ -67,7 +67,6 @@ double fz_dtype_eps(ra_dtype dt);
  * create overlaps on purpose. */
 typedef struct fz_tensor {
     bool present; /* false: the call gets NULL */
-    bool output;
     ra_dtype dt;
     int rank;
     int64_t shape[4];

@@ -220,7 +220,6 @@ void fz_op_attention(fz_in *in)
         fz_tensor *t = &c->t[r];
         t->dt = r <= A_V ? tab_dt[fz_u8(in) % 4] : r == A_LEN ? RA_DTYPE_I32 : RA_DTYPE_F32;
         fz_attn_shape(f, r, a.B, a.Hq, a.Hkv, a.S, a.D, t);
-        t->output = r >= A_O;
         t->host = r;
         fz_mutate(in, t, r == A_M || r == A_L);
         fz_choose_layout(in, t, r < A_O);

@@ -231,7 +231,6 @@ void fz_op_merge(fz_in *in)
         if (!output && i >= 3 * (int)mc.n)
             continue;
         fz_set_shape(t, RA_DTYPE_F32, 4, mc.B, 1, mc.H, is_o ? mc.D : 1);
-        t->output = output;
         t->host = i;
         fz_mutate(in, t, i == OUT_M || i == OUT_L);
         fz_choose_layout(in, t, !output);
