@@ -50,9 +50,12 @@ static void reference_item(const ra__problem *p, int64_t b, int64_t j, const ref
     for (int64_t t0 = 0; t0 < S; t0 += CHUNK) {
         int64_t n = S - t0 < CHUNK ? S - t0 : CHUNK;
         load_rows(&p->k, b, j, t0, n, D, w->rows);
-        ra__sgemm(true, (int)G, (int)n, (int)D, p->scale, w->q, (int)D, w->rows, (int)D, 0.0f,
+        ra__sgemm(true, (int)G, (int)n, (int)D, 1.0f, w->q, (int)D, w->rows, (int)D, 0.0f,
                   w->logits + t0, (int)S);
     }
+    /* the scale after the product: BLAS skips the product when alpha is 0 (NaN would vanish) */
+    for (int64_t i = 0; i < G * S; i++)
+        w->logits[i] *= p->scale;
     /* 2-5. mask, max, exp, sum, round to v's dtype */
     for (int64_t g = 0; g < G; g++) {
         float *lg = w->logits + g * S;

@@ -28,9 +28,13 @@ static void qk(const ra__tile *t, ra_dtype dt)
 {
     int64_t ld;
     const float *k = f32_rows(t, t->k, dt, t->k_st, t->k_sd, &ld);
-    /* S[G][T] = scale * Q[G][D] K[T][D]^T */
-    ra__sgemm(true, (int)t->G, (int)t->T, (int)t->D, t->scale, t->q, (int)t->D, k, (int)ld,
-              0.0f, t->s, (int)t->s_ld);
+    /* S[G][T] = Q[G][D] K[T][D]^T, then the scale: BLAS skips the product when alpha is 0,
+     * which would turn a NaN logit into 0 instead of NaN. */
+    ra__sgemm(true, (int)t->G, (int)t->T, (int)t->D, 1.0f, t->q, (int)t->D, k, (int)ld, 0.0f,
+              t->s, (int)t->s_ld);
+    for (int64_t g = 0; g < t->G; g++)
+        for (int64_t i = 0; i < t->T; i++)
+            t->s[g * t->s_ld + i] *= t->scale;
 }
 
 static void pv(const ra__tile *t, ra_dtype dt)
