@@ -124,6 +124,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     const double eps = 0x1p-24, eps_v = f->ragged ? 0 : fz_dtype_eps(v->dt);
     int64_t idx[4];
     r->skip = r->must_nan = r->empty = false;
+    r->m = r->l = r->tol_m = r->tol_l = r->tol_o = 0;
     if (f->ragged && len == 0) {
         r->empty = true;
         return;
