@@ -28,7 +28,9 @@
  * Conventions
  *   - Every function that can fail returns ra_status; RA_OK is 0. On failure nothing is written
  *     to any output, and ra_last_error() names the argument and the offending value.
- *   - The library never prints, aborts or exits, and keeps no mutable global state.
+ *   - The library never prints, aborts or exits. Its only process-wide objects are a mutex
+ *     that serializes its calls into the (non-reentrant) serial OpenBLAS, and a test-only
+ *     allocation hook that is not exported; everything else is per call or per thread.
  *   - Tensors are opaque handles with a dtype, a rank (1..4), a shape and strides in elements.
  *
  * Thread safety
@@ -173,8 +175,10 @@ RA_API ra_status ra_options_set_kernel(ra_options *o, ra_kernel kernel);
  * the other sequences of the batch, so results stay bitwise reproducible). >= 0. */
 RA_API ra_status ra_options_set_split_tokens(ra_options *o, int64_t split_tokens);
 
-/* The kernel a call with these options would run (AUTO resolved for this CPU), and its name
- * ("blas", "portable", "avx2", "avx512"; "unknown" otherwise). Since 0.1.0. */
+/* The kernel a call with these options would run (AUTO resolved for this CPU), and a kernel's
+ * name: "auto", "blas", "portable", "avx2", "avx512"; "unknown" otherwise. A layout the SIMD
+ * kernels do not take (a feature stride other than 1) runs on the portable kernel instead.
+ * Since 0.1.0. */
 RA_API ra_kernel ra_kernel_resolve(const ra_options *o);
 RA_API const char *ra_kernel_name(ra_kernel kernel);
 
@@ -200,7 +204,9 @@ RA_API const char *ra_kernel_name(ra_kernel kernel);
  * Errors (nothing is written): RA_ERR_INVALID_ARGUMENT (NULL q/k/v/lengths/o),
  * RA_ERR_DTYPE, RA_ERR_SHAPE (ranks or dims that do not fit, Hq % Hkv != 0),
  * RA_ERR_LENGTH (a length outside [0, S]), RA_ERR_ALIAS (an output overlaps an input or another
- * output, or its own elements), RA_ERR_OVERFLOW, RA_ERR_OUT_OF_MEMORY. Since 0.1.0. */
+ * output, or its own elements), RA_ERR_OVERFLOW, RA_ERR_OUT_OF_MEMORY. The overlap checks are
+ * conservative: they compare byte ranges, and an output's strides must, sorted, each clear the
+ * extent of the smaller ones (true of every row-major or transposed layout). Since 0.1.0. */
 RA_API ra_status ra_ragged_mqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
                                const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
                                ra_tensor *m, ra_tensor *l);
@@ -225,7 +231,7 @@ RA_API ra_status ra_reference_gqa(const ra_options *opts, const ra_tensor *q, co
  * Combines n >= 1 partial states (o_i un-normalized [B,1,H,D], m_i and l_i [B,1,H,1], all f32,
  * as ra_ragged_mha/gqa return them) with the log-sum-exp rule:
  *     M = max_i m_i,  L = sum_i exp(m_i - M) l_i,  o_out = sum_i exp(m_i - M) o_i / L
- * A part with l = 0 and m = -inf contributes nothing; if every part is empty, o_out = 0,
+ * A part with l = 0 and m = -inf contributes nothing; if every part has l = 0, o_out = 0,
  * M = -inf and L = 0. m_out and l_out may be NULL; when given they receive M and L, so that
  * (o_out * L, M, L) is again a partial state. Parts are combined in index order.
  * Errors: n == 0 or NULL arrays/elements (RA_ERR_INVALID_ARGUMENT), shapes or dtypes that

@@ -92,6 +92,8 @@ ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *
             }
             for (int64_t d = 0; d < D; d++)
                 po[at(o_out, b, h, d)] = ra__finish_o(po[at(o_out, b, h, d)], L, 1);
+            if (L == 0.0f) /* every part empty (l = 0): the empty state, whatever m said */
+                M = -INFINITY;
             if (m_out)
                 ((float *)m_out->data)[at(m_out, b, h, 0)] = M;
             if (l_out)

@@ -60,7 +60,7 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
     if (!shape)
         return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: shape is NULL", who);
 
-    int64_t numel = 1;
+    bool empty = false;
     for (int i = 0; i < rank; i++) {
         if (shape[i] < 0)
             return ra__fail(RA_ERR_SHAPE, "%s: shape[%d] = %lld is negative", who, i,
@@ -68,10 +68,14 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
         if (strides && strides[i] < 0)
             return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: strides[%d] = %lld is negative", who,
                             i, (long long)strides[i]);
+        empty |= shape[i] == 0;
+    }
+    /* An empty tensor has no bytes, so its other extents may be anything. */
+    int64_t numel = empty ? 0 : 1;
+    for (int i = 0; i < rank && !empty; i++)
         if (__builtin_mul_overflow(numel, shape[i], &numel))
             return ra__fail(RA_ERR_OVERFLOW, "%s: element count overflows int64 at axis %d",
                             who, i);
-    }
     int64_t bytes;
     if (__builtin_mul_overflow(numel, (int64_t)esize, &bytes) || (uint64_t)bytes > SIZE_MAX)
         return ra__fail(RA_ERR_OVERFLOW, "%s: byte size of %lld elements overflows", who,
@@ -82,7 +86,7 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
     int64_t run = 1;
     for (int i = rank - 1; i >= 0; i--) {
         st[i] = strides ? strides[i] : run;
-        if (!strides && __builtin_mul_overflow(run, shape[i] ? shape[i] : 1, &run))
+        if (!strides && !empty && __builtin_mul_overflow(run, shape[i], &run))
             return ra__fail(RA_ERR_OVERFLOW, "%s: strides overflow int64", who);
     }
     int64_t last = 0; /* offset of the last element, in elements */

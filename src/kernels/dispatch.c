@@ -1,6 +1,15 @@
 /* Run-time choice of the kernel family from the CPU's features. No state: the answers come
  * from the compiler runtime's CPUID cache, filled once at load time. */
+#include <cpuid.h>
+
 #include "kernel.h"
+
+/* F16C from CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c". */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 static bool cpu_has_avx512(void)
 {
@@ -13,8 +22,7 @@ static bool cpu_has_avx512(void)
 static bool cpu_has_avx2(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 bool ra__kernel_available(ra_kernel k)
