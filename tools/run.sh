@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(cmake make gcc g++ pkgconf libopenblas-dev libopenblas-serial-dev libcmocka-dev
+PACKAGES=(cmake make gcc g++ pkgconf libopenblas-dev libopenblas-serial-dev libcmocka-dev libomp-14-dev
           abigail-tools jq valgrind clang libclang-rt-14-dev openmpi-bin libopenmpi-dev)
 
 deps() {
