@@ -227,6 +227,14 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     /* |o_n error| <= (max weighted |v|) * relative error of the weights and sums. */
     double rel = fmin(2.0, 2 * expm1(2 * dlt)) + 6 * eps_v + 2 * sum_err + 2e-6 + 1e-5;
     double tol_on = (f->ragged ? V : P / l) * rel;
+    /* Rounding near the subnormal range is absolute, not relative: each of the T products,
+     * their sum and the division may each lose up to one step of the subnormal grid (f32's for
+     * the ragged path, which computes in f32; v's dtype for the reference, which rounds p and
+     * the PV sum to it). */
+    double sub = f->ragged || v->dt == RA_DTYPE_F32 ? 0x1p-149
+                 : v->dt == RA_DTYPE_BF16          ? 0x1p-133
+                                                   : 0x1p-24;
+    tol_on += (double)(T + 2) * sub * fmax(1.0, V);
     r->tol_o = f->normalized ? tol_on : V * r->tol_l + (l + r->tol_l) * tol_on;
 out:
     free(s);
