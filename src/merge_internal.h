@@ -18,10 +18,12 @@ static inline float ra__nan_max(float a, float b)
     return (b > a || b != b) ? b : a;
 }
 
-/* The output convention: o/L (0 for an empty state) or the un-normalized o. */
+/* The output convention: o/L or the un-normalized o. A state with L = 0 normalizes to 0, but
+ * o * 0 keeps a NaN that reached o (a NaN v under a zero weight: 0 * NaN = NaN), as the
+ * contract asks of a NaN in a valid position. */
 static inline float ra__finish_o(float o, float L, int normalize)
 {
-    return normalize ? (L == 0.0f ? 0.0f : o / L) : o;
+    return normalize ? (L == 0.0f ? o * 0.0f : o / L) : o;
 }
 
 #endif
