@@ -204,8 +204,8 @@ void fz_put(fz_case *c, const fz_tensor *t, const int64_t *idx, double x)
         h = fz_f32_to_bf16(f);
         memcpy(p, &h, 2);
         break;
-    default:
-        i = (int32_t)x;
+    default: /* a float value put into an i32 tensor: out-of-range and non-finite become 0 */
+        i = (isfinite(x) && fabs(x) < 2147483647.0) ? (int32_t)x : 0;
         memcpy(p, &i, 4);
         break;
     }
