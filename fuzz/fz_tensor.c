@@ -1,4 +1,5 @@
 /* Test tensors: layouts, exact-size buffers, element access, snapshots and overlap tests. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
