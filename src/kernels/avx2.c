@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "../merge_internal.h"
 #include "kernel.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
@@ -149,43 +148,29 @@ RA_INLINE __m256 exp8(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* s[i] = exp(s[i] - m) for the softmax step, 8 lanes at a time. */
+static float exp_row(float *s, int64_t n, float m)
+{
+    __m256 vm = _mm256_set1_ps(m), vsum = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+        _mm256_storeu_ps(s + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float r[8] __attribute__((aligned(32)));
+    _mm256_store_ps(r, vsum);
+    float sum = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+    for (; i < n; i++) {
+        s[i] = expf(s[i] - m);
+        sum += s[i];
+    }
+    return sum;
+}
+
 static void softmax_step(const ra__tile *t)
 {
-    for (int64_t g = 0; g < t->G; g++) {
-        float *s = t->s + g * t->s_ld;
-        float mb = -INFINITY;
-        for (int64_t i = 0; i < t->T; i++)
-            mb = ra__nan_max(mb, s[i]);
-        float m_old = t->m[g];
-        float m_new = ra__nan_max(m_old, mb);
-        if (m_new == -INFINITY) { /* every logit so far is -inf: no weight, and no NaN */
-            for (int64_t i = 0; i < t->T; i++)
-                s[i] = 0.0f;
-            continue;
-        }
-        __m256 vm = _mm256_set1_ps(m_new), vsum = _mm256_setzero_ps();
-        int64_t i = 0;
-        for (; i + 8 <= t->T; i += 8) {
-            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
-            _mm256_storeu_ps(s + i, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        float r[8] __attribute__((aligned(32)));
-        _mm256_store_ps(r, vsum);
-        float sum = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
-        for (; i < t->T; i++) {
-            s[i] = expf(s[i] - m_new);
-            sum += s[i];
-        }
-        float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
-        t->l[g] = t->l[g] * alpha + sum;
-        t->m[g] = m_new;
-        if (alpha != 1.0f) {
-            float *o = t->o + g * t->D;
-            for (int64_t d = 0; d < t->D; d++)
-                o[d] *= alpha;
-        }
-    }
+    ra__softmax_step_with(t, exp_row);
 }
 
 static void qk_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F32); }

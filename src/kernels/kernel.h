@@ -84,7 +84,10 @@ bool ra__kernel_available(ra_kernel k);
 ra_kernel ra__kernel_resolve(ra_kernel k);
 const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved);
 
-/* The portable online-softmax step, shared by every family that has no vector exp. */
+/* The online-softmax step. exp_row sets s[i] = exp(s[i] - m) for i < n and returns their sum;
+ * the portable step uses expf, a kernel family may pass a vector exp. */
+typedef float (*ra__exp_row_fn)(float *s, int64_t n, float m);
+void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row);
 void ra__softmax_step_portable(const ra__tile *t);
 
 #endif

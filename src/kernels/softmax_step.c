@@ -1,10 +1,11 @@
-/* The online-softmax update between the two products of a tile (portable C). */
+/* The online-softmax update between the two products of a tile, shared by the portable, BLAS
+ * and AVX2 kernels (AVX-512 fuses its own, with a vector max). */
 #include <math.h>
 
 #include "../merge_internal.h"
 #include "kernel.h"
 
-void ra__softmax_step_portable(const ra__tile *t)
+void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row)
 {
     for (int64_t g = 0; g < t->G; g++) {
         float *s = t->s + g * t->s_ld;
@@ -13,17 +14,13 @@ void ra__softmax_step_portable(const ra__tile *t)
             mb = ra__nan_max(mb, s[i]);
         float m_old = t->m[g];
         float m_new = ra__nan_max(m_old, mb);
-        float sum = 0.0f;
         if (m_new == -INFINITY) {
             /* Every logit so far is -inf: they carry no weight (avoids -inf - -inf = NaN). */
             for (int64_t i = 0; i < t->T; i++)
                 s[i] = 0.0f;
             continue;
         }
-        for (int64_t i = 0; i < t->T; i++) {
-            s[i] = expf(s[i] - m_new);
-            sum += s[i];
-        }
+        float sum = exp_row(s, t->T, m_new);
         float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
         t->l[g] = t->l[g] * alpha + sum;
         t->m[g] = m_new;
@@ -33,4 +30,19 @@ void ra__softmax_step_portable(const ra__tile *t)
                 o[d] *= alpha;
         }
     }
+}
+
+static float exp_row_portable(float *s, int64_t n, float m)
+{
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - m);
+        sum += s[i];
+    }
+    return sum;
+}
+
+void ra__softmax_step_portable(const ra__tile *t)
+{
+    ra__softmax_step_with(t, exp_row_portable);
 }
