@@ -164,7 +164,9 @@ RA_API ra_status ra_options_set_block_size(ra_options *o, int64_t block_size);
 RA_API ra_status ra_options_set_scale(ra_options *o, float scale);
 /* Added to masked logits by the reference functions (the ragged ones skip masked positions). */
 RA_API ra_status ra_options_set_mask_value(ra_options *o, float mask_value);
-/* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()). >= 0. */
+/* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()). >= 0. An upper
+ * bound: a ragged call with little work (under about a million multiply-adds per thread) uses
+ * fewer threads, since waking one costs microseconds. Results never depend on it. */
 RA_API ra_status ra_options_set_num_threads(ra_options *o, int num_threads);
 /* Force a kernel. RA_ERR_INVALID_ARGUMENT for an unknown value, RA_ERR_UNSUPPORTED when this
  * CPU or build cannot run it. Since 0.1.0. */

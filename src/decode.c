@@ -207,7 +207,14 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
             return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
     }
     pl->n_items = n;
-    pl->team = ra__team_size(p->num_threads, n);
+    /* A thread costs a few microseconds to wake and join, so small calls get fewer threads:
+     * one per ~2^20 multiply-adds of work. Which thread runs an item never changes its bits. */
+    int64_t positions = 0, fmas;
+    for (int64_t b = 0; b < p->B; b++)
+        positions += seq_len(p, b);
+    if (__builtin_mul_overflow(positions, 2 * p->Hq * p->D, &fmas))
+        fmas = INT64_MAX;
+    pl->team = ra__team_size(p->num_threads, n < 1 + fmas / (1 << 20) ? n : 1 + fmas / (1 << 20));
 
     const int64_t hq_item = pl->heads_per_item * p->G;
     ra__arena a = {0, false};
