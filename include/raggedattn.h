@@ -142,7 +142,9 @@ typedef struct ra_options ra_options; /* opaque; NULL wherever accepted means th
 
 /* Which block kernel computes the ragged functions. AUTO picks the fastest one this CPU runs
  * (AVX-512, then AVX2+FMA, then portable C). BLAS is the design card's path: two cblas_sgemm
- * calls per KV block. Every kernel computes the same function; results agree to f32 rounding. */
+ * calls per KV block of at most 1024 positions (plain loops instead when the process loaded a
+ * threaded OpenBLAS; the portable kernel when G or D exceeds INT_MAX). Every kernel computes
+ * the same function; results agree to f32 rounding. */
 typedef enum ra_kernel {
     RA_KERNEL_AUTO = 0,
     RA_KERNEL_BLAS = 1,
@@ -165,14 +167,16 @@ RA_API ra_status ra_options_set_scale(ra_options *o, float scale);
 /* Added to masked logits by the reference functions (the ragged ones skip masked positions). */
 RA_API ra_status ra_options_set_mask_value(ra_options *o, float mask_value);
 /* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()). >= 0. An upper
- * bound: a ragged call with little work (under about a million multiply-adds per thread) uses
- * fewer threads, since waking one costs microseconds. Results never depend on it. */
+ * bound: a call uses at most the OpenMP thread limit, 4 threads per processor, one per work
+ * item, and one per about a million multiply-adds (waking a thread costs microseconds).
+ * Results never depend on it. */
 RA_API ra_status ra_options_set_num_threads(ra_options *o, int num_threads);
 /* Force a kernel. RA_ERR_INVALID_ARGUMENT for an unknown value, RA_ERR_UNSUPPORTED when this
  * CPU or build cannot run it. Since 0.1.0. */
 RA_API ra_status ra_options_set_kernel(ra_options *o, ra_kernel kernel);
 /* Split-KV: the ragged functions cut each sequence into chunks of this many positions (a
  * multiple of block_size is best), compute them in parallel and merge them in a fixed order.
+ * Each chunk keeps a partial state of Hq*D floats, so tiny chunks cost memory.
  * 0 = automatic (a fixed size that depends only on the kernel, never on the thread count or on
  * the other sequences of the batch, so results stay bitwise reproducible). >= 0. */
 RA_API ra_status ra_options_set_split_tokens(ra_options *o, int64_t split_tokens);

@@ -53,7 +53,7 @@ static int64_t chunks_of(const plan *pl, int64_t len)
 {
     if (len == 0 || pl->split == 0)
         return 1;
-    return (len + pl->split - 1) / pl->split;
+    return 1 + (len - 1) / pl->split; /* not (len + split - 1) / split: split may be huge */
 }
 
 /* Where a tile's K or V rows start. A paged cache would map (b, t0) through its page table
@@ -207,14 +207,11 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
             return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
     }
     pl->n_items = n;
-    /* A thread costs a few microseconds to wake and join, so small calls get fewer threads:
-     * one per ~2^20 multiply-adds of work. Which thread runs an item never changes its bits. */
-    int64_t positions = 0, fmas;
+    int64_t positions = 0; /* saturating: only sizes the thread team */
     for (int64_t b = 0; b < p->B; b++)
-        positions += seq_len(p, b);
-    if (__builtin_mul_overflow(positions, 2 * p->Hq * p->D, &fmas))
-        fmas = INT64_MAX;
-    pl->team = ra__team_size(p->num_threads, n < 1 + fmas / (1 << 20) ? n : 1 + fmas / (1 << 20));
+        if (__builtin_add_overflow(positions, seq_len(p, b), &positions))
+            positions = INT64_MAX;
+    pl->team = ra__team_size(p->num_threads, n, positions, p->Hq, p->D);
 
     const int64_t hq_item = pl->heads_per_item * p->G;
     ra__arena a = {0, false};
@@ -274,12 +271,23 @@ static void convert_q(const ra__problem *p, float *qf)
                     ra__load_f32(p->q.data, p->q.dtype, b * p->q.sb + h * p->q.sh + d * p->q.sd);
 }
 
-int ra__team_size(int requested, int64_t work)
+int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
 {
-    int n = requested > 0 ? requested : omp_get_max_threads();
-    if ((int64_t)n > work)
-        n = work > 0 ? (int)work : 1;
-    return n < 1 ? 1 : n;
+    int64_t n = requested > 0 ? requested : omp_get_max_threads();
+    /* Never more than OpenMP allows or than a few per processor: libgomp exits the process
+     * when it cannot create a thread, so an absurd request must not reach it. */
+    int64_t limit = omp_get_thread_limit(), procs = 4 * (int64_t)omp_get_num_procs();
+    n = n < limit ? n : limit;
+    n = n < procs ? n : procs;
+    /* A thread costs microseconds to wake and join: one per ~2^20 multiply-adds of work. */
+    int64_t fmas;
+    if (__builtin_mul_overflow(positions, heads, &fmas) ||
+        __builtin_mul_overflow(fmas, 2 * D, &fmas))
+        fmas = INT64_MAX;
+    int64_t useful = 1 + fmas / (1 << 20);
+    n = n < useful ? n : useful;
+    n = n < items ? n : items;
+    return n < 1 ? 1 : (int)n;
 }
 
 ra_status ra__decode(const ra__problem *p)

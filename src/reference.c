@@ -111,7 +111,10 @@ ra_status ra__reference(const ra__problem *p)
     size_t at_o = ra__arena_take(&per, G, D, 1, sizeof(float));
     size_t at_l = ra__arena_take(&per, G, 1, 1, sizeof(float));
     int64_t items = p->B * p->Hkv;
-    int nt = ra__team_size(p->num_threads, items);
+    int64_t positions; /* the reference reads all S positions of every sequence */
+    if (__builtin_mul_overflow(p->B, p->S, &positions))
+        positions = INT64_MAX;
+    int nt = ra__team_size(p->num_threads, items, positions, p->Hq, p->D);
     ra__arena all = {0, false};
     ra__arena_take(&all, nt, 1, 1, per.used);
     if (per.overflow || all.overflow)

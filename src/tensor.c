@@ -86,8 +86,12 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
     int64_t run = 1;
     for (int i = rank - 1; i >= 0; i--) {
         st[i] = strides ? strides[i] : run;
-        if (!strides && !empty && __builtin_mul_overflow(run, shape[i], &run))
-            return ra__fail(RA_ERR_OVERFLOW, "%s: strides overflow int64", who);
+        /* row-major; an empty tensor's strides (never used to address) saturate */
+        if (!strides && __builtin_mul_overflow(run, shape[i] ? shape[i] : 1, &run)) {
+            if (!empty)
+                return ra__fail(RA_ERR_OVERFLOW, "%s: strides overflow int64", who);
+            run = INT64_MAX;
+        }
     }
     int64_t last = 0; /* offset of the last element, in elements */
     if (numel > 0) {

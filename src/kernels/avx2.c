@@ -14,6 +14,8 @@
 /* 8 elements at element index i as f32; n < 8 reads only n of them (the rest are 0). */
 RA_INLINE __m256 load8(const void *base, int64_t i, int64_t n, const int dt)
 {
+    if (n <= 0) /* past the row: nothing to read (and no pointer past it is formed) */
+        return _mm256_setzero_ps();
     const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
     const char *p = (const char *)base + (size_t)i * es;
     char tmp[32] __attribute__((aligned(32)));
