@@ -117,17 +117,6 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     }
 }
 
-#define RA__FOR_HEAD_TILES(fn, t, dt)                                                          \
-    do {                                                                                       \
-        int64_t g_ = 0;                                                                        \
-        for (; g_ + 4 <= (t)->G; g_ += 4)                                                      \
-            fn(t, g_, 4, dt);                                                                  \
-        for (; g_ + 2 <= (t)->G; g_ += 2)                                                      \
-            fn(t, g_, 2, dt);                                                                  \
-        for (; g_ < (t)->G; g_++)                                                              \
-            fn(t, g_, 1, dt);                                                                  \
-    } while (0)
-
 /* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, a degree-7 polynomial, and 2^n built
  * in the exponent bits. Below -87.3 the result is clamped near FLT_MIN instead of going
  * subnormal: a weight of 1e-38 next to the block's max weight of 1 is below f32 resolution.

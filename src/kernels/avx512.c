@@ -115,17 +115,6 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     }
 }
 
-RA_INLINE void qk_all(const ra__tile *t, const int dt)
-{
-    int64_t g = 0;
-    for (; g + 4 <= t->G; g += 4)
-        qk_rows(t, g, 4, dt);
-    for (; g + 2 <= t->G; g += 2)
-        qk_rows(t, g, 2, dt);
-    for (; g < t->G; g++)
-        qk_rows(t, g, 1, dt);
-}
-
 /* o[g0..g0+GT-1] += p . V over the tile, 64 features at a time, U positions in flight. */
 RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
@@ -189,17 +178,6 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     }
 }
 
-RA_INLINE void pv_all(const ra__tile *t, const int dt)
-{
-    int64_t g = 0;
-    for (; g + 4 <= t->G; g += 4)
-        pv_rows(t, g, 4, dt);
-    for (; g + 2 <= t->G; g += 2)
-        pv_rows(t, g, 2, dt);
-    for (; g < t->G; g++)
-        pv_rows(t, g, 1, dt);
-}
-
 /* exp(x) to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 Taylor polynomial,
  * then vscalefps applies 2^n (handling underflow to denormals/0 and overflow to inf).
  * max/min keep a NaN x: they return their second operand when either is NaN. */
@@ -255,12 +233,12 @@ static void softmax_step(const ra__tile *t)
     }
 }
 
-static void qk_f32(const ra__tile *t) { qk_all(t, RA_DTYPE_F32); }
-static void qk_f16(const ra__tile *t) { qk_all(t, RA_DTYPE_F16); }
-static void qk_bf16(const ra__tile *t) { qk_all(t, RA_DTYPE_BF16); }
-static void pv_f32(const ra__tile *t) { pv_all(t, RA_DTYPE_F32); }
-static void pv_f16(const ra__tile *t) { pv_all(t, RA_DTYPE_F16); }
-static void pv_bf16(const ra__tile *t) { pv_all(t, RA_DTYPE_BF16); }
+static void qk_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F32); }
+static void qk_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F16); }
+static void qk_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_BF16); }
+static void pv_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F32); }
+static void pv_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F16); }
+static void pv_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_BF16); }
 
 const ra__kernel_table ra__kernels_avx512 = {
     .id = RA_KERNEL_AVX512,

@@ -60,6 +60,20 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
 
+/* Covers the G query heads of a group with register tiles of 4, then 2, then 1 heads:
+ * fn(t, first_head, heads_in_tile, dtype), where heads_in_tile is a literal so that an inlined
+ * fn is specialized for it. */
+#define RA__FOR_HEAD_TILES(fn, t, dt)                                                          \
+    do {                                                                                       \
+        int64_t g_ = 0;                                                                        \
+        for (; g_ + 4 <= (t)->G; g_ += 4)                                                      \
+            fn(t, g_, 4, dt);                                                                  \
+        for (; g_ + 2 <= (t)->G; g_ += 2)                                                      \
+            fn(t, g_, 2, dt);                                                                  \
+        for (; g_ < (t)->G; g_++)                                                              \
+            fn(t, g_, 1, dt);                                                                  \
+    } while (0)
+
 typedef struct ra__kernel_table {
     ra_kernel id;
     int64_t tile_max;        /* positions per tile the kernel is built for */
