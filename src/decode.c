@@ -108,6 +108,7 @@ static void run_item(const plan *pl, const item *it, float *scratch)
         .conv = scratch + pl->s_ld * G,
     };
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
+    ra__tile_fn fused = kt->step[p->k.dtype][p->v.dtype];
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
         int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
@@ -127,9 +128,13 @@ static void run_item(const plan *pl, const item *it, float *scratch)
                 ra__prefetch_step(&pk, 0);
                 ra__prefetch_step(&pv_, 0);
             }
-            qk(&t);
-            kt->softmax(&t);
-            pv(&t);
+            if (fused) {
+                fused(&t);
+            } else {
+                qk(&t);
+                kt->softmax(&t);
+                pv(&t);
+            }
         }
     }
 }

@@ -1,12 +1,17 @@
-/* AVX-512 kernels (compiled with -mavx512f/bw/vl/dq -mfma; chosen at run time).
+/* AVX-512 kernel (compiled with -mavx512f/bw/vl/dq -mfma; chosen at run time). One fused
+ * step per head tile of GT query heads (4, 2 or 1) over a tile of up to TILE positions:
  *
- * QK: register tiles of GT query heads x TT positions (GT*TT = 16 zmm accumulators) walk D
- *     16 lanes at a time; one transpose-reduction turns the 16 accumulators into 16 logits.
- * PV: tiles of GT heads x 64 features x U positions in flight (16 accumulators) walk the
- *     tile's positions; each V vector loaded feeds GT heads.
- * Softmax: a vector exp (range reduction + degree-7 polynomial + vscalefps).
- * K/V may be f32, f16 (vcvtph2ps) or bf16 (a 16-bit shift); q, o, m, l stay f32, and so does
- * every sum. */
+ * QK: register tiles of GT heads x TT = 16/GT positions (16 zmm accumulators) walk D 16 lanes
+ *     at a time; one transpose-reduction turns them into one vector of 16 logits, lane
+ *     g*TT + i = head g, position i. The tile's logits stay in that layout.
+ * Softmax: on whole vectors - per-head max and sum by butterflies inside each group of TT
+ *     lanes, a vector exp (range reduction + degree-7 polynomial + vscalefps), and the
+ *     rescale factor alpha folded into the output update (o = o * alpha + p.V), so nothing
+ *     scalar runs per tile.
+ * PV: GT heads x 64 features x U positions in flight (16 accumulators); each V vector loaded
+ *     feeds GT heads.
+ * K/V may be f32, f16 (vcvtph2ps) or bf16 (a 16-bit shift), independently; q, o, m, l stay
+ * f32, and so does every sum. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -53,131 +58,6 @@ RA_INLINE __m512 sum16(const __m512 a[16])
                          _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* Logits of heads g0..g0+GT-1 for every position of the tile. Fields are copied to locals:
- * the intrinsics' may_alias stores would otherwise force reloads of *t. */
-RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
-{
-    const int TT = 16 / GT;
-    const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t T = t->T, D = t->D, s_ld = t->s_ld, k_st = t->k_st;
-    const float *q = t->q + g0 * D;
-    const char *k = t->k;
-    float *s = t->s + g0 * s_ld;
-    const __m512 scale = _mm512_set1_ps(t->scale);
-    const int64_t D16 = D & ~(int64_t)15; /* whole vectors; the tail is masked */
-    /* the first head tile spreads the next tile's K prefetches over its positions */
-    const ra__prefetcher pf = ra__prefetcher_init(g0 == 0 ? t->pf_k : NULL, t->pf_k_bytes,
-                                                  (T + TT - 1) / TT);
-    for (int64_t t0 = 0, step = 0; t0 < T; t0 += TT, step++) {
-        const int64_t tn = T - t0 < TT ? T - t0 : TT;
-        ra__prefetch_step(&pf, step);
-        const char *krow[16];
-        for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
-            krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
-        __m512 acc[16];
-        for (int i = 0; i < 16; i++)
-            acc[i] = _mm512_setzero_ps();
-        for (int64_t d = 0; d < D16; d += 16) {
-            __m512 qv[4];
-            for (int g = 0; g < GT; g++)
-                qv[g] = _mm512_loadu_ps(q + g * D + d);
-            for (int i = 0; i < TT; i++) {
-                __m512 kv = load16(krow[i], d, 0xffff, dt);
-                for (int g = 0; g < GT; g++)
-                    acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
-            }
-        }
-        if (D16 < D) {
-            __mmask16 mk = lanes(D - D16);
-            __m512 qv[4];
-            for (int g = 0; g < GT; g++)
-                qv[g] = _mm512_maskz_loadu_ps(mk, q + g * D + D16);
-            for (int i = 0; i < TT; i++) {
-                __m512 kv = load16(krow[i], D16, mk, dt);
-                for (int g = 0; g < GT; g++)
-                    acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
-            }
-        }
-        /* lane g*TT + i holds head g, position t0 + i: one masked store per head row */
-        const __m512 r = _mm512_mul_ps(sum16(acc), scale);
-        const __mmask16 keep = lanes(tn);
-        if (GT == 1) {
-            _mm512_mask_storeu_ps(s + t0, keep, r);
-        } else if (GT == 2) {
-            _mm256_mask_storeu_ps(s + t0, (__mmask8)keep, _mm512_castps512_ps256(r));
-            _mm256_mask_storeu_ps(s + s_ld + t0, (__mmask8)keep, _mm512_extractf32x8_ps(r, 1));
-        } else {
-            _mm_mask_storeu_ps(s + t0, (__mmask8)keep, _mm512_castps512_ps128(r));
-            _mm_mask_storeu_ps(s + s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 1));
-            _mm_mask_storeu_ps(s + 2 * s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 2));
-            _mm_mask_storeu_ps(s + 3 * s_ld + t0, (__mmask8)keep, _mm512_extractf32x4_ps(r, 3));
-        }
-    }
-}
-
-/* o[g0..g0+GT-1] += p . V over the tile, 64 features at a time, U positions in flight. */
-RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
-{
-    const int U = 4 / GT;
-    const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t T = t->T, D = t->D, s_ld = t->s_ld, v_st = t->v_st;
-    const float *s = t->s + g0 * s_ld;
-    const char *v = t->v;
-    float *o = t->o + g0 * D;
-    /* the first head tile's first feature block spreads the next tile's V prefetches */
-    const ra__prefetcher pf = ra__prefetcher_init(g0 == 0 ? t->pf_v : NULL, t->pf_v_bytes,
-                                                  (T + U - 1) / U);
-    for (int64_t d0 = 0; d0 < D; d0 += 64) {
-        __mmask16 mk[4];
-        for (int c = 0; c < 4; c++)
-            mk[c] = lanes(D - d0 - 16 * c);
-        __m512 acc[4][4][4]; /* [u][g][c] */
-        for (int u = 0; u < U; u++)
-            for (int g = 0; g < GT; g++)
-                for (int c = 0; c < 4; c++)
-                    acc[u][g][c] = _mm512_setzero_ps();
-        int64_t i = 0;
-        for (; i + U <= T; i += U) {
-            if (d0 == 0)
-                ra__prefetch_step(&pf, i / U);
-            for (int u = 0; u < U; u++) {
-                const char *vrow = v + (size_t)((i + u) * v_st) * es;
-                __m512 vv[4];
-                for (int c = 0; c < 4; c++)
-                    vv[c] = load16(vrow, d0 + 16 * c, mk[c], dt);
-                for (int g = 0; g < GT; g++) {
-                    __m512 p = _mm512_set1_ps(s[g * s_ld + i + u]);
-                    for (int c = 0; c < 4; c++)
-                        acc[u][g][c] = _mm512_fmadd_ps(p, vv[c], acc[u][g][c]);
-                }
-            }
-        }
-        if (d0 == 0 && i < T)
-            ra__prefetch_step(&pf, i / U);
-        for (; i < T; i++) {
-            const char *vrow = v + (size_t)(i * v_st) * es;
-            __m512 vv[4];
-            for (int c = 0; c < 4; c++)
-                vv[c] = load16(vrow, d0 + 16 * c, mk[c], dt);
-            for (int g = 0; g < GT; g++) {
-                __m512 p = _mm512_set1_ps(s[g * s_ld + i]);
-                for (int c = 0; c < 4; c++)
-                    acc[0][g][c] = _mm512_fmadd_ps(p, vv[c], acc[0][g][c]);
-            }
-        }
-        for (int g = 0; g < GT; g++)
-            for (int c = 0; c < 4; c++) {
-                if (!mk[c])
-                    continue;
-                __m512 sum = acc[0][g][c];
-                for (int u = 1; u < U; u++)
-                    sum = _mm512_add_ps(sum, acc[u][g][c]);
-                float *og = o + g * D + d0 + 16 * c;
-                _mm512_mask_storeu_ps(og, mk[c], _mm512_add_ps(_mm512_maskz_loadu_ps(mk[c], og), sum));
-            }
-    }
-}
-
 /* exp(x) to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 Taylor polynomial,
  * then vscalefps applies 2^n (handling underflow to denormals/0 and overflow to inf).
  * max/min keep a NaN x: they return their second operand when either is NaN. */
@@ -192,63 +72,262 @@ RA_INLINE __m512 exp16(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-static void softmax_step(const ra__tile *t)
+/* Positions per tile: the per-tile work (reductions, alpha, the o update) is paid once per
+ * TILE positions. */
+#define TILE 32
+
+/* max(a, b) that keeps a NaN of either operand (max_ps returns b when either is NaN). */
+RA_INLINE __m512 nanmax(__m512 a, __m512 b)
 {
-    for (int64_t g = 0; g < t->G; g++) {
-        float *s = t->s + g * t->s_ld;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        __mmask16 nan = 0;
-        for (int64_t i = 0; i < t->T; i += 16) {
-            __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes(t->T - i), s + i);
-            vmax = _mm512_max_ps(vmax, x);
-            nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-        }
-        /* A NaN logit makes the head NaN (max_ps alone may drop it). */
-        float mb = nan ? NAN : _mm512_reduce_max_ps(vmax);
-        float m_old = t->m[g];
-        float m_new = ra__nan_max(m_old, mb);
-        if (m_new == -INFINITY) { /* every logit so far is -inf: no weight, and no NaN */
-            for (int64_t i = 0; i < t->T; i++)
-                s[i] = 0.0f;
-            continue;
-        }
-        __m512 vm = _mm512_set1_ps(m_new), vsum = _mm512_setzero_ps();
-        for (int64_t i = 0; i < t->T; i += 16) {
-            __mmask16 mk = lanes(t->T - i);
-            __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + i), vm));
-            _mm512_mask_storeu_ps(s + i, mk, e);
-            vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(mk, e));
-        }
-        float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
-        t->l[g] = t->l[g] * alpha + _mm512_reduce_add_ps(vsum);
-        t->m[g] = m_new;
-        if (alpha != 1.0f) {
-            float *o = t->o + g * t->D;
-            __m512 va = _mm512_set1_ps(alpha);
-            for (int64_t d = 0; d < t->D; d += 16) {
-                __mmask16 mk = lanes(t->D - d);
-                _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, o + d)));
+    return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+}
+
+/* Butterflies over each group of TT adjacent lanes: every lane ends with its group's max
+ * (NaN-propagating) or sum. TT is 4, 8 or 16. */
+RA_INLINE __m512 group_max(__m512 x, const int TT)
+{
+    x = nanmax(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+    x = nanmax(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    if (TT >= 8)
+        x = nanmax(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
+    if (TT >= 16)
+        x = nanmax(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
+    return x;
+}
+
+RA_INLINE __m512 group_sum(__m512 x, const int TT)
+{
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    if (TT >= 8)
+        x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
+    if (TT >= 16)
+        x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
+    return x;
+}
+
+/* lane -> its head's value: v[g] spread over lanes g*TT .. g*TT+TT-1. */
+RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
+{
+    const __m512i head_of_lane = _mm512_srli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), TT == 4 ? 2 : TT == 8 ? 3 : 4);
+    return _mm512_permutexvar_ps(head_of_lane, _mm512_maskz_loadu_ps((__mmask16)((1u << GT) - 1u), v));
+}
+
+/* Logits of heads g0..g0+GT-1 for the tile's positions into sb: vector k holds positions
+ * k*TT .. k*TT+TT-1 of every head (lane g*TT + i); lanes past T hold -inf. Fields are copied
+ * to locals: the intrinsics' may_alias stores would otherwise force reloads of *t. */
+RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kdt, float *sb,
+                       const ra__prefetcher *pf)
+{
+    const int TT = 16 / GT;
+    const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
+    const int64_t T = t->T, D = t->D, k_st = t->k_st;
+    const float *q = t->q + g0 * D;
+    const char *k = t->k;
+    const __m512 scale = _mm512_set1_ps(t->scale);
+    const int64_t D16 = D & ~(int64_t)15; /* whole vectors; the tail is masked */
+    const int64_t steps = (T + TT - 1) / TT, d_iters = (D + 15) / 16;
+    for (int64_t step = 0; step < steps; step++) {
+        const int64_t t0 = step * TT, tn = T - t0 < TT ? T - t0 : TT;
+        const char *krow[16];
+        for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (masked below) */
+            krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++)
+            acc[i] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D16; d += 16) {
+            ra__prefetch_step(pf, step * d_iters + d / 16);
+            __m512 qv[4];
+            for (int g = 0; g < GT; g++)
+                qv[g] = _mm512_loadu_ps(q + g * D + d);
+            for (int i = 0; i < TT; i++) {
+                __m512 kv = load16(krow[i], d, 0xffff, kdt);
+                for (int g = 0; g < GT; g++)
+                    acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
             }
         }
+        if (D16 < D) {
+            ra__prefetch_step(pf, step * d_iters + D16 / 16);
+            __mmask16 mk = lanes(D - D16);
+            __m512 qv[4];
+            for (int g = 0; g < GT; g++)
+                qv[g] = _mm512_maskz_loadu_ps(mk, q + g * D + D16);
+            for (int i = 0; i < TT; i++) {
+                __m512 kv = load16(krow[i], D16, mk, kdt);
+                for (int g = 0; g < GT; g++)
+                    acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
+            }
+        }
+        /* lanes whose position is past the tail become -inf: no weight in the softmax */
+        const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));
+        _mm512_store_ps(sb + 16 * step, _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), pos_ok,
+                                                           sum16(acc), scale));
+    }
+    for (int64_t step = steps; step < TILE / TT; step++)
+        _mm512_store_ps(sb + 16 * step, _mm512_set1_ps(-INFINITY));
+}
+
+/* The online-softmax update of heads g0..g0+GT-1 on the tile's logits in sb (the layout of
+ * qk_tile): sb becomes p = exp(s - m_new), m and l are updated, and alpha = exp(m_old - m_new)
+ * (lane g*TT) is returned in ab for the output update. The rules are those of the scalar step
+ * (softmax_step.c): a NaN logit makes its head NaN, and a head whose logits are all -inf so far
+ * gets p = 0 and alpha = 1. */
+RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *sb, float *ab)
+{
+    const int TT = 16 / GT, NV = TILE / TT;
+    __m512 x[TILE / 4];
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int k = 0; k < NV; k++) {
+        x[k] = _mm512_load_ps(sb + 16 * k);
+        mx = nanmax(mx, x[k]);
+    }
+    const __m512 m_old = spread_heads(t->m + g0, GT, TT);
+    const __m512 m_new = nanmax(m_old, group_max(mx, TT));
+    const __mmask16 empty = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    /* empty heads subtract 0: their logits are -inf, so p = exp(-inf) = 0 */
+    const __m512 m_sub = _mm512_mask_mov_ps(m_new, empty, _mm512_setzero_ps());
+    __m512 sum = _mm512_setzero_ps();
+    for (int k = 0; k < NV; k++) {
+        __m512 p = exp16(_mm512_sub_ps(x[k], m_sub));
+        _mm512_store_ps(sb + 16 * k, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    const __m512 alpha = _mm512_mask_mov_ps(exp16(_mm512_sub_ps(m_old, m_new)), empty,
+                                            _mm512_set1_ps(1.0f));
+    const __m512 l_new = _mm512_fmadd_ps(spread_heads(t->l + g0, GT, TT), alpha,
+                                         group_sum(sum, TT));
+    float mb[16] __attribute__((aligned(64))), lb[16] __attribute__((aligned(64)));
+    _mm512_store_ps(mb, _mm512_mask_mov_ps(m_new, empty, m_old));
+    _mm512_store_ps(lb, l_new);
+    _mm512_store_ps(ab, alpha);
+    for (int g = 0; g < GT; g++) {
+        t->m[g0 + g] = mb[g * TT];
+        t->l[g0 + g] = lb[g * TT];
     }
 }
 
-static void qk_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F32); }
-static void qk_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_F16); }
-static void qk_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(qk_rows, t, RA_DTYPE_BF16); }
-static void pv_f32(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F32); }
-static void pv_f16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_F16); }
-static void pv_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_BF16); }
+/* o[g0..g0+GT-1] = o * alpha + p.V over the tile, 64 features at a time, U positions in
+ * flight; p[g][i] is sb[(i / TT) * 16 + g * TT + i % TT]. */
+RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vdt,
+                       const float *sb, const float *ab, const ra__prefetcher *pf)
+{
+    const int TT = 16 / GT, U = 4 / GT;
+    const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
+    const int64_t T = t->T, D = t->D, v_st = t->v_st;
+    const char *v = t->v;
+    float *o = t->o + g0 * D;
+#define P_AT(g, i) _mm512_set1_ps(sb[((i) / TT) * 16 + (g) * TT + (i) % TT])
+    const int64_t pos_iters = (T + U - 1) / U;
+    for (int64_t d0 = 0; d0 < D; d0 += 64) {
+        const int64_t tick0 = d0 / 64 * pos_iters;
+        __mmask16 mk[4];
+        for (int c = 0; c < 4; c++)
+            mk[c] = lanes(D - d0 - 16 * c);
+        __m512 acc[4][4][4]; /* [u][g][c] */
+        for (int u = 0; u < U; u++)
+            for (int g = 0; g < GT; g++)
+                for (int c = 0; c < 4; c++)
+                    acc[u][g][c] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + U <= T; i += U) {
+            ra__prefetch_step(pf, tick0 + i / U);
+            for (int u = 0; u < U; u++) {
+                const char *vrow = v + (size_t)((i + u) * v_st) * es;
+                __m512 vv[4];
+                for (int c = 0; c < 4; c++)
+                    vv[c] = load16(vrow, d0 + 16 * c, mk[c], vdt);
+                for (int g = 0; g < GT; g++) {
+                    __m512 p = P_AT(g, i + u);
+                    for (int c = 0; c < 4; c++)
+                        acc[u][g][c] = _mm512_fmadd_ps(p, vv[c], acc[u][g][c]);
+                }
+            }
+        }
+        if (i < T)
+            ra__prefetch_step(pf, tick0 + i / U);
+        for (; i < T; i++) {
+            const char *vrow = v + (size_t)(i * v_st) * es;
+            __m512 vv[4];
+            for (int c = 0; c < 4; c++)
+                vv[c] = load16(vrow, d0 + 16 * c, mk[c], vdt);
+            for (int g = 0; g < GT; g++) {
+                __m512 p = P_AT(g, i);
+                for (int c = 0; c < 4; c++)
+                    acc[0][g][c] = _mm512_fmadd_ps(p, vv[c], acc[0][g][c]);
+            }
+        }
+        for (int g = 0; g < GT; g++) {
+            const __m512 alpha = _mm512_set1_ps(ab[g * TT]);
+            for (int c = 0; c < 4; c++) {
+                if (!mk[c])
+                    continue;
+                __m512 sum = acc[0][g][c];
+                for (int u = 1; u < U; u++)
+                    sum = _mm512_add_ps(sum, acc[u][g][c]);
+                float *og = o + g * D + d0 + 16 * c;
+                _mm512_mask_storeu_ps(og, mk[c],
+                                      _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk[c], og), alpha, sum));
+            }
+        }
+    }
+#undef P_AT
+}
+
+/* Lines [lines*g0/G, lines*(g0+GT)/G) of a prefetch range, over n loop iterations. */
+RA_INLINE ra__prefetcher prefetch_share(const char *p, size_t bytes, int64_t g0, int GT,
+                                        int64_t G, int64_t n)
+{
+    size_t lines = (bytes + 63) >> 6;
+    size_t lo = lines * (size_t)g0 / (size_t)G, hi = lines * (size_t)(g0 + GT) / (size_t)G;
+    return ra__prefetcher_init(p ? p + (lo << 6) : NULL, (hi - lo) << 6, n);
+}
+
+/* One head tile: dt packs the K and V dtypes (3 * k + v) so that one macro argument carries
+ * both into the specialization. */
+RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dt)
+{
+    float sb[TILE * 4] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
+    float ab[16] __attribute__((aligned(64)));
+    const int TT = 16 / GT, U = 4 / GT;
+    const int64_t T = t->T, D = t->D;
+    /* This head tile's share (GT of G) of the next tile's K and V lines, spread evenly over
+     * its loop iterations (each about 16 FMAs): bursts of prefetches stall the core once the
+     * miss buffers fill, and the memory then idles while it computes. */
+    const ra__prefetcher pk = prefetch_share(t->pf_k, t->pf_k_bytes, g0, GT, t->G,
+                                             (T + TT - 1) / TT * ((D + 15) / 16));
+    const ra__prefetcher pv = prefetch_share(t->pf_v, t->pf_v_bytes, g0, GT, t->G,
+                                             (T + U - 1) / U * ((D + 63) / 64));
+    qk_tile(t, g0, GT, dt / 3, sb, &pk);
+    softmax_tile(t, g0, GT, sb, ab);
+    pv_tile(t, g0, GT, dt % 3, sb, ab, &pv);
+}
+
+#define RA__STEP(kd, vd)                                                                      \
+    static void step_##kd##_##vd(const ra__tile *t)                                           \
+    {                                                                                         \
+        RA__FOR_HEAD_TILES(head_tile_step, t, 3 * RA_DTYPE_##kd + RA_DTYPE_##vd);            \
+    }
+RA__STEP(F32, F32)
+RA__STEP(F32, F16)
+RA__STEP(F32, BF16)
+RA__STEP(F16, F32)
+RA__STEP(F16, F16)
+RA__STEP(F16, BF16)
+RA__STEP(BF16, F32)
+RA__STEP(BF16, F16)
+RA__STEP(BF16, BF16)
+#undef RA__STEP
 
 const ra__kernel_table ra__kernels_avx512 = {
     .id = RA_KERNEL_AVX512,
-    .tile_max = 16,
+    .tile_max = TILE,
     .default_split = 2048,
     .all_heads_per_item = true,
     .needs_unit_d = true,
     .needs_conv = false,
     .self_prefetch = true,
-    .qk = {qk_f32, qk_f16, qk_bf16},
-    .softmax = softmax_step,
-    .pv = {pv_f32, pv_f16, pv_bf16},
+    .step = {{step_F32_F32, step_F32_F16, step_F32_BF16},
+             {step_F16_F32, step_F16_F16, step_F16_BF16},
+             {step_BF16_F32, step_BF16_F16, step_BF16_BF16}},
 };

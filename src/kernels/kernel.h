@@ -5,6 +5,7 @@
  *   qk      s[g][t] = scale * dot(q[g], k[t])                     (K's dtype picks the variant)
  *   softmax online-softmax update of m, l and o; s becomes p = exp(s - m_new)
  *   pv      o[g] += sum_t p[g][t] * v[t]                          (V's dtype picks the variant)
+ * A family may instead fuse the three into one step, keeping the logits in registers.
  * Each kernel family (BLAS, portable C, AVX2, AVX-512) fills one ra__kernel_table; dispatch.c
  * picks a table once from the CPU's features. */
 #ifndef RA_KERNEL_H
@@ -39,6 +40,9 @@ typedef struct ra__tile {
 /* Prefetches of a byte range spread over a loop of n steps, so that a tile's prefetches
  * overlap its compute instead of stalling it in one burst: step i asks for its share of
  * whole cache lines into L2. (The division happens once per loop, not per step.) */
+#ifndef RA_PF_HINT
+#define RA_PF_HINT 2
+#endif
 typedef struct ra__prefetcher {
     const char *p;
     size_t lines, per;
@@ -53,9 +57,12 @@ static inline ra__prefetcher ra__prefetcher_init(const char *p, size_t bytes, in
 
 static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 {
+#ifdef RA_NO_PF
+    return;
+#endif
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
     for (size_t ln = lo; ln < hi; ln++)
-        __builtin_prefetch(pf->p + (ln << 6), 0, 2);
+        __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
@@ -82,9 +89,12 @@ typedef struct ra__kernel_table {
     bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
     bool needs_conv;         /* uses ra__tile.conv */
     bool self_prefetch;      /* consumes ra__tile.pf_* itself */
-    ra__tile_fn qk[3];       /* indexed by ra_dtype: F32, F16, BF16 */
+    /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
+    ra__tile_fn qk[3];
     ra__tile_fn softmax;
     ra__tile_fn pv[3];
+    /* ... or one fused step [K dtype][V dtype] that does all three (NULL: use the three). */
+    ra__tile_fn step[3][3];
 } ra__kernel_table;
 
 extern const ra__kernel_table ra__kernels_portable;

@@ -29,6 +29,8 @@ typedef struct kcfg {
 } kcfg;
 
 static const int32_t edge_lens[7] = {0, 1, 15, 16, 17, 49, 50};
+/* around the AVX-512 tile (32) and its register tiles (4, 8 or 16 positions) */
+static const int32_t tile_lens[9] = {0, 1, 31, 32, 33, 63, 64, 65, 70};
 
 static const kcfg configs[] = {
     {TC_RAGGED_GQA, 3, 8, 2, 77, 80, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
@@ -44,6 +46,10 @@ static const kcfg configs[] = {
      TC_LAYOUT_PADDED, NULL},
     {TC_RAGGED_GQA, 2, 4, 2, 30, 32, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_F16,
      TC_LAYOUT_BROADCAST, NULL},
+    /* groups of 3, 5 and 7 heads (register tiles 2+1, 4+1, 4+2+1), odd D */
+    {TC_RAGGED_GQA, 9, 9, 3, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 9, 10, 2, 70, 40, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16, 0, tile_lens},
+    {TC_RAGGED_MQA, 2, 7, 1, 100, 19, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_BF16, 0, NULL},
 };
 
 static const struct {
