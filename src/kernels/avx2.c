@@ -1,7 +1,8 @@
 /* AVX2 + FMA + F16C kernels, for x86-64 CPUs without AVX-512 (compiled with -mavx2 -mfma
  * -mf16c; chosen at run time). The same scheme as avx512.c with 8-lane vectors:
  * QK: GT heads x TT positions (GT*TT = 8 ymm accumulators) and one hadd-tree reduction;
- * PV: GT heads x 16 features x U positions in flight (8 accumulators). */
+ * PV: GT heads x 16 features x U positions in flight (8 accumulators).
+ * Both spread their head tile's share of the next tile's prefetches over their iterations. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -49,6 +50,9 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const float *q = t->q + g0 * D;
     const char *k = t->k;
     float *s = t->s + g0 * s_ld;
+    const int64_t d_iters = (D + 7) / 8;
+    const ra__prefetcher pf = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G,
+                                                       (T + TT - 1) / TT * d_iters);
     for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
         const char *krow[8];
@@ -58,6 +62,7 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
         for (int i = 0; i < 8; i++)
             acc[i] = _mm256_setzero_ps();
         for (int64_t d = 0; d < D; d += 8) {
+            ra__prefetch_step(&pf, t0 / TT * d_iters + d / 8);
             const int64_t n = D - d;
             __m256 qv[4];
             for (int g = 0; g < GT; g++)
@@ -84,13 +89,17 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const float *s = t->s + g0 * s_ld;
     const char *v = t->v;
     float *o = t->o + g0 * D;
+    const int64_t pos_iters = (T + U - 1) / U;
+    const ra__prefetcher pf = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G,
+                                                       pos_iters * ((D + 15) / 16));
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
         __m256 acc[4][4][2]; /* [u][g][c] */
         for (int u = 0; u < U; u++)
             for (int g = 0; g < GT; g++)
                 acc[u][g][0] = acc[u][g][1] = _mm256_setzero_ps();
         int64_t i = 0;
-        for (; i < T; i += U)
+        for (; i < T; i += U) {
+            ra__prefetch_step(&pf, d0 / 16 * pos_iters + i / U);
             for (int u = 0; u < U && i + u < T; u++) {
                 const char *vrow = v + (size_t)((i + u) * v_st) * es;
                 __m256 v0 = load8(vrow, d0, D - d0, dt), v1 = load8(vrow, d0 + 8, D - d0 - 8, dt);
@@ -100,6 +109,7 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                     acc[u][g][1] = _mm256_fmadd_ps(p, v1, acc[u][g][1]);
                 }
             }
+        }
         for (int g = 0; g < GT; g++)
             for (int c = 0; c < 2; c++) {
                 int64_t n = D - d0 - 8 * c;
@@ -172,6 +182,7 @@ const ra__kernel_table ra__kernels_avx2 = {
     .all_heads_per_item = true,
     .needs_unit_d = true,
     .needs_conv = false,
+    .self_prefetch = true,
     .qk = {qk_f32, qk_f16, qk_bf16},
     .softmax = softmax_step,
     .pv = {pv_f32, pv_f16, pv_bf16},

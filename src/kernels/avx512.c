@@ -276,15 +276,6 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #undef P_AT
 }
 
-/* Lines [lines*g0/G, lines*(g0+GT)/G) of a prefetch range, over n loop iterations. */
-RA_INLINE ra__prefetcher prefetch_share(const char *p, size_t bytes, int64_t g0, int GT,
-                                        int64_t G, int64_t n)
-{
-    size_t lines = (bytes + 63) >> 6;
-    size_t lo = lines * (size_t)g0 / (size_t)G, hi = lines * (size_t)(g0 + GT) / (size_t)G;
-    return ra__prefetcher_init(p ? p + (lo << 6) : NULL, (hi - lo) << 6, n);
-}
-
 /* One head tile: dt packs the K and V dtypes (3 * k + v) so that one macro argument carries
  * both into the specialization. */
 RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dt)
@@ -296,10 +287,10 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     /* This head tile's share (GT of G) of the next tile's K and V lines, spread evenly over
      * its loop iterations (each about 16 FMAs): bursts of prefetches stall the core once the
      * miss buffers fill, and the memory then idles while it computes. */
-    const ra__prefetcher pk = prefetch_share(t->pf_k, t->pf_k_bytes, g0, GT, t->G,
-                                             (T + TT - 1) / TT * ((D + 15) / 16));
-    const ra__prefetcher pv = prefetch_share(t->pf_v, t->pf_v_bytes, g0, GT, t->G,
-                                             (T + U - 1) / U * ((D + 63) / 64));
+    const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G,
+                                                       (T + TT - 1) / TT * ((D + 15) / 16));
+    const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G,
+                                                       (T + U - 1) / U * ((D + 63) / 64));
     qk_tile(t, g0, GT, dt / 3, sb, &pk);
     softmax_tile(t, g0, GT, sb, ab);
     pv_tile(t, g0, GT, dt % 3, sb, ab, &pv);

@@ -65,6 +65,17 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
         __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
+/* A kernel that splits a KV head's G query heads into register tiles gives the tile of heads
+ * g0..g0+gn-1 lines [lines*g0/G, lines*(g0+gn)/G) of a prefetch range, over its n loop
+ * iterations, so that every head tile issues its share at an even rate. */
+static inline ra__prefetcher ra__prefetcher_for_heads(const char *p, size_t bytes, int64_t g0,
+                                                      int64_t gn, int64_t G, int64_t n)
+{
+    size_t lines = (bytes + 63) >> 6;
+    size_t lo = lines * (size_t)g0 / (size_t)G, hi = lines * (size_t)(g0 + gn) / (size_t)G;
+    return ra__prefetcher_init(p ? p + (lo << 6) : NULL, (hi - lo) << 6, n);
+}
+
 typedef void (*ra__tile_fn)(const ra__tile *t);
 
 /* Covers the G query heads of a group with register tiles of 4, then 2, then 1 heads:
