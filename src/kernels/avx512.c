@@ -24,6 +24,8 @@
 /* 16 elements at element index i of a K/V row, as f32; lanes outside mk read nothing. */
 RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
 {
+    if (!mk) /* past the row: form no pointer beyond it */
+        return _mm512_setzero_ps();
     if (dt == RA_DTYPE_F32)
         return _mm512_maskz_loadu_ps(mk, (const float *)base + i);
     __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + i);
@@ -77,6 +79,7 @@ RA_INLINE __m512 exp16(__m512 x)
 #ifndef TILE
 #define TILE 32
 #endif
+_Static_assert(TILE % 16 == 0 && TILE >= 16, "the logits of a tile fill whole 16-lane vectors");
 
 /* max(a, b) that keeps a NaN of either operand (max_ps returns b when either is NaN). */
 RA_INLINE __m512 nanmax(__m512 a, __m512 b)
