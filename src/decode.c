@@ -37,6 +37,8 @@ typedef struct plan {
     item *items;        /* in execution order (longest first) */
     int64_t *item_base; /* [B+1] first slot of each batch entry */
     float *qf;          /* [B][Hq][D] q in f32 */
+    uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when a bf16-dot step runs, else NULL */
+    ra__tile_fn dot;    /* that step, or NULL */
     float *part_o;      /* [n_items][heads_per_item*G][D] */
     float *part_m, *part_l;
     float *scratch;            /* per thread: s then conv */
@@ -108,13 +110,14 @@ static void run_item(const plan *pl, const item *it, float *scratch)
         .conv = scratch + pl->s_ld * G,
     };
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
-    ra__tile_fn fused = kt->step[p->k.dtype][p->v.dtype];
+    ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
         int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
+            t.qb = pl->qb ? pl->qb + (it->b * p->Hq + j * G) * D : NULL;
             t.k = kv_tile_base(&p->k, it->b, t0, j);
             t.v = kv_tile_base(&p->v, it->b, t0, j);
             t.o = o + jj * G * D;
@@ -203,6 +206,10 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->heads_per_item = kt->all_heads_per_item ? p->Hkv : 1;
     pl->groups = p->Hkv / pl->heads_per_item;
     pl->s_ld = (pl->tile + 15) & ~(int64_t)15;
+    /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
+     * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
+    if (p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16)
+        pl->dot = kt->step_bf16_dot[p->v.dtype];
 
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
@@ -223,6 +230,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_base = ra__arena_take(&a, p->B + 1, 1, 1, sizeof(int64_t));
     size_t at_items = ra__arena_take(&a, n, 1, 1, sizeof(item));
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
+    size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
     size_t at_o = ra__arena_take(&a, n, hq_item, p->D, sizeof(float));
     size_t at_m = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
     size_t at_l = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
@@ -245,6 +253,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->item_base = (int64_t *)(base + at_base);
     pl->items = (item *)(base + at_items);
     pl->qf = (float *)(base + at_q);
+    pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
     pl->part_o = (float *)(base + at_o);
     pl->part_m = (float *)(base + at_m);
     pl->part_l = (float *)(base + at_l);
@@ -267,13 +276,21 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     return RA_OK;
 }
 
-static void convert_q(const ra__problem *p, float *qf)
+/* q into f32 [B][Hq][D], and when qb is set also its bf16 bits (exact: q is bf16 then). */
+static void convert_q(const ra__problem *p, float *qf, uint16_t *qb)
 {
     for (int64_t b = 0; b < p->B; b++)
         for (int64_t h = 0; h < p->Hq; h++)
-            for (int64_t d = 0; d < p->D; d++)
-                qf[(b * p->Hq + h) * p->D + d] =
-                    ra__load_f32(p->q.data, p->q.dtype, b * p->q.sb + h * p->q.sh + d * p->q.sd);
+            for (int64_t d = 0; d < p->D; d++) {
+                int64_t at = (b * p->Hq + h) * p->D + d;
+                qf[at] = ra__load_f32(p->q.data, p->q.dtype,
+                                      b * p->q.sb + h * p->q.sh + d * p->q.sd);
+                if (qb) {
+                    uint32_t bits;
+                    memcpy(&bits, &qf[at], sizeof bits);
+                    qb[at] = (uint16_t)(bits >> 16);
+                }
+            }
 }
 
 int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
@@ -304,7 +321,7 @@ ra_status ra__decode(const ra__problem *p)
     ra_status s = build_plan(p, &pl, &block);
     if (s != RA_OK)
         return s;
-    convert_q(p, pl.qf);
+    convert_q(p, pl.qf, pl.qb);
 
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {

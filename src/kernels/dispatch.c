@@ -19,6 +19,12 @@ static bool cpu_has_avx512(void)
            __builtin_cpu_supports("fma");
 }
 
+static bool cpu_has_avx512bf16(void)
+{
+    __builtin_cpu_init();
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
 static bool cpu_has_avx2(void)
 {
     __builtin_cpu_init();
@@ -59,7 +65,7 @@ const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved)
     case RA_KERNEL_AVX2:
         return &ra__kernels_avx2;
     case RA_KERNEL_AVX512:
-        return &ra__kernels_avx512;
+        return cpu_has_avx512bf16() ? &ra__kernels_avx512_bf16 : &ra__kernels_avx512;
     default:
         return &ra__kernels_portable;
     }

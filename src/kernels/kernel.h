@@ -20,6 +20,7 @@ typedef struct ra__tile {
     int64_t G, D; /* query heads in the group, head dimension */
     int64_t T;    /* positions in this tile, 1..tile_max */
     const float *q; /* [G][D] f32, contiguous (converted once per call) */
+    const uint16_t *qb; /* [G][D] the same q as bf16 bits, for step_bf16_dot only */
     const void *k;  /* first position of the tile; element strides below */
     int64_t k_st, k_sd;
     const void *v;
@@ -106,12 +107,15 @@ typedef struct ra__kernel_table {
     ra__tile_fn pv[3];
     /* ... or one fused step [K dtype][V dtype] that does all three (NULL: use the three). */
     ra__tile_fn step[3][3];
+    /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
+    ra__tile_fn step_bf16_dot[3];
 } ra__kernel_table;
 
 extern const ra__kernel_table ra__kernels_portable;
 extern const ra__kernel_table ra__kernels_blas;
 extern const ra__kernel_table ra__kernels_avx2;
 extern const ra__kernel_table ra__kernels_avx512;
+extern const ra__kernel_table ra__kernels_avx512_bf16;
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

@@ -50,6 +50,12 @@ static const kcfg configs[] = {
     {TC_RAGGED_GQA, 9, 9, 3, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 9, 10, 2, 70, 40, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16, 0, tile_lens},
     {TC_RAGGED_MQA, 2, 7, 1, 100, 19, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_BF16, 0, NULL},
+    /* q and K both bf16 (AVX-512 multiplies them as bf16 pairs when the CPU has AVX512-BF16):
+     * D a multiple of 32, with a tail of 8 or 19, and under 32 */
+    {TC_RAGGED_GQA, 9, 16, 2, 70, 128, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 9, 12, 3, 70, 72, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, tile_lens},
+    {TC_RAGGED_MHA, 3, 5, 5, 50, 51, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F16, 0, NULL},
+    {TC_RAGGED_MQA, 2, 3, 1, 90, 19, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, NULL},
 };
 
 static const struct {
