@@ -38,6 +38,9 @@ typedef struct plan {
     int64_t *item_base; /* [B+1] first slot of each batch entry */
     float *qf;          /* [B][Hq][D] q in f32 */
     uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when a bf16-dot step runs, else NULL */
+    float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
+                         * ra__tile.qp) when the kernel wants it, else NULL */
+    int64_t qp_ld;
     ra__tile_fn dot;    /* that step, or NULL */
     float *part_o;      /* [n_items][heads_per_item*G][D] */
     float *part_m, *part_l;
@@ -106,7 +109,7 @@ static void run_item(const plan *pl, const item *it, float *scratch)
     }
     ra__tile t = {
         .G = G, .D = D, .k_st = p->k.st, .k_sd = p->k.sd, .v_st = p->v.st, .v_sd = p->v.sd,
-        .scale = p->scale, .s = scratch, .s_ld = pl->s_ld,
+        .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
         .conv = scratch + pl->s_ld * G,
     };
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
@@ -118,6 +121,7 @@ static void run_item(const plan *pl, const item *it, float *scratch)
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
             t.qb = pl->qb ? pl->qb + (it->b * p->Hq + j * G) * D : NULL;
+            t.qp = pl->qp ? pl->qp + (it->b * p->Hq + j * G) * pl->qp_ld : NULL;
             t.k = kv_tile_base(&p->k, it->b, t0, j);
             t.v = kv_tile_base(&p->v, it->b, t0, j);
             t.o = o + jj * G * D;
@@ -210,6 +214,8 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
     if (p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16)
         pl->dot = kt->step_bf16_dot[p->v.dtype];
+    bool want_qp = p->k.dtype == RA_DTYPE_BF16 && kt->q_pairs_for_bf16_k;
+    pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
 
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
@@ -231,6 +237,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_items = ra__arena_take(&a, n, 1, 1, sizeof(item));
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
+    size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
     size_t at_o = ra__arena_take(&a, n, hq_item, p->D, sizeof(float));
     size_t at_m = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
     size_t at_l = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
@@ -254,6 +261,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->items = (item *)(base + at_items);
     pl->qf = (float *)(base + at_q);
     pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
+    pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
     pl->part_o = (float *)(base + at_o);
     pl->part_m = (float *)(base + at_m);
     pl->part_l = (float *)(base + at_l);
@@ -274,6 +282,15 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->item_base[p->B] = k;
     qsort(pl->items, (size_t)n, sizeof(item), longest_first);
     return RA_OK;
+}
+
+/* q split for bf16 K: element 32c + 2j + e of a row goes to 32c + 16e + j; padding stays 0. */
+static void split_q_pairs(const ra__problem *p, const float *qf, float *qp, int64_t ld)
+{
+    memset(qp, 0, sizeof(float) * (size_t)(p->B * p->Hq * ld));
+    for (int64_t r = 0; r < p->B * p->Hq; r++)
+        for (int64_t d = 0; d < p->D; d++)
+            qp[r * ld + (d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[r * p->D + d];
 }
 
 /* q into f32 [B][Hq][D], and when qb is set also its bf16 bits (exact: q is bf16 then). */
@@ -322,6 +339,8 @@ ra_status ra__decode(const ra__problem *p)
     if (s != RA_OK)
         return s;
     convert_q(p, pl.qf, pl.qb);
+    if (pl.qp)
+        split_q_pairs(p, pl.qf, pl.qp, pl.qp_ld);
 
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {

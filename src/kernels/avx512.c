@@ -10,8 +10,10 @@
  *     scalar runs per tile.
  * PV: GT heads x 64 features x U positions in flight (16 accumulators); each V vector loaded
  *     feeds GT heads.
- * K/V may be f32, f16 (vcvtph2ps) or bf16 (a 16-bit shift), independently; q, o, m, l stay
- * f32, and so does every sum. When q and K are both bf16 and the CPU has AVX512-BF16, QK
+ * K/V may be f32, f16 (vcvtph2ps) or bf16, independently; q, o, m, l stay f32, and so does
+ * every sum. bf16 rows load 32 elements whole and split them into even and odd ones with a
+ * shift and a mask, so q comes pre-split (ra__tile.qp) and PV sums return to feature order
+ * once per tile. When q and K are both bf16 and the CPU has AVX512-BF16, QK
  * multiplies them as bf16 pairs instead (vdpbf16ps: exact products, f32 sums, 32 elements per
  * instruction), which measured 1.10-1.25x faster on GQA/MQA workloads. */
 #include <immintrin.h>
@@ -157,8 +159,32 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
     }
 }
 
+/* The same for bf16 K and f32 q: 32 K elements load whole and split into even and odd ones
+ * by a shift and a mask (no widening shuffle); q comes pre-split (ra__tile.qp: each 32
+ * elements as 16 even, then 16 odd, zero-padded). */
+RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
+                                   const char *const krow[16], int64_t d, __mmask32 mk, const int GT)
+{
+    const int TT = 16 / GT;
+    const __m512i odd_bits = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 qe[4], qo[4];
+    for (int g = 0; g < GT; g++) {
+        qe[g] = _mm512_loadu_ps(qp + g * ld + d);
+        qo[g] = _mm512_loadu_ps(qp + g * ld + d + 16);
+    }
+    for (int i = 0; i < TT; i++) {
+        const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
+        const __m512 ke = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+        const __m512 ko = _mm512_castsi512_ps(_mm512_and_si512(x, odd_bits));
+        for (int g = 0; g < GT; g++) {
+            acc[g * TT + i] = _mm512_fmadd_ps(qe[g], ke, acc[g * TT + i]);
+            acc[g * TT + i] = _mm512_fmadd_ps(qo[g], ko, acc[g * TT + i]);
+        }
+    }
+}
+
 /* Elements of q and K per step of the QK loop. */
-#define QK_WIDTH(kdt) ((kdt) == KDT_BF16_DOT ? 32 : 16)
+#define QK_WIDTH(kdt) ((kdt) == KDT_BF16_DOT || (kdt) == RA_DTYPE_BF16 ? 32 : 16)
 
 /* Logits of heads g0..g0+GT-1 for the tile's positions into sb: vector k holds positions
  * k*TT .. k*TT+TT-1 of every head (lane g*TT + i); lanes past T hold -inf. Fields are copied
@@ -171,6 +197,8 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
     const int64_t T = t->T, D = t->D, k_st = t->k_st;
     const float *q = t->q + g0 * D;
     const uint16_t *qb = kdt == KDT_BF16_DOT ? t->qb + g0 * D : NULL;
+    const float *qp = kdt == RA_DTYPE_BF16 ? t->qp + g0 * t->qp_ld : NULL;
+    const int64_t qp_ld = t->qp_ld;
     const char *k = t->k;
     const __m512 scale = _mm512_set1_ps(t->scale);
     const int W = QK_WIDTH(kdt);
@@ -188,13 +216,18 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
             ra__prefetch_step(pf, step * d_iters + d / W);
             if (kdt == KDT_BF16_DOT)
                 qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT);
+            else if (kdt == RA_DTYPE_BF16)
+                qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT);
             else
                 qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt);
         }
         if (Dw < D) {
             ra__prefetch_step(pf, step * d_iters + Dw / W);
+            const __mmask32 tail = (__mmask32)((1ull << (D - Dw)) - 1u);
             if (kdt == KDT_BF16_DOT)
-                qk_accumulate_dot(acc, qb, D, krow, Dw, (__mmask32)((1ull << (D - Dw)) - 1u), GT);
+                qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT);
+            else if (kdt == RA_DTYPE_BF16)
+                qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT);
             else
                 qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt);
         }
@@ -398,7 +431,7 @@ RA__STEP_DOT(BF16)
 #define RA__AVX512_TABLE                                                                      \
     .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = 2048,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
-    .self_prefetch = true,                                                                    \
+    .self_prefetch = true, .q_pairs_for_bf16_k = true,                                        \
     .step = {{step_F32_F32, step_F32_F16, step_F32_BF16},                                     \
              {step_F16_F32, step_F16_F16, step_F16_BF16},                                     \
              {step_BF16_F32, step_BF16_F16, step_BF16_BF16}}

@@ -21,6 +21,8 @@ typedef struct ra__tile {
     int64_t T;    /* positions in this tile, 1..tile_max */
     const float *q; /* [G][D] f32, contiguous (converted once per call) */
     const uint16_t *qb; /* [G][D] the same q as bf16 bits, for step_bf16_dot only */
+    const float *qp;    /* [G][qp_ld] q split for bf16 K (q_pairs_for_bf16_k), else NULL */
+    int64_t qp_ld;
     const void *k;  /* first position of the tile; element strides below */
     int64_t k_st, k_sd;
     const void *v;
@@ -101,6 +103,7 @@ typedef struct ra__kernel_table {
     bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
     bool needs_conv;         /* uses ra__tile.conv */
     bool self_prefetch;      /* consumes ra__tile.pf_* itself */
+    bool q_pairs_for_bf16_k; /* wants ra__tile.qp when K is bf16 */
     /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
     ra__tile_fn qk[3];
     ra__tile_fn softmax;
