@@ -123,6 +123,15 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
     return _mm512_permutexvar_ps(head_of_lane, _mm512_maskz_loadu_ps((__mmask16)((1u << GT) - 1u), v));
 }
 
+/* Prefetch ticks: a single-head tile (GT = 1) walks 16 K rows per QK step and 4 V rows per PV
+ * step, so its share of the next tile is issued per row instead of per step: per step came in
+ * bursts that stalled the core (MHA D=64 f32: 25% slower cold). Wider tiles do far less work
+ * per row, and per-row ticks there measured up to 1.7x slower in cache. */
+#define PF_FINE(GT) ((GT) == 1)
+#define PF_ROW(pf, tick, i, GT) (PF_FINE(GT) ? ra__prefetch_step(pf, (tick) + (i)) : (void)0)
+#define PF_STEP(pf, tick, GT) (PF_FINE(GT) ? (void)0 : ra__prefetch_step(pf, tick))
+#define PF_PER_STEP(TT, GT) (PF_FINE(GT) ? (TT) : 1)
+
 /* The K "dtype" of the steps for q and K both bf16 (table field step_bf16_dot): vdpbf16ps
  * multiplies 32 bf16 pairs exactly and sums them in f32, twice the multiply-adds of an FMA and
  * no widening of K. */
@@ -130,13 +139,15 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
 
 /* acc[g*TT + i] += q[g][d..d+15] * k_i[d..d+15] for the lanes in mk (0xffff inside D). */
 RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const char *const krow[16],
-                             int64_t d, __mmask16 mk, const int GT, const int kdt)
+                             int64_t d, __mmask16 mk, const int GT, const int kdt,
+                             const ra__prefetcher *pf, int64_t tick)
 {
     const int TT = 16 / GT;
     __m512 qv[4];
     for (int g = 0; g < GT; g++)
         qv[g] = _mm512_maskz_loadu_ps(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
+        PF_ROW(pf, tick, i, GT);
         __m512 kv = load16(krow[i], d, mk, kdt);
         for (int g = 0; g < GT; g++)
             acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
@@ -146,13 +157,15 @@ RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const ch
 /* The same for q and K in bf16: lane j of acc[g*TT + i] gains q[g][d+2j] k_i[d+2j] +
  * q[g][d+2j+1] k_i[d+2j+1], for the elements in mk (32 per step). */
 RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
-                                 const char *const krow[16], int64_t d, __mmask32 mk, const int GT)
+                                 const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
+                                 const ra__prefetcher *pf, int64_t tick)
 {
     const int TT = 16 / GT;
     __m512bh qv[4];
     for (int g = 0; g < GT; g++)
         qv[g] = (__m512bh)_mm512_maskz_loadu_epi16(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
+        PF_ROW(pf, tick, i, GT);
         __m512bh kv = (__m512bh)_mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
         for (int g = 0; g < GT; g++)
             acc[g * TT + i] = _mm512_dpbf16_ps(acc[g * TT + i], qv[g], kv);
@@ -163,7 +176,8 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
  * by a shift and a mask (no widening shuffle); q comes pre-split (ra__tile.qp: each 32
  * elements as 16 even, then 16 odd, zero-padded). */
 RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
-                                   const char *const krow[16], int64_t d, __mmask32 mk, const int GT)
+                                   const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
+                                   const ra__prefetcher *pf, int64_t tick)
 {
     const int TT = 16 / GT;
     const __m512i odd_bits = _mm512_set1_epi32((int)0xffff0000u);
@@ -173,6 +187,7 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
         qo[g] = _mm512_loadu_ps(qp + g * ld + d + 16);
     }
     for (int i = 0; i < TT; i++) {
+        PF_ROW(pf, tick, i, GT);
         const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
         const __m512 ke = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
         const __m512 ko = _mm512_castsi512_ps(_mm512_and_si512(x, odd_bits));
@@ -213,23 +228,25 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
         for (int i = 0; i < 16; i++)
             acc[i] = _mm512_setzero_ps();
         for (int64_t d = 0; d < Dw; d += W) {
-            ra__prefetch_step(pf, step * d_iters + d / W);
+            const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, GT);
+            PF_STEP(pf, tick, GT);
             if (kdt == KDT_BF16_DOT)
-                qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT);
+                qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick);
             else if (kdt == RA_DTYPE_BF16)
-                qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT);
+                qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick);
             else
-                qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt);
+                qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick);
         }
         if (Dw < D) {
-            ra__prefetch_step(pf, step * d_iters + Dw / W);
+            const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, GT);
+            PF_STEP(pf, tick, GT);
             const __mmask32 tail = (__mmask32)((1ull << (D - Dw)) - 1u);
             if (kdt == KDT_BF16_DOT)
-                qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT);
+                qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick);
             else if (kdt == RA_DTYPE_BF16)
-                qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT);
+                qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick);
             else
-                qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt);
+                qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick);
         }
         /* lanes whose position is past the tail become -inf: no weight in the softmax */
         const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));
@@ -312,7 +329,9 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #define P_AT(g, i) _mm512_set1_ps(sb[((i) / TT) * 16 + (g) * TT + (i) % TT])
     const int64_t pos_iters = (T + U - 1) / U;
     for (int64_t d0 = 0; d0 < D; d0 += 64) {
-        const int64_t tick0 = d0 / 64 * pos_iters;
+#define PV_PF_STEP(pf, tick0, i) (PF_FINE(GT) ? (void)0 : ra__prefetch_step(pf, (tick0) + (i) / U))
+#define PV_PF_POS(pf, tick0, i) (PF_FINE(GT) ? ra__prefetch_step(pf, (tick0) + (i)) : (void)0)
+        const int64_t tick0 = d0 / 64 * (PF_FINE(GT) ? T : pos_iters);
         __mmask16 mk[4];
         for (int c = 0; c < 4; c++)
             mk[c] = lanes(D - d0 - 16 * c);
@@ -323,8 +342,9 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
                     acc[u][g][c] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + U <= T; i += U) {
-            ra__prefetch_step(pf, tick0 + i / U);
+            PV_PF_STEP(pf, tick0, i);
             for (int u = 0; u < U; u++) {
+                PV_PF_POS(pf, tick0, i + u);
                 const char *vrow = v + (size_t)((i + u) * v_st) * es;
                 __m512 vv[4];
                 load_v64(vrow, d0, mk, vdt, vv);
@@ -336,10 +356,11 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
             }
         }
         if (i < T)
-            ra__prefetch_step(pf, tick0 + i / U);
+            PV_PF_STEP(pf, tick0, i);
         /* The tail repeats the body above for one position. (Sharing it through an inline helper
          * made gcc 12 code 40% slower in cache for one head of bf16.) */
         for (; i < T; i++) {
+            PV_PF_POS(pf, tick0, i);
             const char *vrow = v + (size_t)(i * v_st) * es;
             __m512 vv[4];
             load_v64(vrow, d0, mk, vdt, vv);
@@ -384,7 +405,7 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
 {
     float sb[TILE * 4] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
     float ab[16] __attribute__((aligned(64)));
-    const int TT = 16 / GT, U = 4 / GT;
+    const int TT = 16 / GT;
     const int64_t T = t->T, D = t->D;
     /* This head tile's share (GT of G) of the next tile's K and V lines, spread evenly over
      * its loop iterations (each about 16 FMAs): bursts of prefetches stall the core once the
@@ -393,8 +414,9 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
      * it measured 10% slower (MHA, D=64) than widening K, so it takes the f32 q. */
     const int kdt = dt / 3 == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : dt / 3;
     const int64_t W = QK_WIDTH(kdt);
-    const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W);
-    const int64_t n_pv = (T + U - 1) / U * ((D + 63) / 64);
+    const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, GT);
+    const int U = 4 / GT;
+    const int64_t n_pv = (PF_FINE(GT) ? T : (T + U - 1) / U) * ((D + 63) / 64);
     const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G, n_pv);
     qk_tile(t, g0, GT, kdt, sb, &pk);
