@@ -37,11 +37,11 @@ typedef struct plan {
     item *items;        /* in execution order (longest first) */
     int64_t *item_base; /* [B+1] first slot of each batch entry */
     float *qf;          /* [B][Hq][D] q in f32 */
-    uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when a bf16-dot step runs, else NULL */
+    ra__tile_fn dot;    /* the kernel's step for q and K both bf16, or NULL */
+    uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when dot runs, else NULL */
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
                          * ra__tile.qp) when the kernel wants it, else NULL */
     int64_t qp_ld;
-    ra__tile_fn dot;    /* that step, or NULL */
     float *part_o;      /* [n_items][heads_per_item*G][D] */
     float *part_m, *part_l;
     float *scratch;            /* per thread: s then conv */
