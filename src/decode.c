@@ -293,6 +293,14 @@ static void split_q_pairs(const ra__problem *p, const float *qf, float *qp, int6
             qp[r * ld + (d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[r * p->D + d];
 }
 
+static bool any_bf16_subnormal(const uint16_t *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if ((x[i] & 0x7f80) == 0 && (x[i] & 0x007f) != 0)
+            return true;
+    return false;
+}
+
 /* q into f32 [B][Hq][D], and when qb is set also its bf16 bits (exact: q is bf16 then). */
 static void convert_q(const ra__problem *p, float *qf, uint16_t *qb)
 {
@@ -339,6 +347,8 @@ ra_status ra__decode(const ra__problem *p)
     if (s != RA_OK)
         return s;
     convert_q(p, pl.qf, pl.qb);
+    if (pl.dot && any_bf16_subnormal(pl.qb, p->B * p->Hq * p->D))
+        pl.dot = NULL; /* bf16 dot products read subnormal q as 0 */
     if (pl.qp)
         split_q_pairs(p, pl.qf, pl.qp, pl.qp_ld);
 

@@ -156,9 +156,16 @@ RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const ch
 
 /* The same for q and K in bf16: lane j of acc[g*TT + i] gains q[g][d+2j] k_i[d+2j] +
  * q[g][d+2j+1] k_i[d+2j+1], for the elements in mk (32 per step). */
+/* Lanes of 32 bf16 that hold a subnormal (exponent 0, mantissa not 0). */
+RA_INLINE __mmask32 bf16_subnormal(__m512i x)
+{
+    return _mm512_mask_test_epi16_mask(_mm512_testn_epi16_mask(x, _mm512_set1_epi16(0x7f80)), x,
+                                       _mm512_set1_epi16(0x007f));
+}
+
 RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
                                  const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
-                                 const ra__prefetcher *pf, int64_t tick)
+                                 const ra__prefetcher *pf, int64_t tick, __m512i *exp_min)
 {
     const int TT = 16 / GT;
     __m512bh qv[4];
@@ -166,7 +173,10 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
         qv[g] = (__m512bh)_mm512_maskz_loadu_epi16(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
         PF_ROW(pf, tick, i, GT);
-        __m512bh kv = (__m512bh)_mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
+        const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
+        *exp_min = _mm512_mask_min_epu16(*exp_min, mk, *exp_min,
+                                         _mm512_and_si512(x, _mm512_set1_epi16(0x7f80)));
+        const __m512bh kv = (__m512bh)x;
         for (int g = 0; g < GT; g++)
             acc[g * TT + i] = _mm512_dpbf16_ps(acc[g * TT + i], qv[g], kv);
     }
@@ -201,52 +211,81 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
 /* Elements of q and K per step of the QK loop. */
 #define QK_WIDTH(kdt) ((kdt) == KDT_BF16_DOT || (kdt) == RA_DTYPE_BF16 ? 32 : 16)
 
+/* Whether rows krow[0..n-1] hold a bf16 subnormal among their D elements. */
+RA_INLINE bool rows_have_bf16_subnormal(const char *const krow[16], int n, int64_t D)
+{
+    for (int i = 0; i < n; i++)
+        for (int64_t d = 0; d < D; d += 32) {
+            const __mmask32 mk = D - d >= 32 ? 0xffffffffu : (__mmask32)((1ull << (D - d)) - 1u);
+            if (bf16_subnormal(_mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d)))
+                return true;
+        }
+    return false;
+}
+
+/* acc[g*TT + i] = q[g0+g] . k_{t0+i} over all of D for one register tile of positions. For
+ * KDT_BF16_DOT, returns whether some K element had a zero exponent (0 or subnormal), which
+ * costs two operations per K vector instead of an exact test. */
+RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, const int GT,
+                                     const int kdt, const char *const krow[16],
+                                     const ra__prefetcher *pf, int64_t step)
+{
+    const int TT = 16 / GT, W = QK_WIDTH(kdt);
+    const int64_t D = t->D, Dw = D & ~(int64_t)(W - 1); /* whole steps; the tail is masked */
+    const int64_t d_iters = (D + W - 1) / W;
+    const float *q = t->q + g0 * D;
+    const uint16_t *qb = kdt == KDT_BF16_DOT ? t->qb + g0 * D : NULL;
+    const float *qp = kdt == RA_DTYPE_BF16 ? t->qp + g0 * t->qp_ld : NULL;
+    const int64_t qp_ld = t->qp_ld;
+    __m512i exp_min = _mm512_set1_epi16(0x7f80);
+    for (int i = 0; i < 16; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < Dw; d += W) {
+        const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, GT);
+        PF_STEP(pf, tick, GT);
+        if (kdt == KDT_BF16_DOT)
+            qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick, &exp_min);
+        else if (kdt == RA_DTYPE_BF16)
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick);
+        else
+            qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick);
+    }
+    if (Dw < D) {
+        const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, GT);
+        PF_STEP(pf, tick, GT);
+        const __mmask32 tail = (__mmask32)((1ull << (D - Dw)) - 1u);
+        if (kdt == KDT_BF16_DOT)
+            qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick, &exp_min);
+        else if (kdt == RA_DTYPE_BF16)
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick);
+        else
+            qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick);
+    }
+    return kdt == KDT_BF16_DOT && _mm512_cmpeq_epi16_mask(exp_min, _mm512_setzero_si512());
+}
+
 /* Logits of heads g0..g0+GT-1 for the tile's positions into sb: vector k holds positions
- * k*TT .. k*TT+TT-1 of every head (lane g*TT + i); lanes past T hold -inf. Fields are copied
- * to locals: the intrinsics' may_alias stores would otherwise force reloads of *t. */
+ * k*TT .. k*TT+TT-1 of every head (lane g*TT + i); lanes past T hold -inf. */
 RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kdt, float *sb,
                        const ra__prefetcher *pf)
 {
     const int TT = 16 / GT;
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t T = t->T, D = t->D, k_st = t->k_st;
-    const float *q = t->q + g0 * D;
-    const uint16_t *qb = kdt == KDT_BF16_DOT ? t->qb + g0 * D : NULL;
-    const float *qp = kdt == RA_DTYPE_BF16 ? t->qp + g0 * t->qp_ld : NULL;
-    const int64_t qp_ld = t->qp_ld;
+    const int64_t T = t->T, k_st = t->k_st;
     const char *k = t->k;
     const __m512 scale = _mm512_set1_ps(t->scale);
-    const int W = QK_WIDTH(kdt);
-    const int64_t Dw = D & ~(int64_t)(W - 1); /* whole steps; the tail is masked */
-    const int64_t steps = (T + TT - 1) / TT, d_iters = (D + W - 1) / W;
+    const int64_t steps = (T + TT - 1) / TT;
     for (int64_t step = 0; step < steps; step++) {
         const int64_t t0 = step * TT, tn = T - t0 < TT ? T - t0 : TT;
         const char *krow[16];
         for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (masked below) */
             krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
         __m512 acc[16];
-        for (int i = 0; i < 16; i++)
-            acc[i] = _mm512_setzero_ps();
-        for (int64_t d = 0; d < Dw; d += W) {
-            const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, GT);
-            PF_STEP(pf, tick, GT);
-            if (kdt == KDT_BF16_DOT)
-                qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick);
-            else if (kdt == RA_DTYPE_BF16)
-                qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick);
-            else
-                qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick);
-        }
-        if (Dw < D) {
-            const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, GT);
-            PF_STEP(pf, tick, GT);
-            const __mmask32 tail = (__mmask32)((1ull << (D - Dw)) - 1u);
-            if (kdt == KDT_BF16_DOT)
-                qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick);
-            else if (kdt == RA_DTYPE_BF16)
-                qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick);
-            else
-                qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick);
+        if (qk_register_tile(acc, t, g0, GT, kdt, krow, pf, step) &&
+            rows_have_bf16_subnormal(krow, (int)tn, t->D)) {
+            /* vdpbf16ps reads bf16 subnormals as 0: redo these positions exactly (rare) */
+            const ra__prefetcher none = ra__prefetcher_init(NULL, 0, 1);
+            qk_register_tile(acc, t, g0, GT, RA_DTYPE_BF16, krow, &none, 0);
         }
         /* lanes whose position is past the tail become -inf: no weight in the softmax */
         const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));

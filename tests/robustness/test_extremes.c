@@ -89,6 +89,47 @@ static void test_subnormals(void **state)
     }
 }
 
+/* bf16 subnormals in q or K, where they carry the logits: q near 2^126 times K near 1e-39
+ * (bf16 subnormal) gives products up to 0.1 and logits of a few units, so reading either as 0 changes the answer. The
+ * AVX-512 kernel's bf16 pair products (vdpbf16ps) treat subnormal inputs as 0 and must fall
+ * back to exact products; every kernel this CPU runs is checked at 1e-5. */
+static void test_bf16_subnormal_q_k(void **state)
+{
+    (void)state;
+    static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_AVX512, RA_KERNEL_AVX2,
+                                        RA_KERNEL_PORTABLE};
+    for (int which = 0; which < 2; which++) { /* 0: K subnormal, 1: q subnormal */
+        tc_params p = {.fn = TC_RAGGED_GQA, .B = 2, .Hq = 8, .Hkv = 2, .S = 70, .D = 72,
+                       .qdt = RA_DTYPE_BF16, .kdt = RA_DTYPE_BF16, .vdt = RA_DTYPE_BF16,
+                       .seed = 450 + (uint64_t)which};
+        tc_case c;
+        tc_init(&c, &p);
+        const double big = 0x1p126, tiny = 1e-39;
+        for (int64_t b = 0; b < c.d.B; b++) {
+            for (int64_t h = 0; h < c.d.Hq; h++)
+                for (int64_t d = 0; d < c.d.D; d++) {
+                    double x = (double)((b * 5 + h * 3 + d) % 9 - 4) / 4.0;
+                    view_put(&c.qv, b, h, d, 0, (float)(x * (which ? tiny : big)));
+                }
+            for (int64_t t = 0; t < c.lengths[b]; t++)
+                for (int64_t j = 0; j < c.d.Hkv; j++)
+                    for (int64_t d = 0; d < c.d.D; d++) {
+                        double x = (double)((t * 7 + j * 5 + d * 3 + b) % 13 - 6) / 6.0;
+                        view_put(&c.kv, b, t, j, d, (float)(x * (which ? big : tiny)));
+                    }
+        }
+        tc_expect(&c);
+        for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
+            tc_opts o = {.kernel = kernels[i]};
+            if (!tc_kernel_available(kernels[i]))
+                continue;
+            assert_int_equal(tc_run(&c, &o), RA_OK);
+            tc_check(&c, 1e-5, NULL);
+        }
+        tc_free(&c);
+    }
+}
+
 /* ---- NaN and Inf ------------------------------------------------------------------------- */
 
 /* Puts x into one valid position of q, k or v (which = 0, 1, 2) for head h = 1 of batch 1, runs,
@@ -446,6 +487,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_huge_logits),
         cmocka_unit_test(test_subnormals),
+        cmocka_unit_test(test_bf16_subnormal_q_k),
         cmocka_unit_test(test_nan_inf_propagate_per_head),
         cmocka_unit_test(test_huge_s_short_length),
         cmocka_unit_test(test_overflow),
