@@ -126,11 +126,13 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
 /* Prefetch ticks: a single-head tile (GT = 1) walks 16 K rows per QK step and 4 V rows per PV
  * step, so its share of the next tile is issued per row instead of per step: per step came in
  * bursts that stalled the core (MHA D=64 f32: 25% slower cold). Wider tiles do far less work
- * per row, and per-row ticks there measured up to 1.7x slower in cache. */
-#define PF_FINE(GT) ((GT) == 1)
-#define PF_ROW(pf, tick, i, GT) (PF_FINE(GT) ? ra__prefetch_step(pf, (tick) + (i)) : (void)0)
-#define PF_STEP(pf, tick, GT) (PF_FINE(GT) ? (void)0 : ra__prefetch_step(pf, tick))
-#define PF_PER_STEP(TT, GT) (PF_FINE(GT) ? (TT) : 1)
+ * per row, and per-row ticks there measured up to 1.7x slower in cache; so did f16 rows, whose
+ * widening already loads the core (MHA D=64 f16: 32 -> 46 cycles in cache, 8% slower cold). */
+#define PF_FINE_QK(GT, kdt) ((GT) == 1 && (kdt) != RA_DTYPE_F16)
+#define PF_FINE_PV(GT, vdt) ((GT) == 1 && (vdt) != RA_DTYPE_F16)
+#define PF_ROW(pf, tick, i, fine) ((fine) ? ra__prefetch_step(pf, (tick) + (i)) : (void)0)
+#define PF_STEP(pf, tick, fine) ((fine) ? (void)0 : ra__prefetch_step(pf, tick))
+#define PF_PER_STEP(TT, fine) ((fine) ? (TT) : 1)
 
 /* The K "dtype" of the steps for q and K both bf16 (table field step_bf16_dot): vdpbf16ps
  * multiplies 32 bf16 pairs exactly and sums them in f32, twice the multiply-adds of an FMA and
@@ -147,7 +149,7 @@ RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const ch
     for (int g = 0; g < GT; g++)
         qv[g] = _mm512_maskz_loadu_ps(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
-        PF_ROW(pf, tick, i, GT);
+        PF_ROW(pf, tick, i, PF_FINE_QK(GT, kdt));
         __m512 kv = load16(krow[i], d, mk, kdt);
         for (int g = 0; g < GT; g++)
             acc[g * TT + i] = _mm512_fmadd_ps(qv[g], kv, acc[g * TT + i]);
@@ -172,7 +174,7 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
     for (int g = 0; g < GT; g++)
         qv[g] = (__m512bh)_mm512_maskz_loadu_epi16(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
-        PF_ROW(pf, tick, i, GT);
+        PF_ROW(pf, tick, i, PF_FINE_QK(GT, KDT_BF16_DOT));
         const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
         *exp_min = _mm512_mask_min_epu16(*exp_min, mk, *exp_min,
                                          _mm512_and_si512(x, _mm512_set1_epi16(0x7f80)));
@@ -197,7 +199,7 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
         qo[g] = _mm512_loadu_ps(qp + g * ld + d + 16);
     }
     for (int i = 0; i < TT; i++) {
-        PF_ROW(pf, tick, i, GT);
+        PF_ROW(pf, tick, i, PF_FINE_QK(GT, RA_DTYPE_BF16));
         const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
         const __m512 ke = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
         const __m512 ko = _mm512_castsi512_ps(_mm512_and_si512(x, odd_bits));
@@ -241,8 +243,8 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
     for (int i = 0; i < 16; i++)
         acc[i] = _mm512_setzero_ps();
     for (int64_t d = 0; d < Dw; d += W) {
-        const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, GT);
-        PF_STEP(pf, tick, GT);
+        const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
+        PF_STEP(pf, tick, PF_FINE_QK(GT, kdt));
         if (kdt == KDT_BF16_DOT)
             qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick, &exp_min);
         else if (kdt == RA_DTYPE_BF16)
@@ -251,8 +253,8 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
             qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick);
     }
     if (Dw < D) {
-        const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, GT);
-        PF_STEP(pf, tick, GT);
+        const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
+        PF_STEP(pf, tick, PF_FINE_QK(GT, kdt));
         const __mmask32 tail = (__mmask32)((1ull << (D - Dw)) - 1u);
         if (kdt == KDT_BF16_DOT)
             qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick, &exp_min);
@@ -368,9 +370,9 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #define P_AT(g, i) _mm512_set1_ps(sb[((i) / TT) * 16 + (g) * TT + (i) % TT])
     const int64_t pos_iters = (T + U - 1) / U;
     for (int64_t d0 = 0; d0 < D; d0 += 64) {
-#define PV_PF_STEP(pf, tick0, i) (PF_FINE(GT) ? (void)0 : ra__prefetch_step(pf, (tick0) + (i) / U))
-#define PV_PF_POS(pf, tick0, i) (PF_FINE(GT) ? ra__prefetch_step(pf, (tick0) + (i)) : (void)0)
-        const int64_t tick0 = d0 / 64 * (PF_FINE(GT) ? T : pos_iters);
+#define PV_PF_STEP(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? (void)0 : ra__prefetch_step(pf, (tick0) + (i) / U))
+#define PV_PF_POS(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? ra__prefetch_step(pf, (tick0) + (i)) : (void)0)
+        const int64_t tick0 = d0 / 64 * (PF_FINE_PV(GT, vdt) ? T : pos_iters);
         __mmask16 mk[4];
         for (int c = 0; c < 4; c++)
             mk[c] = lanes(D - d0 - 16 * c);
@@ -453,9 +455,9 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
      * it measured 10% slower (MHA, D=64) than widening K, so it takes the f32 q. */
     const int kdt = dt / 3 == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : dt / 3;
     const int64_t W = QK_WIDTH(kdt);
-    const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, GT);
+    const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
     const int U = 4 / GT;
-    const int64_t n_pv = (PF_FINE(GT) ? T : (T + U - 1) / U) * ((D + 63) / 64);
+    const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + 63) / 64);
     const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G, n_pv);
     qk_tile(t, g0, GT, kdt, sb, &pk);
