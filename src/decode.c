@@ -284,38 +284,38 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     return RA_OK;
 }
 
-/* q split for bf16 K: element 32c + 2j + e of a row goes to 32c + 16e + j; padding stays 0. */
-static void split_q_pairs(const ra__problem *p, const float *qf, float *qp, int64_t ld)
+/* q of every (b, head) into f32 [B][Hq][D] (one row at a time, so the copies stay in cache),
+ * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) and the even/odd
+ * split for bf16 K (qp: element 32c + 2j + e of a row goes to 32c + 16e + j, padding 0).
+ * Returns whether qb holds a subnormal, which the bf16 pair products would read as 0. */
+static bool prepare_q(const ra__problem *p, const plan *pl)
 {
-    memset(qp, 0, sizeof(float) * (size_t)(p->B * p->Hq * ld));
-    for (int64_t r = 0; r < p->B * p->Hq; r++)
-        for (int64_t d = 0; d < p->D; d++)
-            qp[r * ld + (d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[r * p->D + d];
-}
-
-static bool any_bf16_subnormal(const uint16_t *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        if ((x[i] & 0x7f80) == 0 && (x[i] & 0x007f) != 0)
-            return true;
-    return false;
-}
-
-/* q into f32 [B][Hq][D], and when qb is set also its bf16 bits (exact: q is bf16 then). */
-static void convert_q(const ra__problem *p, float *qf, uint16_t *qb)
-{
+    const int64_t D = p->D, full = D & ~(int64_t)31;
+    bool subnormal = false;
     for (int64_t b = 0; b < p->B; b++)
-        for (int64_t h = 0; h < p->Hq; h++)
-            for (int64_t d = 0; d < p->D; d++) {
-                int64_t at = (b * p->Hq + h) * p->D + d;
-                qf[at] = ra__load_f32(p->q.data, p->q.dtype,
-                                      b * p->q.sb + h * p->q.sh + d * p->q.sd);
-                if (qb) {
+        for (int64_t h = 0; h < p->Hq; h++) {
+            const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
+            float *qf = pl->qf + r * D;
+            if (p->q.dtype == RA_DTYPE_F32 && p->q.sd == 1)
+                memcpy(qf, (const float *)p->q.data + at, sizeof(float) * (size_t)D);
+            else
+                for (int64_t d = 0; d < D; d++)
+                    qf[d] = ra__load_f32(p->q.data, p->q.dtype, at + d * p->q.sd);
+            if (pl->qb)
+                for (int64_t d = 0; d < D; d++) {
                     uint32_t bits;
-                    memcpy(&bits, &qf[at], sizeof bits);
-                    qb[at] = (uint16_t)(bits >> 16);
+                    memcpy(&bits, &qf[d], sizeof bits);
+                    pl->qb[r * D + d] = (uint16_t)(bits >> 16);
+                    subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
                 }
+            if (pl->qp) {
+                float *row = pl->qp + r * pl->qp_ld;
+                memset(row + full, 0, sizeof(float) * (size_t)(pl->qp_ld - full));
+                for (int64_t d = 0; d < D; d++)
+                    row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[d];
             }
+        }
+    return subnormal;
 }
 
 int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
@@ -346,11 +346,8 @@ ra_status ra__decode(const ra__problem *p)
     ra_status s = build_plan(p, &pl, &block);
     if (s != RA_OK)
         return s;
-    convert_q(p, pl.qf, pl.qb);
-    if (pl.dot && any_bf16_subnormal(pl.qb, p->B * p->Hq * p->D))
-        pl.dot = NULL; /* bf16 dot products read subnormal q as 0 */
-    if (pl.qp)
-        split_q_pairs(p, pl.qf, pl.qp, pl.qp_ld);
+    if (prepare_q(p, &pl))
+        pl.dot = NULL; /* bf16 pair products read subnormal q as 0 */
 
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {
