@@ -449,6 +449,8 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
         }
     }
 #undef P_AT
+#undef PV_PF_STEP
+#undef PV_PF_POS
 }
 
 /* One head tile: dt packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) so that one
