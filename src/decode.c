@@ -38,6 +38,7 @@ typedef struct plan {
     int64_t *item_base; /* [B+1] first slot of each batch entry */
     float *qf;          /* [B][Hq][D] q in f32 */
     ra__tile_fn dot;    /* the kernel's step for q and K both bf16, or NULL */
+    ra__rows_fn rows;   /* the kernel's row-order item, when it serves this problem, or NULL */
     uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when dot runs, else NULL */
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
                          * ra__tile.qp) when the kernel wants it, else NULL */
@@ -106,6 +107,18 @@ static void run_item(const plan *pl, const item *it, float *scratch)
     for (int64_t i = 0; i < hq_item; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
+    }
+    if (pl->rows) {
+        const ra__rows r = {
+            .T = it->t1 - it->t0, .tile = pl->tile, .Hkv = nh, .G = G, .D = D,
+            .k = kv_tile_base(&p->k, it->b, it->t0, it->j0),
+            .v = kv_tile_base(&p->v, it->b, it->t0, it->j0),
+            .k_st = p->k.st, .k_sh = p->k.sh, .v_st = p->v.st, .v_sh = p->v.sh,
+            .q = pl->qf + (it->b * p->Hq + it->j0 * G) * D, .scale = p->scale,
+            .o = o, .m = m, .l = l, .s = scratch,
+        };
+        pl->rows(&r);
+        return;
     }
     ra__tile t = {
         .G = G, .D = D, .k_st = p->k.st, .k_sd = p->k.sd, .v_st = p->v.st, .v_sd = p->v.sd,
@@ -210,11 +223,21 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->heads_per_item = kt->all_heads_per_item ? p->Hkv : 1;
     pl->groups = p->Hkv / pl->heads_per_item;
     pl->s_ld = (pl->tile + 15) & ~(int64_t)15;
+    /* Row order pays when an item's heads fill whole contiguous K/V rows: the cache is then
+     * read as two plain streams. (A [B,Hkv,S,D] cache already is, head by head.) */
+    bool whole_rows = pl->heads_per_item == p->Hkv && p->Hkv > 1 && p->k.sd == 1 &&
+                      p->v.sd == 1 && p->k.sh == p->D && p->v.sh == p->D &&
+                      p->k.st == p->Hkv * p->D && p->v.st == p->Hkv * p->D;
+#ifdef RA_NO_ROWS /* a build knob for measuring the head-by-head walk */
+    whole_rows = false;
+#endif
+    if (whole_rows && kt->rows_for_g && kt->rows_for_g(p->G))
+        pl->rows = kt->rows[p->k.dtype][p->v.dtype];
     /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
-    if (p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16)
+    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16)
         pl->dot = kt->step_bf16_dot[p->v.dtype];
-    bool want_qp = p->k.dtype == RA_DTYPE_BF16 && kt->q_pairs_for_bf16_k;
+    bool want_qp = !pl->rows && p->k.dtype == RA_DTYPE_BF16 && kt->q_pairs_for_bf16_k;
     pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
 
     int64_t n = 0;
@@ -244,6 +267,8 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     /* per thread: logits [G][s_ld], then (BLAS) a [tile][D] conversion buffer */
     ra__arena per = {0, false};
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
+    if (pl->rows)
+        ra__arena_take(&per, ra__rows_scratch_floats(hq_item), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
     size_t at_scratch = ra__arena_take(&a, pl->team, (int64_t)(per.used / sizeof(float)), 1,

@@ -81,6 +81,35 @@ static inline ra__prefetcher ra__prefetcher_for_heads(const char *p, size_t byte
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
 
+/* A whole work item in row order: every KV head of a position before the next position, so
+ * that a [B,S,Hkv,D] cache is read as two plain streams (K and V rows front to back), which
+ * the hardware prefetchers follow at full bandwidth; a walk of one head at a time over a tile
+ * jumps a row stride per position and reaches about half of it (Zen 4, one core). */
+typedef struct ra__rows {
+    int64_t T;             /* positions in the item */
+    int64_t tile;          /* positions per online-softmax tile, 1..RA__ROWS_TILE_MAX */
+    int64_t Hkv, G, D;     /* KV heads of the item, query heads per KV head, head dimension */
+    const void *k, *v;     /* the item's first position and first KV head */
+    int64_t k_st, k_sh;    /* element strides of K: position, KV head (features are unit) */
+    int64_t v_st, v_sh;
+    const float *q;        /* [Hkv*G][D] f32 */
+    float scale;
+    float *o, *m, *l;      /* [Hkv*G][D], [Hkv*G], [Hkv*G]: the running state */
+    float *s;              /* scratch of ra__rows_scratch_floats(Hkv*G) floats, 64-byte aligned */
+} ra__rows;
+
+#define RA__ROWS_TILE_MAX 32
+
+/* Two tiles of logits (one being computed while the previous one's p.V runs) and the
+ * rescale factors, each row padded to whole 16-float vectors. */
+static inline int64_t ra__rows_scratch_floats(int64_t hq)
+{
+    int64_t hp = (hq + 15) & ~(int64_t)15;
+    return (2 * RA__ROWS_TILE_MAX + 1) * hp;
+}
+
+typedef void (*ra__rows_fn)(const ra__rows *r);
+
 /* Covers the G query heads of a group with register tiles of 4, then 2, then 1 heads:
  * fn(t, first_head, heads_in_tile, dtype), where heads_in_tile is a literal so that an inlined
  * fn is specialized for it. */
@@ -112,6 +141,11 @@ typedef struct ra__kernel_table {
     ra__tile_fn step[3][3];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[3];
+    /* Whole items in row order [K dtype][V dtype] for G query heads per KV head where
+     * rows_for_g(G) is true (NULL: none); the core uses them when the K/V rows of an item's
+     * heads are contiguous. */
+    ra__rows_fn rows[3][3];
+    bool (*rows_for_g)(int64_t G);
 } ra__kernel_table;
 
 extern const ra__kernel_table ra__kernels_portable;
@@ -119,6 +153,18 @@ extern const ra__kernel_table ra__kernels_blas;
 extern const ra__kernel_table ra__kernels_avx2;
 extern const ra__kernel_table ra__kernels_avx512;
 extern const ra__kernel_table ra__kernels_avx512_bf16;
+
+/* The AVX-512 row-order items (avx512_rows.c), named in the AVX-512 tables. */
+void ra__avx512_rows_F32_F32(const ra__rows *r);
+void ra__avx512_rows_F32_F16(const ra__rows *r);
+void ra__avx512_rows_F32_BF16(const ra__rows *r);
+void ra__avx512_rows_F16_F32(const ra__rows *r);
+void ra__avx512_rows_F16_F16(const ra__rows *r);
+void ra__avx512_rows_F16_BF16(const ra__rows *r);
+void ra__avx512_rows_BF16_F32(const ra__rows *r);
+void ra__avx512_rows_BF16_F16(const ra__rows *r);
+void ra__avx512_rows_BF16_BF16(const ra__rows *r);
+bool ra__avx512_rows_for_g(int64_t G);
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

@@ -1,0 +1,86 @@
+/* Small AVX-512 helpers shared by the kernel files compiled with AVX-512 flags (avx512.c,
+ * avx512_rows.c). Everything is inline: this header must only be included from those files. */
+#ifndef RA_AVX512_INLINE_H
+#define RA_AVX512_INLINE_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "exp_poly.h"
+#include "raggedattn.h"
+
+#define RA_INLINE static inline __attribute__((always_inline))
+
+/* 16 elements at element index i of a K/V row, as f32; lanes outside mk read nothing. */
+RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
+{
+    if (!mk) /* past the row: form no pointer beyond it */
+        return _mm512_setzero_ps();
+    if (dt == RA_DTYPE_F32)
+        return _mm512_maskz_loadu_ps(mk, (const float *)base + i);
+    __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + i);
+    if (dt == RA_DTYPE_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+RA_INLINE __mmask16 lanes(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+RA_INLINE __mmask32 lanes32(int64_t n)
+{
+    return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? (__mmask32)0 : (__mmask32)((1u << n) - 1u);
+}
+
+/* 32 bf16 (one whole load) as f32: the even elements 0, 2, .. 30 and the odd ones 1, 3, .. 31.
+ * A shift and a mask, where widening 16 of them at a time takes a shuffle. */
+RA_INLINE void bf16_split(__m512i x, __m512 *even, __m512 *odd)
+{
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* r[i] = sum of the lanes of a[i], for 16 vectors. */
+RA_INLINE __m512 sum16(const __m512 a[16])
+{
+    __m512 z[4];
+    for (int grp = 0; grp < 4; grp++) {
+        const __m512 *v = a + 4 * grp;
+        __m512 x = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+        __m512 y = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+        /* per 128-bit lane: [v0, v1, v2, v3] partial sums */
+        z[grp] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y))));
+    }
+    __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* exp(x) to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 Taylor polynomial,
+ * then vscalefps applies 2^n (handling underflow to denormals/0 and overflow to inf).
+ * max/min keep a NaN x: they return their second operand when either is NaN. */
+RA_INLINE __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_set1_ps(200.0f), _mm512_max_ps(_mm512_set1_ps(-200.0f), x));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(RA_EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(RA_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(RA_EXP_LN2_LO), r);
+    __m512 p = RA_EXP_TAYLOR7(_mm512_fmadd_ps, _mm512_set1_ps, r);
+    return _mm512_scalef_ps(p, n);
+}
+
+/* max(a, b) that keeps a NaN of either operand (max_ps returns b when either is NaN). */
+RA_INLINE __m512 nanmax(__m512 a, __m512 b)
+{
+    return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+}
+
+#endif
