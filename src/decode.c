@@ -231,7 +231,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
 #ifdef RA_NO_ROWS /* a build knob for measuring the head-by-head walk */
     whole_rows = false;
 #endif
-    if (whole_rows && kt->rows_for_g && kt->rows_for_g(p->G))
+    if (whole_rows && kt->rows_serve && kt->rows_serve(p->G, p->k.dtype, p->v.dtype))
         pl->rows = kt->rows[p->k.dtype][p->v.dtype];
     /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
@@ -268,7 +268,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     ra__arena per = {0, false};
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
     if (pl->rows)
-        ra__arena_take(&per, ra__rows_scratch_floats(hq_item), 1, 1, sizeof(float));
+        ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
     size_t at_scratch = ra__arena_take(&a, pl->team, (int64_t)(per.used / sizeof(float)), 1,

@@ -437,7 +437,7 @@ RA__STEP_DOT(BF16)
     .rows = {{ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16, ra__avx512_rows_F32_BF16},      \
              {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16, ra__avx512_rows_F16_BF16},      \
              {ra__avx512_rows_BF16_F32, ra__avx512_rows_BF16_F16, ra__avx512_rows_BF16_BF16}},  \
-    .rows_for_g = ra__avx512_rows_for_g,                                                      \
+    .rows_serve = ra__avx512_rows_serve,                                                      \
     .step = {{step_F32_F32, step_F32_F16, step_F32_BF16},                                     \
              {step_F16_F32, step_F16_F16, step_F16_BF16},                                     \
              {step_BF16_F32, step_BF16_F16, step_BF16_BF16}}

@@ -95,17 +95,22 @@ typedef struct ra__rows {
     const float *q;        /* [Hkv*G][D] f32 */
     float scale;
     float *o, *m, *l;      /* [Hkv*G][D], [Hkv*G], [Hkv*G]: the running state */
-    float *s;              /* scratch of ra__rows_scratch_floats(Hkv*G) floats, 64-byte aligned */
+    float *s;              /* ra__rows_scratch_floats(Hkv*G, D) floats, 64-byte aligned */
 } ra__rows;
 
 #define RA__ROWS_TILE_MAX 32
 
 /* Two tiles of logits (one being computed while the previous one's p.V runs) and the
- * rescale factors, each row padded to whole 16-float vectors. */
-static inline int64_t ra__rows_scratch_floats(int64_t hq)
+ * rescale factors, each row padded to whole 16-float vectors; then q and o in the kernel's
+ * chunk order, and that order. -1 when it does not fit in int64_t. */
+static inline int64_t ra__rows_scratch_floats(int64_t hq, int64_t D)
 {
-    int64_t hp = (hq + 15) & ~(int64_t)15;
-    return (2 * RA__ROWS_TILE_MAX + 1) * hp;
+    int64_t hp = (hq + 15) & ~(int64_t)15, dp = (D + 15) & ~(int64_t)15, a, b;
+    if (__builtin_mul_overflow(2 * RA__ROWS_TILE_MAX + 1, hp, &a) ||
+        __builtin_mul_overflow(2 * hq, dp, &b) || __builtin_add_overflow(a, b, &a) ||
+        __builtin_add_overflow(a, dp / 16, &a))
+        return -1;
+    return a;
 }
 
 typedef void (*ra__rows_fn)(const ra__rows *r);
@@ -141,11 +146,11 @@ typedef struct ra__kernel_table {
     ra__tile_fn step[3][3];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[3];
-    /* Whole items in row order [K dtype][V dtype] for G query heads per KV head where
-     * rows_for_g(G) is true (NULL: none); the core uses them when the K/V rows of an item's
-     * heads are contiguous. */
+    /* Whole items in row order [K dtype][V dtype] where rows_serve(G, K dtype, V dtype) says
+     * they pay (NULL: none); the core uses them when the K/V rows of an item's heads are
+     * contiguous. */
     ra__rows_fn rows[3][3];
-    bool (*rows_for_g)(int64_t G);
+    bool (*rows_serve)(int64_t G, ra_dtype k, ra_dtype v);
 } ra__kernel_table;
 
 extern const ra__kernel_table ra__kernels_portable;
@@ -164,7 +169,7 @@ void ra__avx512_rows_F16_BF16(const ra__rows *r);
 void ra__avx512_rows_BF16_F32(const ra__rows *r);
 void ra__avx512_rows_BF16_F16(const ra__rows *r);
 void ra__avx512_rows_BF16_BF16(const ra__rows *r);
-bool ra__avx512_rows_for_g(int64_t G);
+bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v);
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

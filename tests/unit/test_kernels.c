@@ -57,8 +57,9 @@ static const kcfg configs[] = {
     {TC_RAGGED_MHA, 3, 5, 5, 50, 51, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F16, 0, NULL},
     {TC_RAGGED_MQA, 2, 3, 1, 90, 19, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, NULL},
     /* one query head per KV head in a [B,S,Hkv,D] cache: AVX-512 walks those in row order
-     * (every head of a position, then the next position); every K/V dtype pair, D with and
-     * without a 16-lane tail, more than 16 heads (two vectors of logits) */
+     * (every head of a position, then the next position) with q and o in a scrambled chunk
+     * order; every K/V dtype pair, D with and without a 16-lane tail, rows of 1 to 8 chunks,
+     * more than 16 heads (two vectors of logits) */
     {TC_RAGGED_MHA, 9, 4, 4, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_MHA, 9, 2, 2, 70, 40, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F16, 0, tile_lens},
     {TC_RAGGED_MHA, 9, 3, 3, 70, 64, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_BF16, 0, tile_lens},
@@ -66,6 +67,9 @@ static const kcfg configs[] = {
     {TC_RAGGED_MHA, 9, 5, 5, 70, 16, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_F16, 0, tile_lens},
     {TC_RAGGED_MHA, 7, 8, 8, 50, 33, RA_DTYPE_BF16, RA_DTYPE_F16, RA_DTYPE_BF16, 0, edge_lens},
     {TC_RAGGED_MHA, 9, 2, 2, 70, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32, 0, tile_lens},
+    /* and two query heads per KV head with f32 K/V, which row order also serves */
+    {TC_RAGGED_GQA, 9, 8, 4, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 2, 20, 10, 45, 100, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
 };
 
 static const struct {
