@@ -170,61 +170,125 @@ static void from_chunks(const float *chunks, float *rows, int64_t hq, int64_t D,
                                   _mm512_load_ps(chunks + h * dp + 16 * slot[c]));
 }
 
-RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const int vdt)
+/* Whether to run a tile's QK over K, then its p.V over V (phased), rather than the p.V of one
+ * tile beside the QK of the next, position by position. Interleaved keeps the two streams
+ * together and measured faster while the q and o copies are small (MHA D=64: 2.4 against
+ * 2.8 ms); once they pass a third of L1, the phases, which need only one of the two at a
+ * time, win (GQA 16/8 heads, D=128: 5.6 against 6.3 ms). */
+static bool phased(int64_t hq, int64_t dp)
 {
-    const int64_t hq = r->Hkv * G, hp = (hq + 15) & ~(int64_t)15;
-    const int64_t D = r->D, dp = (D + 15) & ~(int64_t)15;
-    const size_t kes = kdt == RA_DTYPE_F32 ? 4 : 2, ves = vdt == RA_DTYPE_F32 ? 4 : 2;
-    /* the scratch, as ra__rows_scratch_floats lays it out */
-    float *const logits[2] = {r->s, r->s + RA__ROWS_TILE_MAX * hp};
-    float *const alpha = r->s + 2 * RA__ROWS_TILE_MAX * hp;
-    float *const qs = alpha + hp, *const os = qs + hq * dp;
-    int32_t *const slot = (int32_t *)(os + hq * dp);
-    chunk_order(slot, dp / 16);
-    to_chunks(r->q, qs, hq, D, dp, slot);
-    to_chunks(r->o, os, hq, D, dp, slot);
-    const char *k = r->k, *v = r->v;
+#if defined(RA_ROWS_PHASED)
+    return true;
+#elif defined(RA_ROWS_INTERLEAVED)
+    return false;
+#else
+    return 2 * hq * dp * (int64_t)sizeof(float) > 12 * 1024;
+#endif
+}
+
+/* The kernel's view of its scratch (laid out as ra__rows_scratch_floats says). */
+typedef struct rows_work {
+    int64_t hq, hp, dp; /* query heads; floats per logit row and per q/o head row */
+    float *logits[2];   /* [tile_max][hp] each */
+    float *alpha;       /* [hp] */
+    float *qs, *os;     /* [hq][dp] q and o in chunk order */
+    int32_t *slot;      /* [dp/16] chunk order */
+} rows_work;
+
+RA_INLINE void qk_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
+                       float *s, const int G, const int kdt)
+{
+    const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
+    for (int64_t i = i0; i < n; i++)
+        qk_position(r, w->qs, w->dp, w->slot, (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es,
+                    s + i * w->hp, G, kdt);
+}
+
+RA_INLINE void pv_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
+                       const float *p, const int G, const int vdt)
+{
+    const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
+    for (int64_t i = i0; i < n; i++)
+        pv_position(r, w->os, w->dp, w->slot, (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es,
+                    p + i * w->hp, G, vdt);
+}
+
+/* Each tile: QK over its K rows, the softmax, then p.V over its V rows. */
+RA_INLINE void walk_phased(const ra__rows *r, const rows_work *w, const int G, const int kdt,
+                           const int vdt)
+{
+    for (int64_t t0 = 0; t0 < r->T; t0 += r->tile) {
+        const int64_t n = r->T - t0 < r->tile ? r->T - t0 : r->tile;
+        qk_rows(r, w, t0, 0, n, w->logits[0], G, kdt);
+        softmax_rows(r, w->logits[0], n, w->hp, w->alpha);
+        rescale_o(w->os, w->hq, w->dp, w->alpha);
+        pv_rows(r, w, t0, 0, n, w->logits[0], G, vdt);
+    }
+}
+
+/* The p.V of each tile runs beside the QK of the next, position by position (double-buffered
+ * logits), so K and V rows are read together. */
+RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int G, const int kdt,
+                                const int vdt)
+{
     int64_t prev_t0 = 0, prev_n = 0; /* the tile whose p.V is pending */
     int cur = 0;
     for (int64_t t0 = 0; t0 < r->T; t0 += r->tile, cur ^= 1) {
         const int64_t n = r->T - t0 < r->tile ? r->T - t0 : r->tile;
-        float *s = logits[cur];
-        const float *p = logits[cur ^ 1];
+        float *s = w->logits[cur];
+        const float *p = w->logits[cur ^ 1];
         if (prev_n)
-            rescale_o(os, hq, dp, alpha);
-        const int64_t steps = n > prev_n ? n : prev_n;
-        for (int64_t i = 0; i < steps; i++) {
-            if (i < n)
-                qk_position(r, qs, dp, slot, k + (size_t)((t0 + i) * r->k_st) * kes, s + i * hp,
-                            G, kdt);
-            if (i < prev_n)
-                pv_position(r, os, dp, slot, v + (size_t)((prev_t0 + i) * r->v_st) * ves,
-                            p + i * hp, G, vdt);
+            rescale_o(w->os, w->hq, w->dp, w->alpha);
+        const int64_t both = n < prev_n ? n : prev_n;
+        for (int64_t i = 0; i < both; i++) {
+            qk_rows(r, w, t0, i, i + 1, s, G, kdt);
+            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt);
         }
-        softmax_rows(r, s, n, hp, alpha);
+        qk_rows(r, w, t0, both, n, s, G, kdt); /* the longer of the two tiles */
+        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt);
+        softmax_rows(r, s, n, w->hp, w->alpha);
         prev_t0 = t0;
         prev_n = n;
     }
     if (prev_n) {
-        rescale_o(os, hq, dp, alpha);
-        const float *p = logits[cur ^ 1];
-        for (int64_t i = 0; i < prev_n; i++)
-            pv_position(r, os, dp, slot, v + (size_t)((prev_t0 + i) * r->v_st) * ves,
-                        p + i * hp, G, vdt);
+        rescale_o(w->os, w->hq, w->dp, w->alpha);
+        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt);
     }
-    from_chunks(os, r->o, hq, D, dp, slot);
+}
+
+RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const int vdt)
+{
+    rows_work w;
+    w.hq = r->Hkv * G;
+    w.hp = (w.hq + 15) & ~(int64_t)15;
+    w.dp = (r->D + 15) & ~(int64_t)15;
+    w.logits[0] = r->s;
+    w.logits[1] = r->s + RA__ROWS_TILE_MAX * w.hp;
+    w.alpha = r->s + 2 * RA__ROWS_TILE_MAX * w.hp;
+    w.qs = w.alpha + w.hp;
+    w.os = w.qs + w.hq * w.dp;
+    w.slot = (int32_t *)(w.os + w.hq * w.dp);
+    chunk_order(w.slot, w.dp / 16);
+    to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.slot);
+    to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.slot);
+    if (phased(w.hq, w.dp))
+        walk_phased(r, &w, G, kdt, vdt);
+    else
+        walk_interleaved(r, &w, G, kdt, vdt);
+    from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.slot);
 }
 
 /* Where row order measured faster than the head-by-head walk (Zen 4, one core, cold, a
- * [1,16384,8,D] cache). It reads and writes the q and o of every head at each position,
- * G times the K/V traffic of a head in L1, so it wins while that stays small:
- * - G = 1: f32 6.5 -> 4.9 ms (D=128), 3.2 -> 2.4 ms (D=64); bf16 2.95 -> 2.65; f16 3.4 -> 2.7.
- * - G = 2 with f32 K and V: 7.4 -> 6.6 ms. With 16-bit K or V the widening makes the walk
- *   compute-bound and it lost (bf16 3.3 -> 3.9 ms).
- * - G = 4 overflows L1 (q and o are 32 KiB at 32 query heads, D=128): 2.1x slower. */
+ * [1,16384,Hkv,D] cache, medians of 3; share of the same-run read bandwidth):
+ * - G = 1: f32 D=128 6.4 -> 5.1 ms (73% -> 93%), D=64 3.2 -> 2.4 ms, Hkv=16 13.5 -> 9.9 ms;
+ *   bf16 D=128 3.0 -> 2.7 ms; f16 3.4 -> 2.7 ms.
+ * - G = 2 with f32 K and V: 7.2 -> 5.4 ms (65% -> 86%). With 16-bit K or V the widening
+ *   makes the walk compute-bound and it lost (bf16 3.2 -> 3.8 ms).
+ * - G = 4 loses: at 32 query heads of D=128 the q and o copies fill L1 and each position
+ *   reads and writes 4 KiB of o per KV head (2.1x slower interleaved, 1.1x phased). */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
-    return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
+        return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
 }
 
 #define RA__ROWS(kd, vd)                                                                      \
