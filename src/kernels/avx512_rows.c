@@ -15,6 +15,7 @@
  * out of order). So the kernel keeps its own copies of q and o whose 16-float chunks are
  * stored in a scrambled order (see chunk_order), and reads K and V front to back. */
 #include <math.h>
+#include <stdbool.h>
 
 #include "avx512_inline.h"
 #include "kernel.h"
@@ -41,11 +42,15 @@ static void chunk_order(int32_t *slot, int64_t nc)
         slot[c] = (int32_t)(c * mult % nc);
 }
 
+/* The slot of chunk c: scr is a literal, so rows whose order is the identity pay no lookup. */
+#define SLOT(c) (scr ? slot[c] : (c))
+
 /* Logits of every head at one position into row[0 .. hp): register tiles of 16/G KV heads x
  * G query heads, each head's K row read front to back, then one transpose-reduction. qs is q
  * in chunk order, dp floats per head. */
 RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const int32_t *slot,
-                           const char *kpos, float *row, const int G, const int kdt)
+                           const char *kpos, float *row, const int G, const int kdt,
+                           const bool scr)
 {
     const int HPV = 16 / G; /* KV heads per vector of logits */
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
@@ -68,13 +73,13 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const
                 a[g] = _mm512_setzero_ps();
             for (int64_t d = 0, c = 0; d < Dw; d += 16, c++) {
                 const __m512 kv = load16(krow, d, 0xffff, kdt);
-                const float *qc = q + 16 * slot[c];
+                const float *qc = q + 16 * SLOT(c);
                 for (int g = 0; g < G; g++)
                     a[g] = _mm512_fmadd_ps(_mm512_load_ps(qc + g * dp), kv, a[g]);
             }
             if (tail) { /* q's padding lanes are 0 */
                 const __m512 kv = load16(krow, Dw, tail, kdt);
-                const float *qc = q + 16 * slot[Dw / 16];
+                const float *qc = q + 16 * SLOT(Dw / 16);
                 for (int g = 0; g < G; g++)
                     a[g] = _mm512_fmadd_ps(_mm512_load_ps(qc + g * dp), kv, a[g]);
             }
@@ -88,10 +93,12 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const
 /* os[h] += p[h] * v_row(h) for every head h of the item at one position (os: o in chunk
  * order; padding lanes gain p * 0). */
 RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, const int32_t *slot,
-                           const char *vpos, const float *row, const int G, const int vdt)
+                           const char *vpos, const float *row, const int G, const int vdt,
+                           const bool scr)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t D = r->D;
+    const int64_t D = r->D, Dw = D & ~(int64_t)15;
+    const __mmask16 tail = lanes(D - Dw);
     for (int64_t j = 0; j < r->Hkv; j++) {
         const char *vrow = vpos + (size_t)(j * r->v_sh) * es;
         float *o = os + j * G * dp;
@@ -99,8 +106,8 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, const int32
         for (int g = 0; g < G; g++)
             p[g] = _mm512_set1_ps(row[j * G + g]);
         for (int64_t d = 0, c = 0; d < D; d += 16, c++) {
-            const __m512 vv = load16(vrow, d, lanes(D - d), vdt);
-            float *oc = o + 16 * slot[c];
+            const __m512 vv = load16(vrow, d, d < Dw ? 0xffff : tail, vdt);
+            float *oc = o + 16 * SLOT(c);
             for (int g = 0; g < G; g++)
                 _mm512_store_ps(oc + g * dp,
                                 _mm512_fmadd_ps(p[g], vv, _mm512_load_ps(oc + g * dp)));
@@ -196,40 +203,40 @@ typedef struct rows_work {
 } rows_work;
 
 RA_INLINE void qk_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
-                       float *s, const int G, const int kdt)
+                       float *s, const int G, const int kdt, const bool scr)
 {
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
         qk_position(r, w->qs, w->dp, w->slot, (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es,
-                    s + i * w->hp, G, kdt);
+                    s + i * w->hp, G, kdt, scr);
 }
 
 RA_INLINE void pv_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
-                       const float *p, const int G, const int vdt)
+                       const float *p, const int G, const int vdt, const bool scr)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
         pv_position(r, w->os, w->dp, w->slot, (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es,
-                    p + i * w->hp, G, vdt);
+                    p + i * w->hp, G, vdt, scr);
 }
 
 /* Each tile: QK over its K rows, the softmax, then p.V over its V rows. */
 RA_INLINE void walk_phased(const ra__rows *r, const rows_work *w, const int G, const int kdt,
-                           const int vdt)
+                           const int vdt, const bool scr)
 {
     for (int64_t t0 = 0; t0 < r->T; t0 += r->tile) {
         const int64_t n = r->T - t0 < r->tile ? r->T - t0 : r->tile;
-        qk_rows(r, w, t0, 0, n, w->logits[0], G, kdt);
+        qk_rows(r, w, t0, 0, n, w->logits[0], G, kdt, scr);
         softmax_rows(r, w->logits[0], n, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);
-        pv_rows(r, w, t0, 0, n, w->logits[0], G, vdt);
+        pv_rows(r, w, t0, 0, n, w->logits[0], G, vdt, scr);
     }
 }
 
 /* The p.V of each tile runs beside the QK of the next, position by position (double-buffered
  * logits), so K and V rows are read together. */
 RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int G, const int kdt,
-                                const int vdt)
+                                const int vdt, const bool scr)
 {
     int64_t prev_t0 = 0, prev_n = 0; /* the tile whose p.V is pending */
     int cur = 0;
@@ -241,18 +248,18 @@ RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int
             rescale_o(w->os, w->hq, w->dp, w->alpha);
         const int64_t both = n < prev_n ? n : prev_n;
         for (int64_t i = 0; i < both; i++) {
-            qk_rows(r, w, t0, i, i + 1, s, G, kdt);
-            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt);
+            qk_rows(r, w, t0, i, i + 1, s, G, kdt, scr);
+            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt, scr);
         }
-        qk_rows(r, w, t0, both, n, s, G, kdt); /* the longer of the two tiles */
-        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt);
+        qk_rows(r, w, t0, both, n, s, G, kdt, scr); /* the longer of the two tiles */
+        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt, scr);
         softmax_rows(r, s, n, w->hp, w->alpha);
         prev_t0 = t0;
         prev_n = n;
     }
     if (prev_n) {
         rescale_o(w->os, w->hq, w->dp, w->alpha);
-        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt);
+        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt, scr);
     }
 }
 
@@ -269,13 +276,28 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
     w.os = w.qs + w.hq * w.dp;
     w.slot = (int32_t *)(w.os + w.hq * w.dp);
     chunk_order(w.slot, w.dp / 16);
-    to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.slot);
-    to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.slot);
-    if (phased(w.hq, w.dp))
-        walk_phased(r, &w, G, kdt, vdt);
-    else
-        walk_interleaved(r, &w, G, kdt, vdt);
-    from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.slot);
+    const bool scr = w.dp / 16 > 1 && w.slot[1] != 1;
+    /* in feature order and whole vectors, q and o are used where they are */
+    const bool direct = !scr && w.dp == r->D;
+    if (direct) {
+        w.qs = (float *)r->q;
+        w.os = r->o;
+    } else {
+        to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.slot);
+        to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.slot);
+    }
+    if (phased(w.hq, w.dp)) {
+        if (scr)
+            walk_phased(r, &w, G, kdt, vdt, true);
+        else
+            walk_phased(r, &w, G, kdt, vdt, false);
+    } else if (scr) {
+        walk_interleaved(r, &w, G, kdt, vdt, true);
+    } else {
+        walk_interleaved(r, &w, G, kdt, vdt, false);
+    }
+    if (!direct)
+        from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.slot);
 }
 
 /* Where row order measured faster than the head-by-head walk (Zen 4, one core, cold, a
