@@ -69,6 +69,8 @@ static const kcfg configs[] = {
     {TC_RAGGED_MHA, 9, 2, 2, 70, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32, 0, tile_lens},
     /* ... with q and o copies past a third of L1, walked a tile of K then a tile of V */
     {TC_RAGGED_MHA, 9, 16, 16, 70, 100, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_BF16, 0, tile_lens},
+    {TC_RAGGED_MHA, 3, 32, 32, 40, 64, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_GQA, 2, 40, 40, 35, 40, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F16, 0, NULL},
     /* and two query heads per KV head with f32 K/V, which row order also serves */
     {TC_RAGGED_GQA, 9, 8, 4, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 2, 20, 10, 45, 100, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
