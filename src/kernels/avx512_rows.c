@@ -13,7 +13,7 @@
  * accesses hit L1, yet when they run front to back too they disturb the prefetchers that
  * stream K and V (Zen 4: MHA D=128 f32 ran at 66% of the read bandwidth, 89% with them
  * out of order). So the kernel keeps its own copies of q and o whose 16-float chunks are
- * stored in a scrambled order (see chunk_order), and reads K and V front to back. */
+ * stored in a scrambled order (see chunk_mult), and reads K and V front to back. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -23,38 +23,56 @@
 /* Where a head row's 16-float chunk c lives in the kernel's copies of q and o: chunk c at
  * slot (c * mult) mod nc, with mult coprime to nc and neither 1 nor -1 (mod nc), so that
  * consecutive chunks are neither adjacent nor a constant stride apart. Rows of up to four
- * chunks, and six, have no such mult and keep their order (D=64 measured no loss). */
-static void chunk_order(int32_t *slot, int64_t nc)
+ * chunks, and six, have no such mult and keep their order (mult 1; D=64 measured no loss).
+ * Returns mult mod nc. */
+static int64_t chunk_mult(int64_t nc)
 {
     static const int64_t candidates[] = {5, 3, 7, 11, 13, 17, 19, 23};
-    int64_t mult = 1;
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0] && mult == 1; i++) {
-        int64_t m = candidates[i], a = nc, b = m % nc;
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        int64_t m = candidates[i] % nc, a = nc, b = m;
         while (b) { /* gcd(nc, m) */
             int64_t t = a % b;
             a = b;
             b = t;
         }
-        if (a == 1 && m % nc != 1 && m % nc != nc - 1)
-            mult = m;
+        if (a == 1 && m != 1 && m != nc - 1)
+            return m;
     }
-    for (int64_t c = 0; c < nc; c++)
-        slot[c] = (int32_t)(c * mult % nc);
+    return 1;
 }
 
-/* The slot of chunk c: scr is a literal, so rows whose order is the identity pay no lookup. */
-#define SLOT(c) (scr ? slot[c] : (c))
+/* How the hot loops find a chunk's slot; a literal argument, so each case compiles on its own:
+ * rows in order just count, D = 128 (8 chunks, mult 5) unrolls into constant offsets, and
+ * other rows step (c * mult) mod nc. (A table of slots read in the loops measured slower.)
+ * Unrolled, each chunk's q load is its own instruction with a constant stride from head to
+ * head, which the prefetchers learn again: G = 1 keeps the stepped loop (MHA D=128 f32, cold:
+ * 4.5 ms stepped, 7.3 ms unrolled), G = 2 gains from unrolling (5.4 -> 5.2 ms, and 80 -> 55
+ * cycles per position and KV head in cache). */
+enum { ORDER_AS_IS, ORDER_STEPPED, ORDER_D128 };
+
+/* The slot after slot s. */
+RA_INLINE int64_t next_slot(int64_t s, int64_t mult, int64_t nc, const int order)
+{
+    if (order == ORDER_AS_IS)
+        return s + 1;
+    s += mult;
+    return s >= nc ? s - nc : s;
+}
 
 /* Logits of every head at one position into row[0 .. hp): register tiles of 16/G KV heads x
  * G query heads, each head's K row read front to back, then one transpose-reduction. qs is q
  * in chunk order, dp floats per head. */
-RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const int32_t *slot,
+RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64_t mult,
                            const char *kpos, float *row, const int G, const int kdt,
-                           const bool scr)
+                           const int order)
 {
     const int HPV = 16 / G; /* KV heads per vector of logits */
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t D = r->D, Dw = D & ~(int64_t)15;
+    const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
+    if (order == ORDER_D128) {
+        dp = 128;
+        mult = 5;
+    }
     const __mmask16 tail = lanes(D - Dw);
     const __m512 scale = _mm512_set1_ps(r->scale);
     for (int64_t jb = 0; jb < r->Hkv; jb += HPV) {
@@ -71,15 +89,16 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const
             __m512 a[4];
             for (int g = 0; g < G; g++)
                 a[g] = _mm512_setzero_ps();
-            for (int64_t d = 0, c = 0; d < Dw; d += 16, c++) {
+            int64_t sl = 0;
+            for (int64_t d = 0; d < Dw; d += 16, sl = next_slot(sl, mult, dp / 16, order)) {
                 const __m512 kv = load16(krow, d, 0xffff, kdt);
-                const float *qc = q + 16 * SLOT(c);
+                const float *qc = q + 16 * sl;
                 for (int g = 0; g < G; g++)
                     a[g] = _mm512_fmadd_ps(_mm512_load_ps(qc + g * dp), kv, a[g]);
             }
             if (tail) { /* q's padding lanes are 0 */
                 const __m512 kv = load16(krow, Dw, tail, kdt);
-                const float *qc = q + 16 * SLOT(Dw / 16);
+                const float *qc = q + 16 * sl;
                 for (int g = 0; g < G; g++)
                     a[g] = _mm512_fmadd_ps(_mm512_load_ps(qc + g * dp), kv, a[g]);
             }
@@ -92,12 +111,16 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, const
 
 /* os[h] += p[h] * v_row(h) for every head h of the item at one position (os: o in chunk
  * order; padding lanes gain p * 0). */
-RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, const int32_t *slot,
+RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mult,
                            const char *vpos, const float *row, const int G, const int vdt,
-                           const bool scr)
+                           const int order)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
-    const int64_t D = r->D, Dw = D & ~(int64_t)15;
+    const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
+    if (order == ORDER_D128) {
+        dp = 128;
+        mult = 5;
+    }
     const __mmask16 tail = lanes(D - Dw);
     for (int64_t j = 0; j < r->Hkv; j++) {
         const char *vrow = vpos + (size_t)(j * r->v_sh) * es;
@@ -105,9 +128,10 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, const int32
         __m512 p[4];
         for (int g = 0; g < G; g++)
             p[g] = _mm512_set1_ps(row[j * G + g]);
-        for (int64_t d = 0, c = 0; d < D; d += 16, c++) {
+        int64_t sl = 0;
+        for (int64_t d = 0; d < D; d += 16, sl = next_slot(sl, mult, dp / 16, order)) {
             const __m512 vv = load16(vrow, d, d < Dw ? 0xffff : tail, vdt);
-            float *oc = o + 16 * SLOT(c);
+            float *oc = o + 16 * sl;
             for (int g = 0; g < G; g++)
                 _mm512_store_ps(oc + g * dp,
                                 _mm512_fmadd_ps(p[g], vv, _mm512_load_ps(oc + g * dp)));
@@ -160,21 +184,21 @@ static void rescale_o(float *os, int64_t hq, int64_t dp, const float *alpha)
 
 /* [hq][D] rows into chunk order (padding lanes 0), and back. */
 static void to_chunks(const float *rows, float *chunks, int64_t hq, int64_t D, int64_t dp,
-                      const int32_t *slot)
+                      int64_t mult)
 {
     for (int64_t h = 0; h < hq; h++)
-        for (int64_t d = 0, c = 0; d < dp; d += 16, c++)
-            _mm512_store_ps(chunks + h * dp + 16 * slot[c],
+        for (int64_t d = 0, sl = 0; d < dp; d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
+            _mm512_store_ps(chunks + h * dp + 16 * sl,
                             _mm512_maskz_loadu_ps(lanes(D - d), rows + h * D + d));
 }
 
 static void from_chunks(const float *chunks, float *rows, int64_t hq, int64_t D, int64_t dp,
-                        const int32_t *slot)
+                        int64_t mult)
 {
     for (int64_t h = 0; h < hq; h++)
-        for (int64_t d = 0, c = 0; d < dp; d += 16, c++)
+        for (int64_t d = 0, sl = 0; d < dp; d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
             _mm512_mask_storeu_ps(rows + h * D + d, lanes(D - d),
-                                  _mm512_load_ps(chunks + h * dp + 16 * slot[c]));
+                                  _mm512_load_ps(chunks + h * dp + 16 * sl));
 }
 
 /* Whether to run a tile's QK over K, then its p.V over V (phased), rather than the p.V of one
@@ -199,44 +223,44 @@ typedef struct rows_work {
     float *logits[2];   /* [tile_max][hp] each */
     float *alpha;       /* [hp] */
     float *qs, *os;     /* [hq][dp] q and o in chunk order */
-    int32_t *slot;      /* [dp/16] chunk order */
+    int64_t mult;       /* the chunk order (chunk_mult) */
 } rows_work;
 
 RA_INLINE void qk_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
-                       float *s, const int G, const int kdt, const bool scr)
+                       float *s, const int G, const int kdt, const int order)
 {
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
-        qk_position(r, w->qs, w->dp, w->slot, (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es,
-                    s + i * w->hp, G, kdt, scr);
+        qk_position(r, w->qs, w->dp, w->mult, (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es,
+                    s + i * w->hp, G, kdt, order);
 }
 
 RA_INLINE void pv_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
-                       const float *p, const int G, const int vdt, const bool scr)
+                       const float *p, const int G, const int vdt, const int order)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
-        pv_position(r, w->os, w->dp, w->slot, (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es,
-                    p + i * w->hp, G, vdt, scr);
+        pv_position(r, w->os, w->dp, w->mult, (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es,
+                    p + i * w->hp, G, vdt, order);
 }
 
 /* Each tile: QK over its K rows, the softmax, then p.V over its V rows. */
 RA_INLINE void walk_phased(const ra__rows *r, const rows_work *w, const int G, const int kdt,
-                           const int vdt, const bool scr)
+                           const int vdt, const int order)
 {
     for (int64_t t0 = 0; t0 < r->T; t0 += r->tile) {
         const int64_t n = r->T - t0 < r->tile ? r->T - t0 : r->tile;
-        qk_rows(r, w, t0, 0, n, w->logits[0], G, kdt, scr);
+        qk_rows(r, w, t0, 0, n, w->logits[0], G, kdt, order);
         softmax_rows(r, w->logits[0], n, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);
-        pv_rows(r, w, t0, 0, n, w->logits[0], G, vdt, scr);
+        pv_rows(r, w, t0, 0, n, w->logits[0], G, vdt, order);
     }
 }
 
 /* The p.V of each tile runs beside the QK of the next, position by position (double-buffered
  * logits), so K and V rows are read together. */
 RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int G, const int kdt,
-                                const int vdt, const bool scr)
+                                const int vdt, const int order)
 {
     int64_t prev_t0 = 0, prev_n = 0; /* the tile whose p.V is pending */
     int cur = 0;
@@ -248,18 +272,18 @@ RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int
             rescale_o(w->os, w->hq, w->dp, w->alpha);
         const int64_t both = n < prev_n ? n : prev_n;
         for (int64_t i = 0; i < both; i++) {
-            qk_rows(r, w, t0, i, i + 1, s, G, kdt, scr);
-            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt, scr);
+            qk_rows(r, w, t0, i, i + 1, s, G, kdt, order);
+            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt, order);
         }
-        qk_rows(r, w, t0, both, n, s, G, kdt, scr); /* the longer of the two tiles */
-        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt, scr);
+        qk_rows(r, w, t0, both, n, s, G, kdt, order); /* the longer of the two tiles */
+        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt, order);
         softmax_rows(r, s, n, w->hp, w->alpha);
         prev_t0 = t0;
         prev_n = n;
     }
     if (prev_n) {
         rescale_o(w->os, w->hq, w->dp, w->alpha);
-        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt, scr);
+        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt, order);
     }
 }
 
@@ -274,43 +298,50 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
     w.alpha = r->s + 2 * RA__ROWS_TILE_MAX * w.hp;
     w.qs = w.alpha + w.hp;
     w.os = w.qs + w.hq * w.dp;
-    w.slot = (int32_t *)(w.os + w.hq * w.dp);
-    chunk_order(w.slot, w.dp / 16);
-    const bool scr = w.dp / 16 > 1 && w.slot[1] != 1;
+    w.mult = chunk_mult(w.dp / 16);
+    const int order = w.mult == 1 ? ORDER_AS_IS
+                      : G > 1 && w.dp == 128 && r->D == 128 && w.mult == 5 ? ORDER_D128
+                                                                           : ORDER_STEPPED;
     /* in feature order and whole vectors, q and o are used where they are */
-    const bool direct = !scr && w.dp == r->D;
+    const bool direct = order == ORDER_AS_IS && w.dp == r->D;
     if (direct) {
         w.qs = (float *)r->q;
         w.os = r->o;
     } else {
-        to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.slot);
-        to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.slot);
+        to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.mult);
+        to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.mult);
     }
-    if (phased(w.hq, w.dp)) {
-        if (scr)
-            walk_phased(r, &w, G, kdt, vdt, true);
-        else
-            walk_phased(r, &w, G, kdt, vdt, false);
-    } else if (scr) {
-        walk_interleaved(r, &w, G, kdt, vdt, true);
-    } else {
-        walk_interleaved(r, &w, G, kdt, vdt, false);
+    const bool ph = phased(w.hq, w.dp);
+    switch (order) {
+    case ORDER_AS_IS:
+        ph ? walk_phased(r, &w, G, kdt, vdt, ORDER_AS_IS)
+           : walk_interleaved(r, &w, G, kdt, vdt, ORDER_AS_IS);
+        break;
+    case ORDER_D128:
+        ph ? walk_phased(r, &w, G, kdt, vdt, ORDER_D128)
+           : walk_interleaved(r, &w, G, kdt, vdt, ORDER_D128);
+        break;
+    default:
+        ph ? walk_phased(r, &w, G, kdt, vdt, ORDER_STEPPED)
+           : walk_interleaved(r, &w, G, kdt, vdt, ORDER_STEPPED);
+        break;
     }
     if (!direct)
-        from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.slot);
+        from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.mult);
 }
 
 /* Where row order measured faster than the head-by-head walk (Zen 4, one core, cold, a
- * [1,16384,Hkv,D] cache, medians of 3; share of the same-run read bandwidth):
- * - G = 1: f32 D=128 6.4 -> 5.1 ms (73% -> 93%), D=64 3.2 -> 2.4 ms, Hkv=16 13.5 -> 9.9 ms;
- *   bf16 D=128 3.0 -> 2.7 ms; f16 3.4 -> 2.7 ms.
- * - G = 2 with f32 K and V: 7.2 -> 5.4 ms (65% -> 86%). With 16-bit K or V the widening
- *   makes the walk compute-bound and it lost (bf16 3.2 -> 3.8 ms).
- * - G = 4 loses: at 32 query heads of D=128 the q and o copies fill L1 and each position
- *   reads and writes 4 KiB of o per KV head (2.1x slower interleaved, 1.1x phased). */
+ * [1,16384,8,D] cache, medians of 3; share of the same-run read bandwidth):
+ * - G = 1: f32 D=128 6.5 -> 4.7 ms (73% -> about 100%), D=64 3.2 -> 2.4 ms; bf16 and f16
+ *   D=128 3.0 -> 2.7 ms and 3.4 -> 2.7 ms.
+ * - G = 2 with f32 K and V: 7.2 -> 5.2 ms (66% -> 89%). With 16-bit K or V the widening
+ *   makes the walk compute-bound and it loses (bf16 3.2 -> 3.4 ms, f16 3.1 -> 3.3 ms).
+ * - G = 4: at 32 query heads of D=128 the q and o copies fill L1, and each position reads and
+ *   writes 4 KiB of o per KV head: f32 breaks even (7.0 against 7.3 ms), bf16 and f16 lose
+ *   1.5-1.7x. */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
-        return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
+            return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
 }
 
 #define RA__ROWS(kd, vd)                                                                      \

@@ -102,13 +102,12 @@ typedef struct ra__rows {
 
 /* Two tiles of logits (one being computed while the previous one's p.V runs) and the
  * rescale factors, each row padded to whole 16-float vectors; then q and o in the kernel's
- * chunk order, and that order. -1 when it does not fit in int64_t. */
+ * chunk order. -1 when it does not fit in int64_t. */
 static inline int64_t ra__rows_scratch_floats(int64_t hq, int64_t D)
 {
     int64_t hp = (hq + 15) & ~(int64_t)15, dp = (D + 15) & ~(int64_t)15, a, b;
     if (__builtin_mul_overflow(2 * RA__ROWS_TILE_MAX + 1, hp, &a) ||
-        __builtin_mul_overflow(2 * hq, dp, &b) || __builtin_add_overflow(a, b, &a) ||
-        __builtin_add_overflow(a, dp / 16, &a))
+        __builtin_mul_overflow(2 * hq, dp, &b) || __builtin_add_overflow(a, b, &a))
         return -1;
     return a;
 }
