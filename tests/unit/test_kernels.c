@@ -74,6 +74,8 @@ static const kcfg configs[] = {
     /* and two query heads per KV head with f32 K/V, which row order also serves */
     {TC_RAGGED_GQA, 9, 8, 4, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 2, 20, 10, 45, 100, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_GQA, 9, 8, 4, 70, 128, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 2, 16, 8, 40, 128, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
 };
 
 static const struct {
