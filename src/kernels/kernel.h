@@ -5,7 +5,8 @@
  *   qk      s[g][t] = scale * dot(q[g], k[t])                     (K's dtype picks the variant)
  *   softmax online-softmax update of m, l and o; s becomes p = exp(s - m_new)
  *   pv      o[g] += sum_t p[g][t] * v[t]                          (V's dtype picks the variant)
- * A family may instead fuse the three into one step, keeping the logits in registers.
+ * A family may instead fuse the three into one step, keeping the logits in registers, or take
+ * a whole work item in row order (ra__rows below).
  * Each kernel family (BLAS, portable C, AVX2, AVX-512) fills one ra__kernel_table; dispatch.c
  * picks a table once from the CPU's features. */
 #ifndef RA_KERNEL_H
