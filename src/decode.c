@@ -5,10 +5,10 @@
  * parallel (OpenMP); inside an item the positions are walked tile by tile with an online
  * softmax, every KV head of the item on the same tile before moving on, so the K/V rows of a
  * [B,S,Hkv,D] cache are read front to back. A kernel may instead take a whole item in row
- * order (ra__rows: every head of a position, then the next), where it measured faster. Each item leaves a partial (o, m, l) state; a
- * second pass merges the chunks of each (b, head) in chunk order. Neither the cut nor the merge
- * order depends on the thread count or on the other sequences, so results are bitwise
- * reproducible for any num_threads and any batch composition. */
+ * order (ra__rows: every head of a position, then the next), where it measured faster. Each item
+ * leaves a partial (o, m, l) state; a second pass merges the chunks of each (b, head) in chunk
+ * order. Neither the cut nor the merge order depends on the thread count or on the other
+ * sequences, so results are bitwise reproducible for any num_threads and any batch composition. */
 #include <limits.h>
 #include <omp.h>
 #include <stdlib.h>

@@ -1,8 +1,9 @@
 /* AVX-512 kernel for whole work items in row order (see ra__rows in kernel.h): for each
  * position, the logits of every KV head's G query heads, then the p.V update of every head,
- * so K and V are read front to back like two plain arrays. The p.V of a tile runs
- * interleaved with the QK of the next one, position by position, so the two streams advance
- * together (reading a tile of K, then a tile of V, measured 25% slower cold).
+ * so K and V are read front to back like two plain arrays. While the kernel's q and o copies
+ * are small, the p.V of a tile runs interleaved with the QK of the next one, position by
+ * position, so the two streams advance together; past a third of L1, a tile's QK runs over
+ * K and then its p.V over V, so that only one of the copies is in use at a time (see phased).
  *
  * Layout of a tile's logits: row i (position i) holds every query head of the item, head
  * j*G + g in lane j*G + g, padded to whole vectors. The online softmax then runs down the
@@ -11,9 +12,9 @@
  * The output of every head lives in memory (L1) and each position's update loads and stores
  * it; holding it in registers would need a walk of one head at a time again. Those q and o
  * accesses hit L1, yet when they run front to back too they disturb the prefetchers that
- * stream K and V (Zen 4: MHA D=128 f32 ran at 66% of the read bandwidth, 89% with them
- * out of order). So the kernel keeps its own copies of q and o whose 16-float chunks are
- * stored in a scrambled order (see chunk_mult), and reads K and V front to back. */
+ * stream K and V (Zen 4: MHA D=128 f32 ran at 66% of the read bandwidth, about 100% with
+ * them out of order). So the kernel keeps its own copies of q and o whose 16-float chunks
+ * are stored in a scrambled order (see chunk_mult), and reads K and V front to back. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -187,7 +188,8 @@ static void to_chunks(const float *rows, float *chunks, int64_t hq, int64_t D, i
                       int64_t mult)
 {
     for (int64_t h = 0; h < hq; h++)
-        for (int64_t d = 0, sl = 0; d < dp; d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
+        for (int64_t d = 0, sl = 0; d < dp;
+             d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
             _mm512_store_ps(chunks + h * dp + 16 * sl,
                             _mm512_maskz_loadu_ps(lanes(D - d), rows + h * D + d));
 }
@@ -196,7 +198,8 @@ static void from_chunks(const float *chunks, float *rows, int64_t hq, int64_t D,
                         int64_t mult)
 {
     for (int64_t h = 0; h < hq; h++)
-        for (int64_t d = 0, sl = 0; d < dp; d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
+        for (int64_t d = 0, sl = 0; d < dp;
+             d += 16, sl = next_slot(sl, mult, dp / 16, ORDER_STEPPED))
             _mm512_mask_storeu_ps(rows + h * D + d, lanes(D - d),
                                   _mm512_load_ps(chunks + h * dp + 16 * sl));
 }
@@ -208,7 +211,7 @@ static void from_chunks(const float *chunks, float *rows, int64_t hq, int64_t D,
  * time, win (GQA 16/8 heads, D=128: 5.6 against 6.3 ms). */
 static bool phased(int64_t hq, int64_t dp)
 {
-#if defined(RA_ROWS_PHASED)
+#if defined(RA_ROWS_PHASED) /* build knobs, for measuring one walk against the other */
     return true;
 #elif defined(RA_ROWS_INTERLEAVED)
     return false;
@@ -231,8 +234,9 @@ RA_INLINE void qk_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_
 {
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
-        qk_position(r, w->qs, w->dp, w->mult, (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es,
-                    s + i * w->hp, G, kdt, order);
+        qk_position(r, w->qs, w->dp, w->mult,
+                    (const char *)r->k + (size_t)((t0 + i) * r->k_st) * es, s + i * w->hp, G, kdt,
+                    order);
 }
 
 RA_INLINE void pv_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_t i0, int64_t n,
@@ -240,8 +244,9 @@ RA_INLINE void pv_rows(const ra__rows *r, const rows_work *w, int64_t t0, int64_
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     for (int64_t i = i0; i < n; i++)
-        pv_position(r, w->os, w->dp, w->mult, (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es,
-                    p + i * w->hp, G, vdt, order);
+        pv_position(r, w->os, w->dp, w->mult,
+                    (const char *)r->v + (size_t)((t0 + i) * r->v_st) * es, p + i * w->hp, G, vdt,
+                    order);
 }
 
 /* Each tile: QK over its K rows, the softmax, then p.V over its V rows. */
@@ -341,17 +346,18 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
  *   1.5-1.7x. */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
-            return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
+    return G == 1 || (G == 2 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
 }
 
+/* One entry per K/V dtype pair, specialized only for the G that ra__avx512_rows_serve lets
+ * through (the core never calls it with another). */
 #define RA__ROWS(kd, vd)                                                                      \
-    void ra__avx512_rows_##kd##_##vd(const ra__rows *r)                                           \
+    void ra__avx512_rows_##kd##_##vd(const ra__rows *r)                                       \
     {                                                                                         \
-        switch (r->G) {                                                                       \
-        case 1: rows_item(r, 1, RA_DTYPE_##kd, RA_DTYPE_##vd); break;                          \
-        case 2: rows_item(r, 2, RA_DTYPE_##kd, RA_DTYPE_##vd); break;                          \
-        default: rows_item(r, 4, RA_DTYPE_##kd, RA_DTYPE_##vd); break;                         \
-        }                                                                                     \
+        if (RA_DTYPE_##kd == RA_DTYPE_F32 && RA_DTYPE_##vd == RA_DTYPE_F32 && r->G == 2)     \
+            rows_item(r, 2, RA_DTYPE_##kd, RA_DTYPE_##vd);                                    \
+        else                                                                                  \
+            rows_item(r, 1, RA_DTYPE_##kd, RA_DTYPE_##vd);                                    \
     }
 RA__ROWS(F32, F32)
 RA__ROWS(F32, F16)
