@@ -110,6 +110,8 @@ static void run_item(const plan *pl, const item *it, float *scratch)
         l[i] = 0.0f;
     }
     if (pl->rows) {
+        if (it->t1 == it->t0)
+            return; /* an empty sequence: no row to point at (its K/V may have no data) */
         const ra__rows r = {
             .T = it->t1 - it->t0, .tile = pl->tile, .Hkv = nh, .G = G, .D = D,
             .k = kv_tile_base(&p->k, it->b, it->t0, it->j0),

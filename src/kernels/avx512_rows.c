@@ -269,26 +269,23 @@ RA_INLINE void walk_interleaved(const ra__rows *r, const rows_work *w, const int
 {
     int64_t prev_t0 = 0, prev_n = 0; /* the tile whose p.V is pending */
     int cur = 0;
-    for (int64_t t0 = 0; t0 < r->T; t0 += r->tile, cur ^= 1) {
-        const int64_t n = r->T - t0 < r->tile ? r->T - t0 : r->tile;
+    /* one pass past the last tile (n = 0) drains its p.V; qk_rows and pv_rows each appear
+     * once, which keeps the inlined code (and its compile time) small */
+    for (int64_t t0 = 0; t0 < r->T || prev_n; t0 += r->tile, cur ^= 1) {
+        const int64_t n = r->T - t0 < r->tile ? (r->T > t0 ? r->T - t0 : 0) : r->tile;
         float *s = w->logits[cur];
         const float *p = w->logits[cur ^ 1];
         if (prev_n)
             rescale_o(w->os, w->hq, w->dp, w->alpha);
-        const int64_t both = n < prev_n ? n : prev_n;
-        for (int64_t i = 0; i < both; i++) {
-            qk_rows(r, w, t0, i, i + 1, s, G, kdt, order);
-            pv_rows(r, w, prev_t0, i, i + 1, p, G, vdt, order);
+        const int64_t steps = n > prev_n ? n : prev_n;
+        for (int64_t i = 0; i < steps; i++) {
+            qk_rows(r, w, t0, i, i < n ? i + 1 : i, s, G, kdt, order);
+            pv_rows(r, w, prev_t0, i, i < prev_n ? i + 1 : i, p, G, vdt, order);
         }
-        qk_rows(r, w, t0, both, n, s, G, kdt, order); /* the longer of the two tiles */
-        pv_rows(r, w, prev_t0, both, prev_n, p, G, vdt, order);
-        softmax_rows(r, s, n, w->hp, w->alpha);
+        if (n)
+            softmax_rows(r, s, n, w->hp, w->alpha);
         prev_t0 = t0;
         prev_n = n;
-    }
-    if (prev_n) {
-        rescale_o(w->os, w->hq, w->dp, w->alpha);
-        pv_rows(r, w, prev_t0, 0, prev_n, w->logits[cur ^ 1], G, vdt, order);
     }
 }
 
