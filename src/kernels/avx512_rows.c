@@ -51,6 +51,15 @@ static int64_t chunk_mult(int64_t nc)
  * cycles per position and KV head in cache). */
 enum { ORDER_AS_IS, ORDER_STEPPED, ORDER_D128 };
 
+/* With ORDER_D128, the row layout as literals, which the compiler folds into the loops. */
+RA_INLINE void pin_order(const int order, int64_t *dp, int64_t *mult)
+{
+    if (order == ORDER_D128) {
+        *dp = 128;
+        *mult = 5;
+    }
+}
+
 /* The slot after slot s. */
 RA_INLINE int64_t next_slot(int64_t s, int64_t mult, int64_t nc, const int order)
 {
@@ -70,10 +79,7 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
     const int HPV = 16 / G; /* KV heads per vector of logits */
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
-    if (order == ORDER_D128) {
-        dp = 128;
-        mult = 5;
-    }
+    pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
     const __m512 scale = _mm512_set1_ps(r->scale);
     for (int64_t jb = 0; jb < r->Hkv; jb += HPV) {
@@ -118,10 +124,7 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
-    if (order == ORDER_D128) {
-        dp = 128;
-        mult = 5;
-    }
+    pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
     for (int64_t j = 0; j < r->Hkv; j++) {
         const char *vrow = vpos + (size_t)(j * r->v_sh) * es;
