@@ -267,7 +267,8 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_o = ra__arena_take(&a, n, hq_item, p->D, sizeof(float));
     size_t at_m = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
     size_t at_l = ra__arena_take(&a, n, hq_item, 1, sizeof(float));
-    /* per thread: logits [G][s_ld], then (BLAS) a [tile][D] conversion buffer */
+    /* per thread: logits [G][s_ld], then (row order) room for the ra__rows scratch, which the
+     * kernel lays out from the start of the block, then (BLAS) a [tile][D] conversion buffer */
     ra__arena per = {0, false};
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
     if (pl->rows)

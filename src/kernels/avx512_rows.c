@@ -228,7 +228,8 @@ typedef struct rows_work {
     int64_t hq, hp, dp; /* query heads; floats per logit row and per q/o head row */
     float *logits[2];   /* [tile_max][hp] each */
     float *alpha;       /* [hp] */
-    float *qs, *os;     /* [hq][dp] q and o in chunk order */
+    const float *qs;    /* [hq][dp] q in chunk order (or the caller's q, see rows_item) */
+    float *os;          /* [hq][dp] o likewise */
     int64_t mult;       /* the chunk order (chunk_mult) */
 } rows_work;
 
@@ -301,20 +302,18 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
     w.logits[0] = r->s;
     w.logits[1] = r->s + RA__ROWS_TILE_MAX * w.hp;
     w.alpha = r->s + 2 * RA__ROWS_TILE_MAX * w.hp;
-    w.qs = w.alpha + w.hp;
-    w.os = w.qs + w.hq * w.dp;
+    float *const q_copy = w.alpha + w.hp, *const o_copy = q_copy + w.hq * w.dp;
     w.mult = chunk_mult(w.dp / 16);
     const int order = w.mult == 1 ? ORDER_AS_IS
                       : G > 1 && w.dp == 128 && r->D == 128 && w.mult == 5 ? ORDER_D128
                                                                            : ORDER_STEPPED;
     /* in feature order and whole vectors, q and o are used where they are */
     const bool direct = order == ORDER_AS_IS && w.dp == r->D;
-    if (direct) {
-        w.qs = (float *)r->q;
-        w.os = r->o;
-    } else {
-        to_chunks(r->q, w.qs, w.hq, r->D, w.dp, w.mult);
-        to_chunks(r->o, w.os, w.hq, r->D, w.dp, w.mult);
+    w.qs = direct ? r->q : q_copy;
+    w.os = direct ? r->o : o_copy;
+    if (!direct) {
+        to_chunks(r->q, q_copy, w.hq, r->D, w.dp, w.mult);
+        to_chunks(r->o, o_copy, w.hq, r->D, w.dp, w.mult);
     }
     const bool ph = phased(w.hq, w.dp);
     switch (order) {
