@@ -49,6 +49,7 @@ typedef struct plan {
     float *scratch;            /* per thread: s then conv */
     size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
+    int64_t rows_tile; /* positions per tile of a row-order item */
 } plan;
 
 static int64_t seq_len(const ra__problem *p, int64_t b)
@@ -113,7 +114,7 @@ static void run_item(const plan *pl, const item *it, float *scratch)
         if (it->t1 == it->t0)
             return; /* an empty sequence: no row to point at (its K/V may have no data) */
         const ra__rows r = {
-            .T = it->t1 - it->t0, .tile = pl->tile, .Hkv = nh, .G = G, .D = D,
+            .T = it->t1 - it->t0, .tile = pl->rows_tile, .Hkv = nh, .G = G, .D = D,
             .k = kv_tile_base(&p->k, it->b, it->t0, it->j0),
             .v = kv_tile_base(&p->v, it->b, it->t0, it->j0),
             .k_st = p->k.st, .k_sh = p->k.sh, .v_st = p->v.st, .v_sh = p->v.sh,
@@ -222,6 +223,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->p = p;
     pl->kt = kt;
     pl->tile = p->block_size < kt->tile_max ? p->block_size : kt->tile_max;
+    pl->rows_tile = p->block_size < RA__ROWS_TILE_MAX ? p->block_size : RA__ROWS_TILE_MAX;
     pl->split = p->split_tokens ? p->split_tokens : kt->default_split;
     pl->heads_per_item = kt->all_heads_per_item ? p->Hkv : 1;
     pl->groups = p->Hkv / pl->heads_per_item;

@@ -99,15 +99,16 @@ typedef struct ra__rows {
     float *s;              /* ra__rows_scratch_floats(Hkv*G, D) floats, 64-byte aligned */
 } ra__rows;
 
-#define RA__ROWS_TILE_MAX 32
+/* Positions per tile of a row-order item: its logits, the phases of its walk. Long phases
+ * keep each stream running (see avx512_rows.c). */
+#define RA__ROWS_TILE_MAX 256
 
-/* Two tiles of logits (one being computed while the previous one's p.V runs) and the
- * rescale factors, each row padded to whole 16-float vectors; then q and o in the kernel's
- * chunk order. -1 when it does not fit in int64_t. */
+/* A tile of logits and the rescale factors, each row padded to whole 16-float vectors; then
+ * q and o in the kernel's chunk order. -1 when it does not fit in int64_t. */
 static inline int64_t ra__rows_scratch_floats(int64_t hq, int64_t D)
 {
     int64_t hp = (hq + 15) & ~(int64_t)15, dp = (D + 15) & ~(int64_t)15, a, b;
-    if (__builtin_mul_overflow(2 * RA__ROWS_TILE_MAX + 1, hp, &a) ||
+    if (__builtin_mul_overflow(RA__ROWS_TILE_MAX + 1, hp, &a) ||
         __builtin_mul_overflow(2 * hq, dp, &b) || __builtin_add_overflow(a, b, &a))
         return -1;
     return a;
