@@ -67,15 +67,25 @@ static const kcfg configs[] = {
     {TC_RAGGED_MHA, 9, 5, 5, 70, 16, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_F16, 0, tile_lens},
     {TC_RAGGED_MHA, 7, 8, 8, 50, 33, RA_DTYPE_BF16, RA_DTYPE_F16, RA_DTYPE_BF16, 0, edge_lens},
     {TC_RAGGED_MHA, 9, 2, 2, 70, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32, 0, tile_lens},
-    /* ... with q and o copies past a third of L1, walked a tile of K then a tile of V */
+    /* ... with many heads: q and o copies larger than L1 can hold beside the K/V streams */
     {TC_RAGGED_MHA, 9, 16, 16, 70, 100, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_BF16, 0, tile_lens},
     {TC_RAGGED_MHA, 3, 32, 32, 40, 64, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
     {TC_RAGGED_GQA, 2, 40, 40, 35, 40, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F16, 0, NULL},
-    /* and two query heads per KV head with f32 K/V, which row order also serves */
+    /* two query heads per KV head (row order serves every K/V dtype pair) */
     {TC_RAGGED_GQA, 9, 8, 4, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 2, 20, 10, 45, 100, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
     {TC_RAGGED_GQA, 9, 8, 4, 70, 128, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 2, 16, 8, 40, 128, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_GQA, 9, 8, 4, 70, 128, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16, 0, tile_lens},
+    {TC_RAGGED_GQA, 9, 6, 3, 70, 72, RA_DTYPE_BF16, RA_DTYPE_F16, RA_DTYPE_BF16, 0, tile_lens},
+    /* four with f32 K/V: KV heads that do not fill a vector of logits (pairs of positions
+     * store 8 lanes each), more than 32 query heads, D=128 (unrolled chunk order), a tail */
+    {TC_RAGGED_GQA, 9, 12, 3, 70, 128, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 9, 36, 9, 70, 100, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
+    {TC_RAGGED_GQA, 7, 24, 6, 50, 40, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, edge_lens},
+    /* sequences longer than a row-order tile (256 positions: two halves of 128) */
+    {TC_RAGGED_GQA, 3, 8, 2, 600, 64, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, NULL},
+    {TC_RAGGED_MHA, 3, 4, 4, 531, 48, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16, 0, NULL},
 };
 
 static const struct {
