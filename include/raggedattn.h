@@ -159,8 +159,9 @@ RA_API ra_status ra_options_create(ra_options **out);
 RA_API void ra_options_destroy(ra_options *o); /* NULL is a no-op */
 
 /* KV positions per online-softmax step (the seed's Pallas block). >= 1. The SIMD kernels step
- * through a block in tiles of at most 32 positions; any block size gives the same attention up
- * to f32 rounding, and every position below the length counts. */
+ * through a block in tiles of at most 32 positions (256 where AVX-512 walks a [B,S,Hkv,D]
+ * cache in row order); any block size gives the same attention up to f32 rounding, and every
+ * position below the length counts. */
 RA_API ra_status ra_options_set_block_size(ra_options *o, int64_t block_size);
 /* Multiplies q.k before the softmax; any finite value. The seed applies none (1.0). */
 RA_API ra_status ra_options_set_scale(ra_options *o, float scale);
