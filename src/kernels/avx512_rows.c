@@ -77,15 +77,18 @@ RA_INLINE int64_t next_slot(int64_t s, int64_t mult, int64_t nc)
     return s >= nc ? s - nc : s;
 }
 
-/* Logits of every head at NP positions (1 or 2) into row[p][0 .. hp): register tiles of
- * 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to back,
- * then one transpose-reduction. qs is q in chunk order, dp floats per head. */
+/* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
+ * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
+ * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
 RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64_t mult,
-                           const char *const kpos[2], float *const row[2], const int G,
-                           const int NP, const int kdt, const int order)
+                           const int64_t pos[2], float *const row[2], const int G, const int NP,
+                           const int kdt, const int order)
 {
     const int HPV = 16 / (G * NP); /* KV heads per vector of logits */
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
+    const char *kpos[2];
+    for (int p = 0; p < NP; p++)
+        kpos[p] = (const char *)r->k + (size_t)(pos[p] * r->k_st) * es;
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -134,13 +137,16 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
     }
 }
 
-/* os[h] += the sum over NP positions (1 or 2) of p[h] * v_row(h), for every head h of the
- * item (os: o in chunk order; padding lanes gain p * 0). */
+/* os[h] += the sum over positions pos[0..NP) (NP = 1 or 2) of p[h] * v_row(h), p from logit
+ * row row[p], for every head h of the item (os: o in chunk order; padding lanes gain p * 0). */
 RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mult,
-                           const char *const vpos[2], const float *const row[2], const int G,
+                           const int64_t pos[2], const float *const row[2], const int G,
                            const int NP, const int vdt, const int order)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
+    const char *vpos[2];
+    for (int p = 0; p < NP; p++)
+        vpos[p] = (const char *)r->v + (size_t)(pos[p] * r->v_st) * es;
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -243,30 +249,6 @@ typedef struct rows_work {
     int64_t mult;       /* the chunk order (chunk_mult) */
 } rows_work;
 
-/* QK of positions pos[0..NP) into logit rows row[0..NP). */
-RA_INLINE void qk_at(const ra__rows *r, const rows_work *w, const int64_t pos[2],
-                     float *const row[2], const int G, const int NP, const int kdt,
-                     const int order)
-{
-    const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
-    const char *kpos[2];
-    for (int p = 0; p < NP; p++)
-        kpos[p] = (const char *)r->k + (size_t)(pos[p] * r->k_st) * es;
-    qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, NP, kdt, order);
-}
-
-/* p.V of positions pos[0..NP) with the p in logit rows row[0..NP). */
-RA_INLINE void pv_at(const ra__rows *r, const rows_work *w, const int64_t pos[2],
-                     const float *const row[2], const int G, const int NP, const int vdt,
-                     const int order)
-{
-    const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
-    const char *vpos[2];
-    for (int p = 0; p < NP; p++)
-        vpos[p] = (const char *)r->v + (size_t)(pos[p] * r->v_st) * es;
-    pv_position(r, w->os, w->dp, w->mult, vpos, row, G, NP, vdt, order);
-}
-
 /* The walk (see the top of this file): positions [0, half) and [half, T) side by side, a
  * tile of up to tile/2 positions of each per phase. The second half is never longer, so the
  * first half's last position of an odd T goes alone. */
@@ -283,9 +265,9 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
             const int64_t pos[2] = {t0 + i, half + t0 + i};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                qk_at(r, w, pos, row, G, 2, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, pos, row, G, 2, kdt, order);
             else
-                qk_at(r, w, pos, row, G, 1, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, pos, row, G, 1, kdt, order);
         }
         softmax_rows(r, s, na + nb, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);
@@ -293,9 +275,9 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
             const int64_t pos[2] = {t0 + i, half + t0 + i};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                pv_at(r, w, pos, row, G, 2, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, pos, row, G, 2, vdt, order);
             else
-                pv_at(r, w, pos, row, G, 1, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, pos, row, G, 1, vdt, order);
         }
     }
 }
