@@ -1,5 +1,5 @@
 /* AVX-512 kernel (compiled with -mavx512f/bw/vl/dq/bf16 -mfma; chosen at run time). One fused
- * step per head tile of GT query heads (4, 2 or 1) over a tile of up to TILE positions:
+ * step per head tile of GT query heads (8, 4, 2 or 1) over a tile of up to TILE positions:
  *
  * QK: register tiles of GT heads x TT = 16/GT positions (16 zmm accumulators) walk D 16 lanes
  *     at a time; one transpose-reduction turns them into one vector of 16 logits, lane
@@ -8,8 +8,8 @@
  *     lanes, a vector exp (range reduction + degree-7 polynomial + vscalefps), and the
  *     rescale factor alpha folded into the output update (o = o * alpha + p.V), so nothing
  *     scalar runs per tile.
- * PV: GT heads x 64 features x U positions in flight (16 accumulators); each V vector loaded
- *     feeds GT heads.
+ * PV: GT heads x 64 features x U positions in flight (8 heads: 32 features, one position;
+ *     16 accumulators either way); each V vector loaded feeds GT heads.
  * K/V may be f32, f16 (vcvtph2ps) or bf16, independently; q, o, m, l stay f32, and so does
  * every sum. bf16 rows load 32 elements whole and split them into even and odd ones with a
  * shift and a mask, so q comes pre-split (ra__tile.qp) and PV sums return to feature order
@@ -32,11 +32,12 @@
 _Static_assert(TILE % 16 == 0 && TILE >= 16, "the logits of a tile fill whole 16-lane vectors");
 
 /* Butterflies over each group of TT adjacent lanes: every lane ends with its group's max
- * (NaN-propagating) or sum. TT is 4, 8 or 16. */
+ * (NaN-propagating) or sum. TT is 2, 4, 8 or 16. */
 RA_INLINE __m512 group_max(__m512 x, const int TT)
 {
     x = nanmax(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
-    x = nanmax(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    if (TT >= 4)
+        x = nanmax(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
     if (TT >= 8)
         x = nanmax(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
     if (TT >= 16)
@@ -47,7 +48,8 @@ RA_INLINE __m512 group_max(__m512 x, const int TT)
 RA_INLINE __m512 group_sum(__m512 x, const int TT)
 {
     x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
-    x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    if (TT >= 4)
+        x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
     if (TT >= 8)
         x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
     if (TT >= 16)
@@ -59,7 +61,7 @@ RA_INLINE __m512 group_sum(__m512 x, const int TT)
 RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
 {
     const __m512i head_of_lane = _mm512_srli_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), TT == 4 ? 2 : TT == 8 ? 3 : 4);
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), TT == 2 ? 1 : TT == 4 ? 2 : TT == 8 ? 3 : 4);
     return _mm512_permutexvar_ps(head_of_lane, _mm512_maskz_loadu_ps((__mmask16)((1u << GT) - 1u), v));
 }
 
@@ -85,7 +87,7 @@ RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const ch
                              const ra__prefetcher *pf, int64_t tick)
 {
     const int TT = 16 / GT;
-    __m512 qv[4];
+    __m512 qv[8];
     for (int g = 0; g < GT; g++)
         qv[g] = _mm512_maskz_loadu_ps(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
@@ -110,7 +112,7 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
                                  const ra__prefetcher *pf, int64_t tick, __m512i *exp_min)
 {
     const int TT = 16 / GT;
-    __m512bh qv[4];
+    __m512bh qv[8];
     for (int g = 0; g < GT; g++)
         qv[g] = (__m512bh)_mm512_maskz_loadu_epi16(mk, q + g * D + d);
     for (int i = 0; i < TT; i++) {
@@ -132,7 +134,7 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
                                    const ra__prefetcher *pf, int64_t tick)
 {
     const int TT = 16 / GT;
-    __m512 qe[4], qo[4];
+    __m512 qe[8], qo[8];
     for (int g = 0; g < GT; g++) {
         qe[g] = _mm512_loadu_ps(qp + g * ld + d);
         qo[g] = _mm512_loadu_ps(qp + g * ld + d + 16);
@@ -228,7 +230,7 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
             qk_register_tile(acc, t, g0, GT, RA_DTYPE_BF16, krow, &none, 0);
         }
         /* lanes whose position is past the tail become -inf: no weight in the softmax */
-        const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));
+        const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 8 ? 0x5555u : GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));
         _mm512_store_ps(sb + 16 * step, _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), pos_ok,
                                                            sum16(acc), scale));
     }
@@ -244,11 +246,14 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
 RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *sb, float *ab)
 {
     const int TT = 16 / GT, NV = TILE / TT;
+    /* the logits stay in registers, except for 8 heads (16 vectors), which read them twice */
     __m512 x[TILE / 4];
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int k = 0; k < NV; k++) {
-        x[k] = _mm512_load_ps(sb + 16 * k);
-        mx = nanmax(mx, x[k]);
+        const __m512 xk = _mm512_load_ps(sb + 16 * k);
+        if (NV <= TILE / 4)
+            x[k] = xk;
+        mx = nanmax(mx, xk);
     }
     const __m512 m_old = spread_heads(t->m + g0, GT, TT);
     const __m512 m_new = nanmax(m_old, group_max(mx, TT));
@@ -257,7 +262,7 @@ RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *
     const __m512 m_sub = _mm512_mask_mov_ps(m_new, empty, _mm512_setzero_ps());
     __m512 sum = _mm512_setzero_ps();
     for (int k = 0; k < NV; k++) {
-        __m512 p = exp16(_mm512_sub_ps(x[k], m_sub));
+        __m512 p = exp16(_mm512_sub_ps(NV <= TILE / 4 ? x[k] : _mm512_load_ps(sb + 16 * k), m_sub));
         _mm512_store_ps(sb + 16 * k, p);
         sum = _mm512_add_ps(sum, p);
     }
@@ -275,18 +280,19 @@ RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *
     }
 }
 
-/* 64 features of a V row from element i: for bf16 in even/odd order, {v[i+2j]}, {v[i+2j+1]},
- * {v[i+32+2j]}, {v[i+32+2j+1]} (j = lane), which a shift and a mask make out of two whole
- * loads with no widening shuffle; natural order {v[i+j]}, {v[i+16+j]}, ... otherwise. */
-RA_INLINE void load_v64(const void *row, int64_t i, const __mmask16 mk[4], const int dt,
-                        __m512 vv[4])
+/* 16*NC features (NC = 2 or 4) of a V row from element i: for bf16 in even/odd order,
+ * {v[i+2j]}, {v[i+2j+1]}, {v[i+32+2j]}, {v[i+32+2j+1]} (j = lane), which a shift and a mask
+ * make out of whole loads with no widening shuffle; natural order {v[i+j]}, {v[i+16+j]}, ...
+ * otherwise. */
+RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const int dt,
+                        __m512 vv[4], const int NC)
 {
     if (dt != RA_DTYPE_BF16) {
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < NC; c++)
             vv[c] = load16(row, i + 16 * c, mk[c], dt);
         return;
     }
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < NC / 2; h++) {
         const __mmask32 m = (__mmask32)mk[2 * h] | ((__mmask32)mk[2 * h + 1] << 16);
         const __m512i x = m ? _mm512_maskz_loadu_epi16(m, (const uint16_t *)row + i + 32 * h)
                             : _mm512_setzero_si512();
@@ -294,29 +300,29 @@ RA_INLINE void load_v64(const void *row, int64_t i, const __mmask16 mk[4], const
     }
 }
 
-/* o[g0..g0+GT-1] = o * alpha + p.V over the tile, 64 features at a time, U positions in
+/* o[g0..g0+GT-1] = o * alpha + p.V over the tile, FW features at a time, U positions in
  * flight; p[g][i] is sb[(i / TT) * 16 + g * TT + i % TT]. */
 RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vdt,
                        const float *sb, const float *ab, const ra__prefetcher *pf)
 {
-    const int TT = 16 / GT, U = 4 / GT;
+    const int TT = 16 / GT, U = GT == 8 ? 1 : 4 / GT, NC = GT == 8 ? 2 : 4, FW = 16 * NC;
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t T = t->T, D = t->D, v_st = t->v_st;
     const char *v = t->v;
     float *o = t->o + g0 * D;
 #define P_AT(g, i) _mm512_set1_ps(sb[((i) / TT) * 16 + (g) * TT + (i) % TT])
     const int64_t pos_iters = (T + U - 1) / U;
-    for (int64_t d0 = 0; d0 < D; d0 += 64) {
+    for (int64_t d0 = 0; d0 < D; d0 += FW) {
 #define PV_PF_STEP(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? (void)0 : ra__prefetch_step(pf, (tick0) + (i) / U))
 #define PV_PF_POS(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? ra__prefetch_step(pf, (tick0) + (i)) : (void)0)
-        const int64_t tick0 = d0 / 64 * (PF_FINE_PV(GT, vdt) ? T : pos_iters);
+        const int64_t tick0 = d0 / FW * (PF_FINE_PV(GT, vdt) ? T : pos_iters);
         __mmask16 mk[4];
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < NC; c++)
             mk[c] = lanes(D - d0 - 16 * c);
-        __m512 acc[4][4][4]; /* [u][g][c] */
+        __m512 acc[4][8][4]; /* [u][g][c] */
         for (int u = 0; u < U; u++)
             for (int g = 0; g < GT; g++)
-                for (int c = 0; c < 4; c++)
+                for (int c = 0; c < NC; c++)
                     acc[u][g][c] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + U <= T; i += U) {
@@ -325,10 +331,10 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
                 PV_PF_POS(pf, tick0, i + u);
                 const char *vrow = v + (size_t)((i + u) * v_st) * es;
                 __m512 vv[4];
-                load_v64(vrow, d0, mk, vdt, vv);
+                load_v(vrow, d0, mk, vdt, vv, NC);
                 for (int g = 0; g < GT; g++) {
                     __m512 p = P_AT(g, i + u);
-                    for (int c = 0; c < 4; c++)
+                    for (int c = 0; c < NC; c++)
                         acc[u][g][c] = _mm512_fmadd_ps(p, vv[c], acc[u][g][c]);
                 }
             }
@@ -341,17 +347,17 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
             PV_PF_POS(pf, tick0, i);
             const char *vrow = v + (size_t)(i * v_st) * es;
             __m512 vv[4];
-            load_v64(vrow, d0, mk, vdt, vv);
+            load_v(vrow, d0, mk, vdt, vv, NC);
             for (int g = 0; g < GT; g++) {
                 __m512 p = P_AT(g, i);
-                for (int c = 0; c < 4; c++)
+                for (int c = 0; c < NC; c++)
                     acc[0][g][c] = _mm512_fmadd_ps(p, vv[c], acc[0][g][c]);
             }
         }
         for (int g = 0; g < GT; g++) {
             const __m512 alpha = _mm512_set1_ps(ab[g * TT]);
             __m512 sum[4];
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < NC; c++) {
                 sum[c] = acc[0][g][c];
                 for (int u = 1; u < U; u++)
                     sum[c] = _mm512_add_ps(sum[c], acc[u][g][c]);
@@ -359,13 +365,13 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
             if (vdt == RA_DTYPE_BF16) { /* even/odd lanes back to feature order */
                 const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
                 const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-                for (int h = 0; h < 2; h++) {
+                for (int h = 0; h < NC / 2; h++) {
                     const __m512 e = sum[2 * h], od = sum[2 * h + 1];
                     sum[2 * h] = _mm512_permutex2var_ps(e, lo, od);
                     sum[2 * h + 1] = _mm512_permutex2var_ps(e, hi, od);
                 }
             }
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < NC; c++) {
                 if (!mk[c])
                     continue;
                 float *og = o + g * D + d0 + 16 * c;
@@ -383,7 +389,7 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
  * macro argument carries both into the specialization. */
 RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
-    float sb[TILE * 4] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
+    float sb[TILE * 8] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
     float ab[16] __attribute__((aligned(64)));
     const int TT = 16 / GT;
     const int64_t T = t->T, D = t->D;
@@ -395,8 +401,8 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     const int kdt = dt / 3 == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : dt / 3;
     const int64_t W = QK_WIDTH(kdt);
     const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
-    const int U = 4 / GT;
-    const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + 63) / 64);
+    const int U = GT == 8 ? 1 : 4 / GT, FW = GT == 8 ? 32 : 64;
+    const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + FW - 1) / FW);
     const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G, n_pv);
     qk_tile(t, g0, GT, kdt, sb, &pk);
@@ -404,10 +410,16 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     pv_tile(t, g0, GT, dt % 3, sb, ab, &pv);
 }
 
+/* Eight-head tiles read each K/V row once per tile instead of twice: MQA with 8 heads
+ * measured 4% faster with f32 K. bf16 K with f32 q keeps tiles of 4 (its split q, 16 vectors
+ * for 8 heads, leaves too few registers: 12% slower). */
+#define WITH8(kdt) ((kdt) != RA_DTYPE_BF16)
+
 #define RA__STEP(kd, vd)                                                                      \
     static void step_##kd##_##vd(const ra__tile *t)                                           \
     {                                                                                         \
-        RA__FOR_HEAD_TILES(head_tile_step, t, 3 * RA_DTYPE_##kd + RA_DTYPE_##vd);            \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t, 3 * RA_DTYPE_##kd + RA_DTYPE_##vd,            \
+                             WITH8(RA_DTYPE_##kd));                                     \
     }
 RA__STEP(F32, F32)
 RA__STEP(F32, F16)
@@ -423,7 +435,7 @@ RA__STEP(BF16, BF16)
 #define RA__STEP_DOT(vd)                                                                      \
     static void step_DOT_##vd(const ra__tile *t)                                              \
     {                                                                                         \
-        RA__FOR_HEAD_TILES(head_tile_step, t, 3 * KDT_BF16_DOT + RA_DTYPE_##vd);             \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t, 3 * KDT_BF16_DOT + RA_DTYPE_##vd, 1);        \
     }
 RA__STEP_DOT(F32)
 RA__STEP_DOT(F16)

@@ -116,12 +116,14 @@ static inline int64_t ra__rows_scratch_floats(int64_t hq, int64_t D)
 
 typedef void (*ra__rows_fn)(const ra__rows *r);
 
-/* Covers the G query heads of a group with register tiles of 4, then 2, then 1 heads:
- * fn(t, first_head, heads_in_tile, dtype), where heads_in_tile is a literal so that an inlined
- * fn is specialized for it. */
-#define RA__FOR_HEAD_TILES(fn, t, dt)                                                          \
+/* Covers the G query heads of a group with register tiles of 8 (when with8 holds), then 4,
+ * then 2, then 1 heads: fn(t, first_head, heads_in_tile, dtype), where heads_in_tile is a
+ * literal so that an inlined fn is specialized for it. */
+#define RA__FOR_HEAD_TILES_8(fn, t, dt, with8)                                                 \
     do {                                                                                       \
         int64_t g_ = 0;                                                                        \
+        for (; (with8) && g_ + 8 <= (t)->G; g_ += 8)                                           \
+            fn(t, g_, 8, dt);                                                                  \
         for (; g_ + 4 <= (t)->G; g_ += 4)                                                      \
             fn(t, g_, 4, dt);                                                                  \
         for (; g_ + 2 <= (t)->G; g_ += 2)                                                      \
@@ -129,6 +131,7 @@ typedef void (*ra__rows_fn)(const ra__rows *r);
         for (; g_ < (t)->G; g_++)                                                              \
             fn(t, g_, 1, dt);                                                                  \
     } while (0)
+#define RA__FOR_HEAD_TILES(fn, t, dt) RA__FOR_HEAD_TILES_8(fn, t, dt, 0)
 
 typedef struct ra__kernel_table {
     ra_kernel id;
