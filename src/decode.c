@@ -44,12 +44,12 @@ typedef struct plan {
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
                          * ra__tile.qp) when the kernel wants it, else NULL */
     int64_t qp_ld;
-    /* Each item's partial state: o [heads_per_item*G][D], then m and l [heads_per_item*G],
-     * padded to whole cache lines so that threads running neighbouring items never write to
-     * one line (false sharing made MQA 1.4x slower at 2 threads when the two vCPUs sat far
-     * apart). */
-    float *part;
-    int64_t part_st; /* floats per item, a multiple of 16 */
+    /* Each item's partial state: o [heads_per_item*G][D] at part_o + slot*o_st, and m, l
+     * [heads_per_item*G] each at part_ml + slot*ml_st. Both strides are whole cache lines, so
+     * that threads running neighbouring items never write to one line (false sharing of m and
+     * l made MQA 1.25x slower at 2 threads when the VM's two vCPUs sat far apart). */
+    float *part_o, *part_ml;
+    int64_t o_st, ml_st; /* floats, multiples of 16 */
     float *scratch;            /* per thread: s then conv */
     size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
@@ -106,7 +106,8 @@ static void run_item(const plan *pl, const item *it, float *scratch)
     const ra__problem *p = pl->p;
     const ra__kernel_table *kt = pl->kt;
     const int64_t G = p->G, D = p->D, nh = pl->heads_per_item, hq_item = nh * G;
-    float *o = pl->part + it->slot * pl->part_st, *m = o + hq_item * D, *l = m + hq_item;
+    float *o = pl->part_o + it->slot * pl->o_st;
+    float *m = pl->part_ml + it->slot * pl->ml_st, *l = m + hq_item;
     memset(o, 0, sizeof(float) * (size_t)(hq_item * D));
     for (int64_t i = 0; i < hq_item; i++) {
         m[i] = -INFINITY;
@@ -177,14 +178,14 @@ static void finish_batch_entry(const plan *pl, int64_t b)
         int64_t first = pl->item_base[b] + group * nc;
         float M = -INFINITY, L = 0.0f;
         for (int64_t c = 0; c < nc; c++)
-            M = ra__nan_max(M, pl->part[(first + c) * pl->part_st + hq_item * D + hh]);
+            M = ra__nan_max(M, pl->part_ml[(first + c) * pl->ml_st + hh]);
         float *out = p->o + b * p->o_sb + h * p->o_sh;
         for (int64_t d0 = 0; d0 < D; d0 += 64) {
             int64_t dn = D - d0 < 64 ? D - d0 : 64;
             float acc[64] = {0};
             for (int64_t c = 0; c < nc; c++) {
-                const float *state = pl->part + (first + c) * pl->part_st;
-                const float *po = state + hh * D + d0, *pm = state + hq_item * D + hh;
+                const float *po = pl->part_o + (first + c) * pl->o_st + hh * D + d0;
+                const float *pm = pl->part_ml + (first + c) * pl->ml_st + hh;
                 float w = ra__merge_weight(*pm, M);
                 for (int64_t d = 0; d < dn; d++)
                     acc[d] += w * po[d];
@@ -268,11 +269,13 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
     size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
-    int64_t st;
-    if (__builtin_mul_overflow(hq_item, p->D + 2, &st) || st > INT64_MAX - 15)
+    int64_t o_floats; /* hq_item <= Hq, so 2*hq_item + 15 cannot overflow */
+    if (__builtin_mul_overflow(hq_item, p->D, &o_floats) || o_floats > INT64_MAX - 15)
         a.overflow = true;
-    pl->part_st = a.overflow ? 0 : (st + 15) & ~(int64_t)15;
-    size_t at_part = ra__arena_take(&a, n, pl->part_st, 1, sizeof(float));
+    pl->o_st = a.overflow ? 0 : (o_floats + 15) & ~(int64_t)15;
+    pl->ml_st = (2 * hq_item + 15) & ~(int64_t)15;
+    size_t at_o = ra__arena_take(&a, n, pl->o_st, 1, sizeof(float));
+    size_t at_ml = ra__arena_take(&a, n, pl->ml_st, 1, sizeof(float));
     /* per thread: logits [G][s_ld], then (row order) room for the ra__rows scratch, which the
      * kernel lays out from the start of the block, then (BLAS) a [tile][D] conversion buffer */
     ra__arena per = {0, false};
@@ -297,7 +300,8 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->qf = (float *)(base + at_q);
     pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
     pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
-    pl->part = (float *)(base + at_part);
+    pl->part_o = (float *)(base + at_o);
+    pl->part_ml = (float *)(base + at_ml);
     pl->scratch = (float *)(base + at_scratch);
     pl->scratch_per_thread = per.used / sizeof(float);
 
