@@ -47,7 +47,7 @@ typedef struct plan {
     /* Each item's partial state: o [heads_per_item*G][D] at part_o + slot*o_st, and m, l
      * [heads_per_item*G] each at part_ml + slot*ml_st. Both strides are whole cache lines, so
      * that threads running neighbouring items never write to one line (false sharing of m and
-     * l made MQA 1.25x slower at 2 threads when the VM's two vCPUs sat far apart). */
+     * l made MQA about 1.3x slower at 2 threads when the VM's two vCPUs sat far apart). */
     float *part_o, *part_ml;
     int64_t o_st, ml_st; /* floats, multiples of 16 */
     float *scratch;            /* per thread: s then conv */
@@ -269,7 +269,9 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
     size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
-    int64_t o_floats; /* hq_item <= Hq, so 2*hq_item + 15 cannot overflow */
+    /* tensor.c keeps o's [.., Hq, D] f32 bytes within int64_t, so Hq*D < 2^61: neither stride
+     * below can overflow; the check guards against that changing */
+    int64_t o_floats;
     if (__builtin_mul_overflow(hq_item, p->D, &o_floats) || o_floats > INT64_MAX - 15)
         a.overflow = true;
     pl->o_st = a.overflow ? 0 : (o_floats + 15) & ~(int64_t)15;

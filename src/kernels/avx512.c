@@ -246,7 +246,7 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
 RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *sb, float *ab)
 {
     const int TT = 16 / GT, NV = TILE / TT;
-    /* the logits stay in registers, except for 8 heads (16 vectors), which read them twice */
+    /* the logits stay in registers, except for 8 heads (TILE/2 vectors), which read them twice */
     __m512 x[TILE / 4];
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int k = 0; k < NV; k++) {
@@ -280,12 +280,12 @@ RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *
     }
 }
 
-/* 16*NC features (NC = 2 or 4) of a V row from element i: for bf16 in even/odd order,
- * {v[i+2j]}, {v[i+2j+1]}, {v[i+32+2j]}, {v[i+32+2j+1]} (j = lane), which a shift and a mask
- * make out of whole loads with no widening shuffle; natural order {v[i+j]}, {v[i+16+j]}, ...
- * otherwise. */
+/* 16*NC features (NC = 2 or 4) of a V row from element i: for bf16 in even/odd order, the
+ * first NC of {v[i+2j]}, {v[i+2j+1]}, {v[i+32+2j]}, {v[i+32+2j+1]} (j = lane), which a shift
+ * and a mask make out of whole loads with no widening shuffle; natural order {v[i+j]},
+ * {v[i+16+j]}, ... otherwise. */
 RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const int dt,
-                        __m512 vv[4], const int NC)
+                      __m512 vv[4], const int NC)
 {
     if (dt != RA_DTYPE_BF16) {
         for (int c = 0; c < NC; c++)
@@ -300,12 +300,16 @@ RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const i
     }
 }
 
+/* Positions in flight and features per pass of pv_tile: 16 accumulators either way. */
+#define PV_U(GT) ((GT) == 8 ? 1 : 4 / (GT))
+#define PV_FW(GT) ((GT) == 8 ? 32 : 64)
+
 /* o[g0..g0+GT-1] = o * alpha + p.V over the tile, FW features at a time, U positions in
  * flight; p[g][i] is sb[(i / TT) * 16 + g * TT + i % TT]. */
 RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vdt,
                        const float *sb, const float *ab, const ra__prefetcher *pf)
 {
-    const int TT = 16 / GT, U = GT == 8 ? 1 : 4 / GT, NC = GT == 8 ? 2 : 4, FW = 16 * NC;
+    const int TT = 16 / GT, U = PV_U(GT), FW = PV_FW(GT), NC = FW / 16;
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t T = t->T, D = t->D, v_st = t->v_st;
     const char *v = t->v;
@@ -401,7 +405,7 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     const int kdt = dt / 3 == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : dt / 3;
     const int64_t W = QK_WIDTH(kdt);
     const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
-    const int U = GT == 8 ? 1 : 4 / GT, FW = GT == 8 ? 32 : 64;
+    const int U = PV_U(GT), FW = PV_FW(GT);
     const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + FW - 1) / FW);
     const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G, n_pv);
@@ -436,6 +440,7 @@ RA__STEP(BF16, BF16)
 #define RA__STEP_DOT(vd)                                                                      \
     static void step_DOT_##vd(const ra__tile *t)                                              \
     {                                                                                         \
+        /* no 8-head tiles (see WITH8): qk_accumulate_dot holds q for 4 heads */           \
         RA__FOR_HEAD_TILES_8(head_tile_step, t, 3 * KDT_BF16_DOT + RA_DTYPE_##vd, 0);        \
     }
 RA__STEP_DOT(F32)

@@ -29,7 +29,7 @@ typedef struct kcfg {
 } kcfg;
 
 static const int32_t edge_lens[7] = {0, 1, 15, 16, 17, 49, 50};
-/* around the AVX-512 tile (32) and its register tiles (4, 8 or 16 positions) */
+/* around the AVX-512 tile (32) and its register tiles (2, 4, 8 or 16 positions) */
 static const int32_t tile_lens[9] = {0, 1, 31, 32, 33, 63, 64, 65, 70};
 
 static const kcfg configs[] = {
