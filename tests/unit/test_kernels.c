@@ -84,8 +84,8 @@ static const kcfg configs[] = {
     {TC_RAGGED_GQA, 9, 36, 9, 70, 100, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 7, 24, 6, 50, 40, RA_DTYPE_BF16, RA_DTYPE_F32, RA_DTYPE_F32, 0, edge_lens},
     /* eight query heads per KV head (AVX-512 tiles of 8 heads: 2 positions per register
-     * tile, 32 features per PV pass), with tails of D past 32, 8+4+1 heads, and bf16 K with
-     * f32 q, which keeps tiles of 4 */
+     * tile, 32 features per PV pass), with tails of D past 32, 8+4+1 heads, and bf16 K (with
+     * f32 or bf16 q), which keeps tiles of 4 */
     {TC_RAGGED_MQA, 9, 8, 1, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 9, 16, 2, 70, 40, RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_BF16, 0, tile_lens},
     {TC_RAGGED_MQA, 7, 13, 1, 50, 19, RA_DTYPE_F16, RA_DTYPE_F32, RA_DTYPE_F16, 0, edge_lens},
