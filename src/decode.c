@@ -101,7 +101,9 @@ static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_
     }
 }
 
-static void run_item(const plan *pl, const item *it, float *scratch)
+/* Runs item it; after is the item this thread runs next (NULL: none), whose first tile is
+ * prefetched during its last one, so that no item starts on a cold cache. */
+static void run_item(const plan *pl, const item *it, const item *after, float *scratch)
 {
     const ra__problem *p = pl->p;
     const ra__kernel_table *kt = pl->kt;
@@ -136,7 +138,13 @@ static void run_item(const plan *pl, const item *it, float *scratch)
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
+        const item *pf_it = it; /* whose tile comes next: this item's, or after's first */
         int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
+        if (n_next == 0 && after) {
+            pf_it = after;
+            next = after->t0;
+            n_next = after->t1 - next < pl->tile ? after->t1 - next : pl->tile;
+        }
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
@@ -147,8 +155,10 @@ static void run_item(const plan *pl, const item *it, float *scratch)
             t.o = o + jj * G * D;
             t.m = m + jj * G;
             t.l = l + jj * G;
-            prefetch_share(&p->k, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_k, &t.pf_k_bytes);
-            prefetch_share(&p->v, it->b, next, n_next, it->j0, nh, jj, D, &t.pf_v, &t.pf_v_bytes);
+            prefetch_share(&p->k, pf_it->b, next, n_next, pf_it->j0, nh, jj, D, &t.pf_k,
+                           &t.pf_k_bytes);
+            prefetch_share(&p->v, pf_it->b, next, n_next, pf_it->j0, nh, jj, D, &t.pf_v,
+                           &t.pf_v_bytes);
             if (!kt->self_prefetch) {
                 ra__prefetcher pk = ra__prefetcher_init(t.pf_k, t.pf_k_bytes, 1);
                 ra__prefetcher pv_ = ra__prefetcher_init(t.pf_v, t.pf_v_bytes, 1);
@@ -388,12 +398,20 @@ ra_status ra__decode(const ra__problem *p)
     if (prepare_q(p, &pl))
         pl.dot = NULL; /* bf16 pair products read subnormal q as 0 */
 
+    int64_t next_item = 0; /* the first item no thread has claimed */
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {
         float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t i = 0; i < pl.n_items; i++)
-            run_item(&pl, &pl.items[i], scratch);
+        /* Dynamic scheduling, one item ahead: a thread claims its next item before it runs
+         * the current one, so it knows which first tile to prefetch (d at 1 thread: an item
+         * of 2048 positions started cold cost 4%). */
+        int64_t i = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
+        while (i < pl.n_items) {
+            int64_t after = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
+            run_item(&pl, &pl.items[i], after < pl.n_items ? &pl.items[after] : NULL, scratch);
+            i = after;
+        }
+#pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < p->B; b++)
             finish_batch_entry(&pl, b);
