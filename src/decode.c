@@ -101,9 +101,18 @@ static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_
     }
 }
 
-/* Runs item it; after is the item this thread runs next (NULL: none), whose first tile is
- * prefetched during its last one, so that no item starts on a cold cache. */
-static void run_item(const plan *pl, const item *it, const item *after, float *scratch)
+/* Claims the next unclaimed work item (n_items when none is left). */
+static int64_t claim_item(const plan *pl, int64_t *next_item)
+{
+    int64_t i = __atomic_fetch_add(next_item, 1, __ATOMIC_RELAXED);
+    return i < pl->n_items ? i : pl->n_items;
+}
+
+/* Runs item it and returns the item this thread runs next. The head-by-head walk claims that
+ * one when it starts its last tile and prefetches its first tile meanwhile, so that no item
+ * starts on a cold cache; claiming only then keeps the balance of plain dynamic scheduling.
+ * (Row-order items read plain streams, which the hardware prefetchers pick up at once.) */
+static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, float *scratch)
 {
     const ra__problem *p = pl->p;
     const ra__kernel_table *kt = pl->kt;
@@ -116,8 +125,8 @@ static void run_item(const plan *pl, const item *it, const item *after, float *s
         l[i] = 0.0f;
     }
     if (pl->rows) {
-        if (it->t1 == it->t0)
-            return; /* an empty sequence: no row to point at (its K/V may have no data) */
+        if (it->t1 == it->t0) /* an empty sequence: no row to point at (K/V may have no data) */
+            return claim_item(pl, next_item);
         const ra__rows r = {
             .T = it->t1 - it->t0, .tile = pl->rows_tile, .Hkv = nh, .G = G, .D = D,
             .k = kv_tile_base(&p->k, it->b, it->t0, it->j0),
@@ -127,7 +136,7 @@ static void run_item(const plan *pl, const item *it, const item *after, float *s
             .o = o, .m = m, .l = l, .s = scratch,
         };
         pl->rows(&r);
-        return;
+        return claim_item(pl, next_item);
     }
     ra__tile t = {
         .G = G, .D = D, .k_st = p->k.st, .k_sd = p->k.sd, .v_st = p->v.st, .v_sd = p->v.sd,
@@ -136,14 +145,18 @@ static void run_item(const plan *pl, const item *it, const item *after, float *s
     };
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
+    int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
-        const item *pf_it = it; /* whose tile comes next: this item's, or after's first */
+        const item *pf_it = it; /* whose tile comes next: this item's, or the next item's first */
         int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
-        if (n_next == 0 && after) {
-            pf_it = after;
-            next = after->t0;
-            n_next = after->t1 - next < pl->tile ? after->t1 - next : pl->tile;
+        if (n_next == 0) {
+            after = claim_item(pl, next_item);
+            if (after < pl->n_items) {
+                pf_it = &pl->items[after];
+                next = pf_it->t0;
+                n_next = pf_it->t1 - next < pl->tile ? pf_it->t1 - next : pl->tile;
+            }
         }
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
@@ -174,6 +187,7 @@ static void run_item(const plan *pl, const item *it, const item *after, float *s
             }
         }
     }
+    return after >= 0 ? after : claim_item(pl, next_item);
 }
 
 /* Merge the chunks of every (b, head) in chunk order and write the caller's outputs. */
@@ -402,15 +416,9 @@ ra_status ra__decode(const ra__problem *p)
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {
         float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
-        /* Dynamic scheduling, one item ahead: a thread claims its next item before it runs
-         * the current one, so it knows which first tile to prefetch (d at 1 thread: an item
-         * of 2048 positions started cold cost 4%). */
-        int64_t i = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
-        while (i < pl.n_items) {
-            int64_t after = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
-            run_item(&pl, &pl.items[i], after < pl.n_items ? &pl.items[after] : NULL, scratch);
-            i = after;
-        }
+        /* dynamic scheduling; run_item claims each next item (see there) */
+        for (int64_t i = claim_item(&pl, &next_item); i < pl.n_items;)
+            i = run_item(&pl, &pl.items[i], &next_item, scratch);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < p->B; b++)
