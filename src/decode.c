@@ -101,6 +101,12 @@ static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_
     }
 }
 
+/* Positions in the tile that starts at t0 of a range ending at t1 (0 past its end). */
+static int64_t tile_at(const plan *pl, int64_t t0, int64_t t1)
+{
+    return t1 - t0 < pl->tile ? t1 - t0 : pl->tile;
+}
+
 /* Claims the next unclaimed work item (n_items when none is left). */
 static int64_t claim_item(const plan *pl, int64_t *next_item)
 {
@@ -147,15 +153,15 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
-        t.T = it->t1 - t0 < pl->tile ? it->t1 - t0 : pl->tile;
+        t.T = tile_at(pl, t0, it->t1);
         const item *pf_it = it; /* whose tile comes next: this item's, or the next item's first */
-        int64_t next = t0 + t.T, n_next = it->t1 - next < pl->tile ? it->t1 - next : pl->tile;
+        int64_t next = t0 + t.T, n_next = tile_at(pl, next, it->t1);
         if (n_next == 0) {
             after = claim_item(pl, next_item);
             if (after < pl->n_items) {
                 pf_it = &pl->items[after];
                 next = pf_it->t0;
-                n_next = pf_it->t1 - next < pl->tile ? pf_it->t1 - next : pl->tile;
+                n_next = tile_at(pl, next, pf_it->t1);
             }
         }
         for (int64_t jj = 0; jj < nh; jj++) {
