@@ -4,6 +4,29 @@
 
 #include "blas_guard.h"
 
+/* Debian's serial OpenBLAS is built without USE_LOCKING: its buffer pool is not reentrant, and
+ * two concurrent calls can share a buffer and return wrong results. So our calls into it take
+ * turns. Only the BLAS kernel and the reference functions ever take this lock. */
+static pthread_mutex_t serial_blas = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread holds the lock would leave it locked forever in the child: the
+ * fork waits for the BLAS call in flight, and both sides release the lock after it. */
+static void lock_before_fork(void)
+{
+    pthread_mutex_lock(&serial_blas);
+}
+
+static void unlock_after_fork(void)
+{
+    pthread_mutex_unlock(&serial_blas);
+}
+
+static void register_fork_handlers(void)
+{
+    pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
+}
+
 bool ra__blas_is_serial(void)
 {
     return openblas_get_parallel() == 0; /* 0 sequential, 1 pthreads, 2 OpenMP */
@@ -31,11 +54,7 @@ void ra__sgemm(bool trans_b, int M, int N, int K, float alpha, const float *A, i
         sgemm_loops(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* Debian's serial OpenBLAS is built without USE_LOCKING: its buffer pool is not
-     * reentrant, and two concurrent calls can share a buffer and return wrong results. So our
-     * calls into it take turns. This lock is the library's only process-wide object; only the
-     * BLAS kernel and the reference functions ever reach it. */
-    static pthread_mutex_t serial_blas = PTHREAD_MUTEX_INITIALIZER;
+    pthread_once(&fork_once, register_fork_handlers);
     pthread_mutex_lock(&serial_blas);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);

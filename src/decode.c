@@ -21,6 +21,7 @@
 #include "merge_internal.h"
 #include "size_math.h"
 #include "status_internal.h"
+#include "team.h"
 #include "tensor_internal.h"
 
 typedef struct item {
@@ -58,7 +59,7 @@ typedef struct plan {
 
 static int64_t seq_len(const ra__problem *p, int64_t b)
 {
-    return p->len[b * p->len_s];
+    return p->len[b];
 }
 
 static int64_t chunks_of(const plan *pl, int64_t len)
@@ -385,25 +386,6 @@ static bool prepare_q(const ra__problem *p, const plan *pl)
             }
         }
     return subnormal;
-}
-
-int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
-{
-    int64_t n = requested > 0 ? requested : omp_get_max_threads();
-    /* Never more than OpenMP allows or than a few per processor: libgomp exits the process
-     * when it cannot create a thread, so an absurd request must not reach it. */
-    int64_t limit = omp_get_thread_limit(), procs = 4 * (int64_t)omp_get_num_procs();
-    n = n < limit ? n : limit;
-    n = n < procs ? n : procs;
-    /* A thread costs microseconds to wake and join: one per ~2^20 multiply-adds of work. */
-    int64_t fmas;
-    if (__builtin_mul_overflow(positions, heads, &fmas) ||
-        __builtin_mul_overflow(fmas, 2 * D, &fmas))
-        fmas = INT64_MAX;
-    int64_t useful = 1 + fmas / (1 << 20);
-    n = n < useful ? n : useful;
-    n = n < items ? n : items;
-    return n < 1 ? 1 : (int)n;
 }
 
 ra_status ra__decode(const ra__problem *p)

@@ -11,11 +11,11 @@
 
 #include "alloc_internal.h"
 #include "blas_guard.h"
-#include "decode.h"
 #include "dtype.h"
 #include "reference.h"
 #include "size_math.h"
 #include "status_internal.h"
+#include "team.h"
 #include "tensor_internal.h"
 
 enum { CHUNK = 256 }; /* positions converted to f32 per GEMM */
@@ -41,7 +41,7 @@ static void load_rows(const ra__operand *x, int64_t b, int64_t j, int64_t t0, in
 static void reference_item(const ra__problem *p, int64_t b, int64_t j, const ref_scratch *w)
 {
     const int64_t G = p->G, D = p->D, S = p->S;
-    const int64_t len = p->len[b * p->len_s];
+    const int64_t len = p->len[b];
     for (int64_t g = 0; g < G; g++)
         for (int64_t d = 0; d < D; d++)
             w->q[g * D + d] = ra__load_f32(p->q.data, p->q.dtype,

@@ -8,6 +8,12 @@ set(allowed
   fail_hook       # alloc.c: the test-only allocation-failure hook, never set by users
   fail_hook_user  # alloc.c: its user pointer
   serial_blas     # blas_guard.c: mutex serializing calls into the non-reentrant serial OpenBLAS
+  fork_once       # blas_guard.c: registers the fork handlers that keep serial_blas usable
+  init_once       # team.c: registers the fork handler that releases the OpenMP pool
+  worker_stack    # team.c: OMP_STACKSIZE as libgomp read it, set once by init_once
+  pool_workers    # team.c: _Thread_local, workers in this thread's OpenMP pool
+  pool_kept_at_fork # team.c: _Thread_local, the fork handler could not release the pool
+  pool_lost       # team.c: _Thread_local, in a forked child: the pool's threads are gone
 )
 execute_process(COMMAND "${OBJDUMP}" -t "${LIB}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
