@@ -1,7 +1,9 @@
 /* Argument validation: binds a seed signature's tensors to the internal problem. Every check
  * runs before the caller's outputs are touched. */
 #include <stdio.h>
+#include <string.h>
 
+#include "alloc_internal.h"
 #include "options_internal.h"
 #include "problem.h"
 #include "status_internal.h"
@@ -135,12 +137,23 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
     if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, 4)))
         return s;
 
-    const int32_t *len = lengths->data;
+    int32_t inline_copy[sizeof p->len_inline / sizeof p->len_inline[0]];
+    int32_t *len = inline_copy;
+    const size_t inline_n = sizeof inline_copy / sizeof inline_copy[0];
+    if ((uint64_t)B > inline_n && !(len = ra__alloc(sizeof(int32_t) * (size_t)B)))
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate a copy of %lld lengths", fn,
+                        (long long)B);
+    const int32_t *from = lengths->data;
     for (int64_t b = 0; b < B; b++) {
-        int32_t n = len[b * lengths->strides[0]];
-        if (n < 0 || n > S)
+        /* one read of each element, which every later use takes from the copy */
+        int32_t n = __atomic_load_n(&from[b * lengths->strides[0]], __ATOMIC_RELAXED);
+        if (n < 0 || n > S) {
+            if (len != inline_copy)
+                ra__free(len);
             return ra__fail(RA_ERR_LENGTH, "%s: lengths[%lld] = %d is outside [0, S = %lld]", fn,
                             (long long)b, (int)n, (long long)S);
+        }
+        len[b] = n;
     }
 
     const struct ra_options *op = ra__options_or_default(opts);
@@ -149,7 +162,6 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D]},
         .k = {k->data, k->dtype, sk[RA_R_B], sk[RA_R_S], sk[RA_R_HKV], sk[RA_R_D]},
         .v = {v->data, v->dtype, sv[RA_R_B], sv[RA_R_S], sv[RA_R_HKV], sv[RA_R_D]},
-        .len = len, .len_s = lengths->strides[0],
         .o = o->data, .o_sb = so[RA_R_B], .o_sh = so[RA_R_HQ], .o_sd = so[RA_R_D],
         .m = m ? m->data : NULL, .m_sb = sm[RA_R_B], .m_sh = sm[RA_R_HQ],
         .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ],
@@ -158,5 +170,17 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         .block_size = op->block_size, .split_tokens = op->split_tokens,
         .num_threads = op->num_threads, .kernel = op->kernel,
     };
+    if (len == inline_copy) {
+        memcpy(p->len_inline, inline_copy, sizeof(int32_t) * (size_t)B);
+        p->len = p->len_inline;
+    } else {
+        p->len = len;
+    }
     return RA_OK;
+}
+
+void ra__problem_release(ra__problem *p)
+{
+    if (p->len != p->len_inline)
+        ra__free((void *)p->len);
 }

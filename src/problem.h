@@ -18,8 +18,11 @@ typedef struct ra__operand {
 typedef struct ra__problem {
     int64_t B, S, Hq, Hkv, G, D; /* G = Hq / Hkv query heads per KV head */
     ra__operand q, k, v;         /* q ignores st */
+    /* lengths[b], copied once while validating, so that a caller changing its array during the
+     * call cannot move a read out of bounds. Points at len_inline or at an allocation that
+     * ra__problem_release frees; a bound problem is never copied. */
     const int32_t *len;
-    int64_t len_s;
+    int32_t len_inline[32];
     float *o; /* required */
     int64_t o_sb, o_sh, o_sd;
     float *m, *l; /* optional */
@@ -47,10 +50,14 @@ typedef struct ra__signature {
     bool normalize; /* returns o/l rather than o*l */
 } ra__signature;
 
-/* Validates every argument (before anything is written) and fills *p. */
+/* Validates every argument (before anything is written) and fills *p. On RA_OK the caller
+ * owes one ra__problem_release(p). */
 ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
                    const ra_tensor *k, const ra_tensor *v, const ra_tensor *lengths,
                    ra_tensor *o, ra_tensor *m, ra_tensor *l, ra__problem *p);
+
+/* Frees what ra__bind allocated for p. */
+void ra__problem_release(ra__problem *p);
 
 /* Binds one tensor to a layout: checks rank, the extents of already-known roles (dims[r] >= 0)
  * and RA_R_ONE axes, records new extents in dims and the strides per role in strides

@@ -37,7 +37,11 @@ static const ra__signature sig_reference_gqa = {
     {                                                                                           \
         ra__problem p;                                                                          \
         ra_status s = ra__bind(&sig, opts, q, k, v, lengths, o, m, l, &p);                      \
-        return s != RA_OK ? s : engine(&p);                                                     \
+        if (s != RA_OK)                                                                         \
+            return s;                                                                           \
+        s = engine(&p);                                                                         \
+        ra__problem_release(&p);                                                                \
+        return s;                                                                               \
     }
 
 RA__SEED_FUNCTION(ra_ragged_mqa, sig_ragged_mqa, ra__decode)
