@@ -6,8 +6,8 @@
  * softmax, every KV head of the item on the same tile before moving on, so the K/V rows of a
  * [B,S,Hkv,D] cache are read front to back. A kernel may instead take a whole item in row
  * order (ra__rows: every head of a position, then the next), where it measured faster. Each item
- * leaves a partial (o, m, l) state; a second pass merges the chunks of each (b, head) in chunk
- * order. Neither the cut nor the merge order depends on the thread count or on the other
+ * leaves a partial (o, m, l) state; the thread that completes a batch entry's last item merges
+ * the chunks of each of its (b, head) in chunk order. Neither the cut nor the merge order depends on the thread count or on the other
  * sequences, so results are bitwise reproducible for any num_threads and any batch composition. */
 #include <limits.h>
 #include <omp.h>
@@ -38,6 +38,7 @@ typedef struct plan {
     int team; /* threads in the parallel region */
     item *items;        /* in execution order (longest first) */
     int64_t *item_base; /* [B+1] first slot of each batch entry */
+    int64_t *pending;   /* [B] items of each batch entry not yet done; the last one merges */
     float *qf;          /* [B][Hq][D] q in f32 */
     ra__tile_fn dot;    /* the kernel's step for q and K both bf16, or NULL */
     ra__rows_fn rows;   /* the kernel's row-order item, when it serves this problem, or NULL */
@@ -297,6 +298,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     ra__arena a = {0, false};
     size_t at_base = ra__arena_take(&a, p->B + 1, 1, 1, sizeof(int64_t));
     size_t at_items = ra__arena_take(&a, n, 1, 1, sizeof(item));
+    size_t at_pending = ra__arena_take(&a, p->B, 1, 1, sizeof(int64_t));
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
     size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
@@ -330,6 +332,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     *block = base;
     pl->item_base = (int64_t *)(base + at_base);
     pl->items = (item *)(base + at_items);
+    pl->pending = (int64_t *)(base + at_pending);
     pl->qf = (float *)(base + at_q);
     pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
     pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
@@ -350,6 +353,8 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
             }
     }
     pl->item_base[p->B] = k;
+    for (int64_t b = 0; b < p->B; b++)
+        pl->pending[b] = pl->item_base[b + 1] - pl->item_base[b];
     qsort(pl->items, (size_t)n, sizeof(item), longest_first);
     return RA_OK;
 }
@@ -401,17 +406,26 @@ ra_status ra__decode(const ra__problem *p)
         pl.dot = NULL; /* bf16 pair products read subnormal q as 0 */
 
     int64_t next_item = 0; /* the first item no thread has claimed */
+    /* One synchronization per call, the region's end: the thread that completes a batch
+     * entry's last item merges that entry, so no thread waits for the others in between (with
+     * a core shared with another process, every wait can cost a scheduler time slice). */
+    ra__team_watch watch;
+    ra__team_watch_begin(&watch, p->num_threads, pl.team);
 #pragma omp parallel num_threads(pl.team) if (pl.team > 1)
     {
+        ra__thread_mark mark = ra__team_watch_enter(&watch);
         float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
         /* dynamic scheduling; run_item claims each next item (see there) */
-        for (int64_t i = claim_item(&pl, &next_item); i < pl.n_items;)
+        for (int64_t i = claim_item(&pl, &next_item); i < pl.n_items;) {
+            int64_t b = pl.items[i].b;
             i = run_item(&pl, &pl.items[i], &next_item, scratch);
-#pragma omp barrier
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < p->B; b++)
-            finish_batch_entry(&pl, b);
+            /* acquire-release: the merging thread sees every other item's partial state */
+            if (__atomic_sub_fetch(&pl.pending[b], 1, __ATOMIC_ACQ_REL) == 0)
+                finish_batch_entry(&pl, b);
+        }
+        ra__team_watch_leave(&watch, mark);
     }
+    ra__team_watch_end(&watch);
     ra__free(block);
     return RA_OK;
 }

@@ -6,12 +6,14 @@
  *   - thread creation: libgomp exits the process when pthread_create fails (RLIMIT_AS, a cgroup
  *     pids limit). Threads the pool lacks are created and joined here first, and a team only
  *     counts on those that could be.
+ * Automatic teams also back off while other work keeps their cores busy (team.h).
  * The pool is per calling thread: a region of n threads leaves n - 1 workers behind, and a
  * smaller team of two or more releases the surplus. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "team.h"
 
@@ -21,6 +23,9 @@ static _Thread_local int pool_workers;
 static _Thread_local bool pool_kept_at_fork;
 /* In a forked child: this thread's pool refers to threads that do not exist. */
 static _Thread_local bool pool_lost;
+
+/* Automatic calls left to run on one thread, and the length of the last such run. */
+static _Thread_local int backoff_left, backoff_len;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static size_t worker_stack; /* bytes libgomp gives a worker's stack; 0 = the pthread default */
@@ -121,10 +126,72 @@ int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads
     /* Nested in another parallel region, OpenMP runs the region on one thread anyway. */
     if (n <= 1 || pool_lost || omp_get_level() > 0)
         return 1;
+    if (requested == 0 && backoff_left > 0) {
+        backoff_left--;
+        return 1;
+    }
     int team = (int)n;
     if (team - 1 > pool_workers)
         team = pool_workers + 1 + try_create_threads(team - 1 - pool_workers);
     if (team > 1)
         pool_workers = team - 1;
     return team;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec t;
+    if (clock_gettime(id, &t) != 0)
+        return 0;
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+void ra__team_watch_begin(ra__team_watch *w, int requested, int team)
+{
+    w->start_ns = requested == 0 && team > 1 ? clock_ns(CLOCK_MONOTONIC) : -1;
+    w->lost_ns = 0;
+}
+
+ra__thread_mark ra__team_watch_enter(const ra__team_watch *w)
+{
+    ra__thread_mark m = {0, 0};
+    if (w->start_ns >= 0) {
+        m.wall_ns = clock_ns(CLOCK_MONOTONIC);
+        m.cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    }
+    return m;
+}
+
+void ra__team_watch_leave(ra__team_watch *w, ra__thread_mark m)
+{
+    if (w->start_ns < 0)
+        return;
+    int64_t wall = clock_ns(CLOCK_MONOTONIC) - m.wall_ns;
+    int64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - m.cpu_ns;
+    /* The work never blocks: wall time it did not run was taken by other work. */
+    int64_t lost = (m.wall_ns - w->start_ns) + (wall > cpu ? wall - cpu : 0);
+    int64_t seen = __atomic_load_n(&w->lost_ns, __ATOMIC_RELAXED);
+    while (lost > seen &&
+           !__atomic_compare_exchange_n(&w->lost_ns, &seen, lost, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+}
+
+void ra__team_watch_end(const ra__team_watch *w)
+{
+    if (w->start_ns >= 0)
+        ra__team_feedback(w->lost_ns, clock_ns(CLOCK_MONOTONIC) - w->start_ns);
+}
+
+void ra__team_feedback(int64_t lost_ns, int64_t region_ns)
+{
+    enum { MAX_BACKOFF = 64 };
+    const int64_t floor_ns = 200000;
+    if (lost_ns > floor_ns && lost_ns * 4 > region_ns) {
+        backoff_len = backoff_len ? (backoff_len < MAX_BACKOFF ? 2 * backoff_len : MAX_BACKOFF)
+                                  : 1;
+        backoff_left = backoff_len;
+    } else {
+        backoff_len = 0;
+    }
 }

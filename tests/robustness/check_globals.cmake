@@ -14,6 +14,8 @@ set(allowed
   pool_workers    # team.c: _Thread_local, workers in this thread's OpenMP pool
   pool_kept_at_fork # team.c: _Thread_local, the fork handler could not release the pool
   pool_lost       # team.c: _Thread_local, in a forked child: the pool's threads are gone
+  backoff_left    # team.c: _Thread_local, automatic calls left on one thread (busy cores)
+  backoff_len     # team.c: _Thread_local, the length of the last such run
 )
 execute_process(COMMAND "${OBJDUMP}" -t "${LIB}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)

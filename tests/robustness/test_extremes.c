@@ -197,6 +197,125 @@ static void test_nan_inf_propagate_per_head(void **state)
                 one_nonfinite((tc_fn)fn, which, values[i]);
 }
 
+/* ---- logits of -inf ----------------------------------------------------------------------
+ *
+ * exp(-inf) = 0: a position whose logit is -inf (an -inf in k under a positive q) has no
+ * weight. A head whose every valid logit is -inf therefore has no weight anywhere, and the
+ * ragged functions return the empty state for it, o = 0, m = -inf, l = 0, as for length 0
+ * (and as FlashAttention does for a fully masked row): the one answer under which split-KV,
+ * ra_merge and sharding give the same result as a single call. The reference functions keep
+ * the seed's arithmetic, exp(-inf - -inf) = NaN. */
+
+enum { NI_B = 2, NI_S = 300, NI_D = 32 };
+
+/* Puts -inf into feature 0 of k for positions [t0, t1) of KV head 0 of batch 1, and 1 into
+ * feature 0 of q for that KV head's query heads, so their logits there are -inf. */
+static void put_minus_inf(tc_case *c, int64_t t0, int64_t t1)
+{
+    const int64_t G = c->d.Hq / c->d.Hkv;
+    for (int64_t t = t0; t < t1; t++)
+        view_put(&c->kv, 1, t, 0, 0, -INFINITY);
+    for (int64_t g = 0; g < G; g++)
+        view_put(&c->qv, 1, g, 0, 0, 1.0f);
+}
+
+static void one_all_minus_inf(tc_fn fn, int64_t Hq, int64_t Hkv, ra_dtype qdt, ra_dtype kdt,
+                              const tc_opts *o)
+{
+    int32_t lengths[NI_B] = {NI_S, 229};
+    tc_params p = {.fn = fn, .B = NI_B, .Hq = Hq, .Hkv = Hkv, .S = NI_S, .D = NI_D,
+                   .qdt = qdt, .kdt = kdt, .vdt = kdt, .lengths = lengths, .seed = 77};
+    tc_case c;
+    tc_init(&c, &p);
+    put_minus_inf(&c, 0, tc_fn_is_ragged(fn) ? lengths[1] : NI_S);
+    /* the other heads against the oracle, with the edited inputs */
+    assert_int_equal(tc_run(&c, o), RA_OK);
+    const int64_t H = c.d.Hq, D = c.d.D, G = H / c.d.Hkv;
+    for (int64_t b = 0; b < NI_B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t bh = b * H + h;
+            const bool hit = b == 1 && h < G;
+            if (!hit) {
+                or_err e = or_compare(&c.got_o[bh * D], &c.expect.o[bh * D], D);
+                if (tc_fn_is_ragged(fn) && !tc_fn_is_mqa(fn))
+                    e = or_compare(&c.got_o[bh * D], &c.expect.o_un[bh * D], D);
+                if (e.nonfinite || e.rel > 1e-5)
+                    fail_msg("%s: head b=%lld h=%lld, which has finite logits, is off by %.3g",
+                             tc_fn_name(fn), (long long)b, (long long)h, e.rel);
+                continue;
+            }
+            for (int64_t d = 0; d < D; d++) {
+                float x = c.got_o[bh * D + d];
+                if (tc_fn_is_ragged(fn) ? x != 0.0f : !isnan(x))
+                    fail_msg("%s (%s q, %s k, kernel %d, split %lld): all logits -inf gave "
+                             "o[%lld] = %g for h=%lld, expected %s", tc_fn_name(fn),
+                             or_dtype_name(qdt), or_dtype_name(kdt), (int)o->kernel,
+                             (long long)o->split_tokens, (long long)d, (double)x, (long long)h,
+                             tc_fn_is_ragged(fn) ? "0" : "NaN");
+            }
+            if (tc_fn_is_ragged(fn) && (c.got_m[bh] != -INFINITY || c.got_l[bh] != 0.0f))
+                fail_msg("%s: all logits -inf gave m = %g, l = %g for h=%lld, expected -inf, 0",
+                         tc_fn_name(fn), (double)c.got_m[bh], (double)c.got_l[bh],
+                         (long long)h);
+        }
+    assert_int_equal(c.stray_writes, 0);
+    tc_free(&c);
+}
+
+static void test_all_logits_minus_inf(void **state)
+{
+    (void)state;
+    static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
+                                        RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+    /* MQA, MHA (row order on AVX-512), GQA 2:1 (row order) and 4:1 (head by head) */
+    static const struct {
+        tc_fn fn;
+        int64_t Hq, Hkv;
+    } shapes[] = {{TC_RAGGED_MQA, 8, 1},
+                  {TC_RAGGED_MHA, 4, 4},
+                  {TC_RAGGED_GQA, 4, 2},
+                  {TC_RAGGED_GQA, 8, 2}};
+    static const ra_dtype dts[][2] = {{RA_DTYPE_F32, RA_DTYPE_F32},
+                                      {RA_DTYPE_F32, RA_DTYPE_F16},
+                                      {RA_DTYPE_F32, RA_DTYPE_BF16},
+                                      {RA_DTYPE_BF16, RA_DTYPE_BF16}}; /* q and K bf16 pairs */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++)
+            for (size_t t = 0; t < sizeof dts / sizeof dts[0]; t++)
+                for (int64_t split = 0; split <= 64; split += 64) {
+                    if (!tc_kernel_available(kernels[k]))
+                        continue;
+                    tc_opts o = {.kernel = kernels[k], .split_tokens = split};
+                    one_all_minus_inf(shapes[s].fn, shapes[s].Hq, shapes[s].Hkv, dts[t][0],
+                                      dts[t][1], &o);
+                }
+    for (tc_fn fn = TC_REFERENCE_MQA; fn <= TC_REFERENCE_GQA; fn++) {
+        tc_opts o = {0};
+        one_all_minus_inf(fn, 4, tc_fn_is_mqa(fn) ? 1 : tc_fn_is_mha(fn) ? 4 : 2, RA_DTYPE_F32,
+                          RA_DTYPE_F32, &o);
+    }
+}
+
+/* Chunks of a split whose logits are all -inf are empty states that merge to nothing: the
+ * result is exact attention over the other positions. */
+static void test_minus_inf_chunks_merge_exactly(void **state)
+{
+    (void)state;
+    for (int64_t split = 32; split <= 128; split *= 2) {
+        int32_t lengths[NI_B] = {NI_S, 229};
+        tc_params p = {.fn = TC_RAGGED_GQA, .B = NI_B, .Hq = 8, .Hkv = 2, .S = NI_S,
+                       .D = NI_D, .lengths = lengths, .seed = 78};
+        tc_case c;
+        tc_init(&c, &p);
+        put_minus_inf(&c, 0, 150); /* whole chunks and part of one; 150..228 stay finite */
+        tc_expect(&c);
+        tc_opts o = {.split_tokens = split, .num_threads = 2};
+        assert_int_equal(tc_run(&c, &o), RA_OK);
+        tc_check(&c, 1e-5, NULL);
+        tc_free(&c);
+    }
+}
+
 /* ---- long sequences ---------------------------------------------------------------------- */
 
 static void test_one_million_tokens(void **state)
@@ -489,6 +608,8 @@ int main(void)
         cmocka_unit_test(test_subnormals),
         cmocka_unit_test(test_bf16_subnormal_q_k),
         cmocka_unit_test(test_nan_inf_propagate_per_head),
+        cmocka_unit_test(test_all_logits_minus_inf),
+        cmocka_unit_test(test_minus_inf_chunks_merge_exactly),
         cmocka_unit_test(test_huge_s_short_length),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_zero_sized),
