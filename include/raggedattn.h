@@ -29,8 +29,9 @@
  *   - Every function that can fail returns ra_status; RA_OK is 0. On failure nothing is written
  *     to any output, and ra_last_error() names the argument and the offending value.
  *   - The library never prints, aborts or exits. Its only process-wide objects are a mutex
- *     that serializes its calls into the (non-reentrant) serial OpenBLAS, and a test-only
- *     allocation hook that is not exported; everything else is per call or per thread.
+ *     that serializes its calls into the (non-reentrant) serial OpenBLAS, the fork handlers it
+ *     registers on first use (below), and a test-only allocation hook that is not exported;
+ *     everything else is per call or per calling thread.
  *   - Tensors are opaque handles with a dtype, a rank (1..4), a shape and strides in elements.
  *
  * Thread safety
@@ -44,6 +45,20 @@
  *     library links the serial (single-threaded) OpenBLAS, so BLAS calls inside that region start
  *     no threads of their own.
  *   - Results are bitwise identical for every thread count.
+ *   - Called from inside an OpenMP parallel region, a call runs on its calling thread.
+ *   - When threads cannot be created (RLIMIT_AS, a pids limit), a call runs on the threads it
+ *     could get, down to its calling thread, instead of letting libgomp exit the process.
+ *   - fork(): the child may call the library, with any thread count. Before a fork, a handler
+ *     releases the forking thread's idle OpenMP worker threads (omp_pause_resource_all), since
+ *     libgomp's thread pool does not survive fork; the next parallel region starts new ones.
+ *     It also waits for a BLAS call in flight on another thread, so the child never inherits
+ *     the BLAS lock held. (Should the release fail, the child's calls from that thread run on
+ *     one thread.)
+ *   - dlclose() leaves the library loaded (it is linked with -z nodelete): unloading libgomp
+ *     under its own idle threads would crash the process.
+ *   - With num_threads 0, a calling thread whose parallel regions keep losing time to other
+ *     work on the same cores (more than a quarter of a region) runs its next calls on one
+ *     thread, for 1, 2, 4, ... up to 64 calls, then tries again. See docs/threads.md.
  */
 #ifndef RAGGEDATTN_H
 #define RAGGEDATTN_H
@@ -68,10 +83,10 @@ extern "C" {
 /* ---- Versions --------------------------------------------------------------------------- */
 
 #define RA_VERSION_MAJOR 0
-#define RA_VERSION_MINOR 1
+#define RA_VERSION_MINOR 2
 #define RA_VERSION_PATCH 0
 #define RA_VERSION_NUMBER (RA_VERSION_MAJOR * 10000 + RA_VERSION_MINOR * 100 + RA_VERSION_PATCH)
-#define RA_VERSION_STRING "0.1.0"
+#define RA_VERSION_STRING "0.2.0"
 
 /* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. Since 0.1.0. */
 RA_API uint32_t ra_version_number(void);
@@ -167,10 +182,11 @@ RA_API ra_status ra_options_set_block_size(ra_options *o, int64_t block_size);
 RA_API ra_status ra_options_set_scale(ra_options *o, float scale);
 /* Added to masked logits by the reference functions (the ragged ones skip masked positions). */
 RA_API ra_status ra_options_set_mask_value(ra_options *o, float mask_value);
-/* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()). >= 0. An upper
+/* OpenMP threads per call; 0 means the OpenMP default (omp_get_max_threads()), lowered to one
+ * thread while other work keeps the cores busy (see "Thread safety" above). >= 0. An upper
  * bound: a call uses at most the OpenMP thread limit, 4 threads per processor, one per work
- * item, and one per about a million multiply-adds (waking a thread costs microseconds).
- * Results never depend on it. */
+ * item, one per about a million multiply-adds (waking a thread costs microseconds), and the
+ * threads the process can create. Results never depend on it. */
 RA_API ra_status ra_options_set_num_threads(ra_options *o, int num_threads);
 /* Force a kernel. RA_ERR_INVALID_ARGUMENT for an unknown value, RA_ERR_UNSUPPORTED when this
  * CPU or build cannot run it. Since 0.1.0. */
@@ -206,7 +222,18 @@ RA_API const char *ra_kernel_name(ra_kernel kernel);
  * they return what the seed returns (the mean of v over all S positions), not zeros.
  *
  * Zero-sized dimensions: B == 0 or Hq == 0 is a valid call that writes nothing; D == 0 is
- * RA_ERR_SHAPE. A NaN or Inf in a valid position propagates to that head only.
+ * RA_ERR_SHAPE.
+ *
+ * Non-finite values stay in their head: a NaN in a valid position of q, k or v makes that
+ * head's o NaN, and never touches another head. A logit of -inf (from an -inf in q or k) has
+ * weight exp(-inf) = 0. A head whose every valid logit is -inf has no weight anywhere: the
+ * ragged functions return the empty state o = 0, m = -inf, l = 0 for it, as for length 0 (the
+ * one answer under which split-KV, ra_merge and sharding agree with a single call;
+ * FlashAttention does the same for fully masked rows), while the reference functions keep the
+ * seed's arithmetic, exp(-inf - -inf) = NaN.
+ *
+ * lengths are read once, while the arguments are validated; a caller that changes them during
+ * the call gets the result for the values read then, never a read out of bounds.
  *
  * Errors (nothing is written): RA_ERR_INVALID_ARGUMENT (NULL q/k/v/lengths/o),
  * RA_ERR_DTYPE, RA_ERR_SHAPE (ranks or dims that do not fit, Hq % Hkv != 0),
@@ -232,6 +259,37 @@ RA_API ra_status ra_reference_mha(const ra_options *opts, const ra_tensor *q, co
 RA_API ra_status ra_reference_gqa(const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
                                   const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
                                   ra_tensor *m, ra_tensor *l);
+
+/* ---- Paged KV caches ----------------------------------------------------------------------
+ *
+ * Servers keep K and V in a pool of fixed-size pages and give each sequence a page table
+ * (vLLM's block tables, FlashAttention's block_table, FlashInfer's paged cache; llama.cpp's KV
+ * cells are pages of one position). ra_paged_gqa attends over such a cache without a copy:
+ *   - q [B,1,Hq,D] and the outputs as in ra_ragged_gqa (o un-normalized o*l, m and l
+ *     [B,1,Hq,1] or NULL), with the same conventions and options. For every dtype, page size
+ *     and thread count the result is bitwise the one ra_ragged_gqa returns for the same
+ *     positions in a contiguous cache that holds each position's rows as the pages do
+ *     ([B,S,Hkv,D] for NHD pages, [B,Hkv,S,D] for HND).
+ *   - k_pages, v_pages [num_pages, page_size, Hkv, D]: f32, f16 or bf16, any strides. A pool
+ *     stored [num_pages, Hkv, page_size, D] (HND) passes as a strided view; K and V may be two
+ *     pools, or two views of one buffer (e.g. [num_pages, 2, page_size, Hkv, D] viewed twice,
+ *     with the page stride of the whole).
+ *   - page_table i32 [B, max_pages]: row b lists sequence b's pages in order, so position t of
+ *     sequence b is row t % page_size of page page_table[b][t / page_size]. Only the first
+ *     ceil(lengths[b] / page_size) entries of a row are read; pages may be shared between
+ *     sequences (a common prefix) and used in any order.
+ *   - lengths i32 [B], each in [0, max_pages * page_size].
+ * MHA is Hkv == Hq and MQA is Hkv == 1 in the same call.
+ *
+ * Errors (nothing is written): those of ra_ragged_gqa; RA_ERR_SHAPE for page_size 0;
+ * RA_ERR_LENGTH for a length above max_pages * page_size, or a page index outside
+ * [0, num_pages) in a slot that holds valid positions (the message names b, the slot and the
+ * index). lengths and the page-table entries are read once, while validating.
+ * Since 0.2.0. */
+RA_API ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q,
+                              const ra_tensor *k_pages, const ra_tensor *v_pages,
+                              const ra_tensor *page_table, const ra_tensor *lengths,
+                              ra_tensor *o, ra_tensor *m, ra_tensor *l);
 
 /* ---- Merging partial states --------------------------------------------------------------
  *
@@ -262,7 +320,7 @@ RA_API ra_status ra_mha_cost_estimate(const ra_tensor *q, const ra_tensor *k, co
  *
  * dlsym one symbol, ra_get_api, and call through the table. The struct only ever grows at the
  * end; check struct_size before using a member added after version 1. */
-#define RA_API_VERSION 1
+#define RA_API_VERSION 2
 
 typedef struct ra_api {
     uint32_t struct_size; /* sizeof(ra_api) of the loaded library */
@@ -311,6 +369,10 @@ typedef struct ra_api {
                        const ra_tensor *const *, ra_tensor *, ra_tensor *, ra_tensor *);
     ra_status (*mha_cost_estimate)(const ra_tensor *, const ra_tensor *, const ra_tensor *,
                                    const ra_tensor *, int64_t *, int64_t *, int64_t *);
+    /* Table version 2 (0.2.0): */
+    ra_status (*paged_gqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                           const ra_tensor *, const ra_tensor *, const ra_tensor *, ra_tensor *,
+                           ra_tensor *, ra_tensor *);
     /* New members are appended here, never inserted. */
 } ra_api;
 

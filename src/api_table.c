@@ -40,44 +40,50 @@ RA__PIN(reference_mha, 26);
 RA__PIN(reference_gqa, 27);
 RA__PIN(merge, 28);
 RA__PIN(mha_cost_estimate, 29);
-_Static_assert(sizeof(ra_api) == 8 + 30 * sizeof(void (*)(void)), "ra_api v1 has 30 functions");
+RA__PIN(paged_gqa, 30); /* version 2 */
+_Static_assert(sizeof(ra_api) == 8 + 31 * sizeof(void (*)(void)), "ra_api v2 has 31 functions");
 
-static const ra_api api_v1 = {
-    .struct_size = sizeof(ra_api),
-    .abi_version = 1,
-    .version_number = ra_version_number,
-    .version_string = ra_version_string,
-    .status_string = ra_status_string,
-    .last_error = ra_last_error,
-    .tensor_wrap = ra_tensor_wrap,
-    .tensor_create = ra_tensor_create,
-    .tensor_destroy = ra_tensor_destroy,
-    .tensor_data = ra_tensor_data,
-    .tensor_dtype = ra_tensor_dtype,
-    .tensor_rank = ra_tensor_rank,
-    .tensor_dim = ra_tensor_dim,
-    .tensor_stride = ra_tensor_stride,
-    .options_create = ra_options_create,
-    .options_destroy = ra_options_destroy,
-    .options_set_block_size = ra_options_set_block_size,
-    .options_set_scale = ra_options_set_scale,
-    .options_set_mask_value = ra_options_set_mask_value,
-    .options_set_num_threads = ra_options_set_num_threads,
-    .options_set_kernel = ra_options_set_kernel,
-    .options_set_split_tokens = ra_options_set_split_tokens,
-    .kernel_resolve = ra_kernel_resolve,
-    .kernel_name = ra_kernel_name,
-    .ragged_mqa = ra_ragged_mqa,
-    .ragged_mha = ra_ragged_mha,
-    .ragged_gqa = ra_ragged_gqa,
-    .reference_mqa = ra_reference_mqa,
-    .reference_mha = ra_reference_mha,
-    .reference_gqa = ra_reference_gqa,
-    .merge = ra_merge,
-    .mha_cost_estimate = ra_mha_cost_estimate,
-};
+/* The same functions in every table; abi_version echoes the version asked for. */
+#define RA__API_TABLE(version)                                                                 \
+    {                                                                                          \
+        .struct_size = sizeof(ra_api), .abi_version = (version),                               \
+        .version_number = ra_version_number,                                                  \
+        .version_string = ra_version_string,                                                  \
+        .status_string = ra_status_string,                                                    \
+        .last_error = ra_last_error,                                                          \
+        .tensor_wrap = ra_tensor_wrap,                                                        \
+        .tensor_create = ra_tensor_create,                                                    \
+        .tensor_destroy = ra_tensor_destroy,                                                  \
+        .tensor_data = ra_tensor_data,                                                        \
+        .tensor_dtype = ra_tensor_dtype,                                                      \
+        .tensor_rank = ra_tensor_rank,                                                        \
+        .tensor_dim = ra_tensor_dim,                                                          \
+        .tensor_stride = ra_tensor_stride,                                                    \
+        .options_create = ra_options_create,                                                  \
+        .options_destroy = ra_options_destroy,                                                \
+        .options_set_block_size = ra_options_set_block_size,                                  \
+        .options_set_scale = ra_options_set_scale,                                            \
+        .options_set_mask_value = ra_options_set_mask_value,                                  \
+        .options_set_num_threads = ra_options_set_num_threads,                                \
+        .options_set_kernel = ra_options_set_kernel,                                          \
+        .options_set_split_tokens = ra_options_set_split_tokens,                              \
+        .kernel_resolve = ra_kernel_resolve,                                                  \
+        .kernel_name = ra_kernel_name,                                                        \
+        .ragged_mqa = ra_ragged_mqa,                                                          \
+        .ragged_mha = ra_ragged_mha,                                                          \
+        .ragged_gqa = ra_ragged_gqa,                                                          \
+        .reference_mqa = ra_reference_mqa,                                                    \
+        .reference_mha = ra_reference_mha,                                                    \
+        .reference_gqa = ra_reference_gqa,                                                    \
+        .merge = ra_merge,                                                                    \
+        .mha_cost_estimate = ra_mha_cost_estimate,                                            \
+        .paged_gqa = ra_paged_gqa,                                                            \
+    }
+
+static const ra_api api_v1 = RA__API_TABLE(1);
+static const ra_api api_v2 = RA__API_TABLE(2);
 
 const ra_api *ra_get_api(uint32_t abi_version)
 {
-    return abi_version == 1 ? &api_v1 : NULL;
+    return abi_version == 1 ? &api_v1 : abi_version == 2 ? &api_v2 : NULL;
 }

@@ -18,6 +18,7 @@
 #include "decode.h"
 #include "dtype.h"
 #include "kernels/kernel.h"
+#include "kv_cache.h"
 #include "merge_internal.h"
 #include "size_math.h"
 #include "status_internal.h"
@@ -52,10 +53,12 @@ typedef struct plan {
      * l made MQA about 1.3x slower at 2 threads when the VM's two vCPUs sat far apart). */
     float *part_o, *part_ml;
     int64_t o_st, ml_st; /* floats, multiples of 16 */
-    float *scratch;            /* per thread: s then conv */
+    float *scratch;            /* per thread: s, conv, then (paged) the gathered K and V */
     size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
     int64_t rows_tile; /* positions per tile of a row-order item */
+    int64_t gather_at; /* paged: floats into a thread's scratch of its gathered K, then V */
+    int64_t gather_floats; /* floats of each */
 } plan;
 
 static int64_t seq_len(const ra__problem *p, int64_t b)
@@ -70,24 +73,17 @@ static int64_t chunks_of(const plan *pl, int64_t len)
     return 1 + (len - 1) / pl->split; /* not (len + split - 1) / split: split may be huge */
 }
 
-/* Where a tile's K or V rows start. A paged cache would map (b, t0) through its page table
- * here and cap tiles at page ends; the kernels only ever see (base, row stride). */
-static const void *kv_tile_base(const ra__operand *x, int64_t b, int64_t t0, int64_t j)
-{
-    size_t es = ra__dtype_size(x->dtype);
-    return (const char *)x->data + (size_t)(b * x->sb + t0 * x->st + j * x->sh) * es;
-}
-
 /* What to prefetch while head jj of nh computes a tile: a 1/nh share of the next tile's
  * rows, so that over the nh heads the whole next tile is requested front to back. The
  * hardware prefetcher does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the
  * item's heads fill whole contiguous rows, the share is a contiguous run of rows; when each
  * head's positions are contiguous (a [B,Hkv,S,D] view), it is that head's next tile; other
- * layouts get no prefetch. */
-static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_t n_next,
-                           int64_t j0, int64_t nh, int64_t jj, int64_t D, const char **pf,
+ * layouts get no prefetch. The n_next positions from next must be one run (kv_cache.h). */
+static void prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b, int64_t next,
+                           int64_t n_next, int64_t j0, int64_t nh, int64_t jj, const char **pf,
                            size_t *bytes)
 {
+    const int64_t D = p->D;
     size_t es = ra__dtype_size(x->dtype);
     *pf = NULL;
     *bytes = 0;
@@ -95,10 +91,10 @@ static void prefetch_share(const ra__operand *x, int64_t b, int64_t next, int64_
         return;
     if (x->sh == D && x->st == nh * D) { /* whole rows: share jj of the next tile's rows */
         int64_t r0 = jj * n_next / nh, r1 = (jj + 1) * n_next / nh;
-        *pf = kv_tile_base(x, b, next + r0, j0);
+        *pf = ra__kv_row(p, x, b, next + r0, j0, es);
         *bytes = (size_t)((r1 - r0) * x->st) * es;
     } else if (x->st == D) { /* this head's positions are contiguous */
-        *pf = kv_tile_base(x, b, next, j0 + jj);
+        *pf = ra__kv_row(p, x, b, next, j0 + jj, es);
         *bytes = (size_t)(n_next * D) * es;
     }
 }
@@ -135,22 +131,30 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     if (pl->rows) {
         if (it->t1 == it->t0) /* an empty sequence: no row to point at (K/V may have no data) */
             return claim_item(pl, next_item);
+        const bool paged = p->pages != NULL;
+        const int64_t ke = (int64_t)ra__dtype_size(p->k.dtype), ve = (int64_t)ra__dtype_size(p->v.dtype);
         const ra__rows r = {
             .T = it->t1 - it->t0, .tile = pl->rows_tile, .Hkv = nh, .G = G, .D = D,
-            .k = kv_tile_base(&p->k, it->b, it->t0, it->j0),
-            .v = kv_tile_base(&p->v, it->b, it->t0, it->j0),
+            .k = paged ? (const char *)p->k.data + it->j0 * p->k.sh * ke
+                       : ra__kv_row(p, &p->k, it->b, it->t0, it->j0, (size_t)ke),
+            .v = paged ? (const char *)p->v.data + it->j0 * p->v.sh * ve
+                       : ra__kv_row(p, &p->v, it->b, it->t0, it->j0, (size_t)ve),
             .k_st = p->k.st, .k_sh = p->k.sh, .v_st = p->v.st, .v_sh = p->v.sh,
+            .pages = paged ? p->pages + p->page_at[it->b] : NULL, .page_size = p->page_size,
+            .t_first = it->t0, .k_sp = p->k.sp, .v_sp = p->v.sp,
             .q = pl->qf + (it->b * p->Hq + it->j0 * G) * D, .scale = p->scale,
             .o = o, .m = m, .l = l, .s = scratch,
         };
         pl->rows(&r);
         return claim_item(pl, next_item);
     }
+    const size_t kes = ra__dtype_size(p->k.dtype), ves = ra__dtype_size(p->v.dtype);
     ra__tile t = {
-        .G = G, .D = D, .k_st = p->k.st, .k_sd = p->k.sd, .v_st = p->v.st, .v_sd = p->v.sd,
-        .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
+        .G = G, .D = D, .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
         .conv = scratch + pl->s_ld * G,
     };
+    char *gk = (char *)(scratch + pl->gather_at), *gv = (char *)(scratch + pl->gather_at +
+                                                                  pl->gather_floats);
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
@@ -166,20 +170,36 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
                 n_next = tile_at(pl, next, pf_it->t1);
             }
         }
+        /* A paged tile that crosses into a page elsewhere in memory is gathered (with the next
+         * tile's prefetches); the kernels prefetch only the next tile's first run. */
+        const bool gather = p->pages && ra__kv_run_end(p, it->b, t0) < t0 + t.T;
+        int64_t n_run = n_next;
+        if (p->pages && n_next > 0) {
+            int64_t end = ra__kv_run_end(p, pf_it->b, next);
+            n_run = end - next < n_next ? end - next : n_next;
+        }
+        if (gather) {
+            ra__kv_gather(p, &p->k, it->b, t0, t.T, it->j0, nh, gk, pf_it->b, next, n_next);
+            ra__kv_gather(p, &p->v, it->b, t0, t.T, it->j0, nh, gv, pf_it->b, next, n_next);
+        }
+        t.k_st = gather ? nh * D : p->k.st;
+        t.k_sd = gather ? 1 : p->k.sd;
+        t.v_st = gather ? nh * D : p->v.st;
+        t.v_sd = gather ? 1 : p->v.sd;
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
             t.qb = pl->qb ? pl->qb + (it->b * p->Hq + j * G) * D : NULL;
             t.qp = pl->qp ? pl->qp + (it->b * p->Hq + j * G) * pl->qp_ld : NULL;
-            t.k = kv_tile_base(&p->k, it->b, t0, j);
-            t.v = kv_tile_base(&p->v, it->b, t0, j);
+            t.k = gather ? gk + (size_t)(jj * D) * kes : ra__kv_row(p, &p->k, it->b, t0, j, kes);
+            t.v = gather ? gv + (size_t)(jj * D) * ves : ra__kv_row(p, &p->v, it->b, t0, j, ves);
             t.o = o + jj * G * D;
             t.m = m + jj * G;
             t.l = l + jj * G;
-            prefetch_share(&p->k, pf_it->b, next, n_next, pf_it->j0, nh, jj, D, &t.pf_k,
-                           &t.pf_k_bytes);
-            prefetch_share(&p->v, pf_it->b, next, n_next, pf_it->j0, nh, jj, D, &t.pf_v,
-                           &t.pf_v_bytes);
+            prefetch_share(p, &p->k, pf_it->b, next, gather ? 0 : n_run, pf_it->j0, nh, jj,
+                           &t.pf_k, &t.pf_k_bytes);
+            prefetch_share(p, &p->v, pf_it->b, next, gather ? 0 : n_run, pf_it->j0, nh, jj,
+                           &t.pf_v, &t.pf_v_bytes);
             if (!kt->self_prefetch) {
                 ra__prefetcher pk = ra__prefetcher_init(t.pf_k, t.pf_k_bytes, 1);
                 ra__prefetcher pv_ = ra__prefetcher_init(t.pf_v, t.pf_v_bytes, 1);
@@ -319,6 +339,15 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
+    if (p->pages) { /* a tile's K and V rows of the item's heads, gathered (at most f32) */
+        pl->gather_floats = 0;
+        ra__arena g = {0, false};
+        ra__arena_take(&g, pl->tile, pl->heads_per_item, p->D, sizeof(float));
+        pl->gather_floats = (int64_t)(g.used / sizeof(float));
+        pl->gather_at = (int64_t)(ra__arena_take(&per, 2, pl->gather_floats, 1, sizeof(float)) /
+                                  sizeof(float));
+        per.overflow |= g.overflow;
+    }
     size_t at_scratch = ra__arena_take(&a, pl->team, (int64_t)(per.used / sizeof(float)), 1,
                                        sizeof(float));
     if (a.overflow || per.overflow)

@@ -1,15 +1,19 @@
 /* Argument validation: binds a seed signature's tensors to the internal problem. Every check
  * runs before the caller's outputs are touched. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc_internal.h"
 #include "options_internal.h"
 #include "problem.h"
+#include "size_math.h"
 #include "status_internal.h"
 #include "tensor_internal.h"
 
-static const char *const role_names[RA_R_COUNT] = {"B", "S", "Hq", "Hkv", "D", "1"};
+static const char *const role_names[RA_R_COUNT] = {"B",   "S",         "Hq",
+                                                   "Hkv", "D",         "1",
+                                                   "num_pages", "page_size", "max_pages"};
 
 static const char *layout_str(const ra__layout *lay, char *buf, size_t n)
 {
@@ -79,14 +83,79 @@ static bool is_float_dtype(ra_dtype dt)
     return dt == RA_DTYPE_F32 || dt == RA_DTYPE_F16 || dt == RA_DTYPE_BF16;
 }
 
+/* Copies lengths (checked against the capacity S) into len, which holds B entries. */
+static ra_status copy_lengths(const char *fn, const ra_tensor *lengths, int64_t B, int64_t S,
+                              bool paged, int32_t *len)
+{
+    const int32_t *from = lengths->data;
+    for (int64_t b = 0; b < B; b++) {
+        /* one read of each element, which every later use takes from the copy */
+        int32_t n = __atomic_load_n(&from[b * lengths->strides[0]], __ATOMIC_RELAXED);
+        if (n < 0 || n > S)
+            return ra__fail(RA_ERR_LENGTH, "%s: lengths[%lld] = %d is outside [0, %s = %lld]",
+                            fn, (long long)b, (int)n, paged ? "max_pages * page_size" : "S",
+                            (long long)S);
+        len[b] = n;
+    }
+    return RA_OK;
+}
+
+/* Copies the page-table slots that hold valid positions, after checking each page index
+ * against the pool; slots past a sequence's last page are never read. */
+static ra_status copy_pages(const char *fn, const ra_tensor *table, const int32_t *len,
+                            int64_t B, int64_t page_size, int64_t num_pages, ra__problem *p)
+{
+    int64_t total = 0;
+    for (int64_t b = 0; b < B; b++)
+        total += (len[b] + page_size - 1) / page_size; /* each < 2^31: no overflow */
+    ra__arena a = {0, false};
+    size_t at_offsets = ra__arena_take(&a, B + 1, 1, 1, sizeof(int64_t));
+    size_t at_pages = ra__arena_take(&a, total, 1, 1, sizeof(int32_t));
+    if (a.overflow)
+        return ra__fail(RA_ERR_OVERFLOW, "%s: the page table copy overflows", fn);
+    char *block = ra__alloc(a.used);
+    if (!block)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate a copy of %lld page-table "
+                        "entries", fn, (long long)total);
+    int64_t *page_at = (int64_t *)(block + at_offsets);
+    int32_t *pages = (int32_t *)(block + at_pages);
+    const int32_t *from = table->data;
+    int64_t k = 0;
+    for (int64_t b = 0; b < B; b++) {
+        page_at[b] = k;
+        const int64_t n = (len[b] + page_size - 1) / page_size;
+        for (int64_t i = 0; i < n; i++, k++) {
+            int32_t pg = __atomic_load_n(&from[b * table->strides[0] + i * table->strides[1]],
+                                         __ATOMIC_RELAXED);
+            if (pg < 0 || pg >= num_pages) {
+                ra__free(block);
+                return ra__fail(RA_ERR_LENGTH, "%s: page_table[%lld][%lld] = %d is outside "
+                                "[0, num_pages = %lld) (sequence %lld has %d positions, in %lld "
+                                "pages of %lld)", fn, (long long)b, (long long)i, (int)pg,
+                                (long long)num_pages, (long long)b, (int)len[b], (long long)n,
+                                (long long)page_size);
+            }
+            pages[k] = pg;
+        }
+    }
+    page_at[B] = k;
+    p->pages = pages;
+    p->page_at = page_at;
+    p->page_size = page_size;
+    p->pages_block = block;
+    return RA_OK;
+}
+
 ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
-                   const ra_tensor *k, const ra_tensor *v, const ra_tensor *lengths,
-                   ra_tensor *o, ra_tensor *m, ra_tensor *l, ra__problem *p)
+                   const ra_tensor *k, const ra_tensor *v, const ra_tensor *page_table,
+                   const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l,
+                   ra__problem *p)
 {
     const char *fn = sig->name;
-    const ra_tensor *req[] = {q, k, v, lengths, o};
-    const char *req_names[] = {"q", "k", "v", "lengths", "o"};
-    for (int i = 0; i < 5; i++)
+    const ra_tensor *req[] = {q, k, v, lengths, o, page_table};
+    const char *req_names[] = {"q", sig->paged ? "k_pages" : "k", sig->paged ? "v_pages" : "v",
+                               "lengths", "o", "page_table"};
+    for (int i = 0; i < (sig->paged ? 6 : 5); i++)
         if (!req[i])
             return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, req_names[i]);
 
@@ -95,9 +164,12 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         if (!is_float_dtype(fin[i]->dtype))
             return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected f32, f16 or bf16", fn,
                             req_names[i], ra__dtype_name(fin[i]->dtype));
-    if (lengths->dtype != RA_DTYPE_I32)
-        return ra__fail(RA_ERR_DTYPE, "%s: lengths has dtype %s, expected i32", fn,
-                        ra__dtype_name(lengths->dtype));
+    const ra_tensor *ints[] = {lengths, page_table};
+    const char *int_names[] = {"lengths", "page_table"};
+    for (int i = 0; i < (sig->paged ? 2 : 1); i++)
+        if (ints[i]->dtype != RA_DTYPE_I32)
+            return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected i32", fn,
+                            int_names[i], ra__dtype_name(ints[i]->dtype));
     const ra_tensor *outs[] = {o, m, l};
     const char *out_names[] = {"o", "m", "l"};
     for (int i = 0; i < 3; i++)
@@ -105,17 +177,21 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
             return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected f32", fn, out_names[i],
                             ra__dtype_name(outs[i]->dtype));
 
-    int64_t dims[RA_R_COUNT] = {-1, -1, -1, -1, -1, -1};
+    int64_t dims[RA_R_COUNT];
+    for (int r = 0; r < RA_R_COUNT; r++)
+        dims[r] = -1;
     int64_t sq[RA_R_COUNT] = {0}, sk[RA_R_COUNT] = {0}, sv[RA_R_COUNT] = {0},
             so[RA_R_COUNT] = {0}, sm[RA_R_COUNT] = {0}, sl[RA_R_COUNT] = {0},
-            slen[RA_R_COUNT] = {0};
+            slen[RA_R_COUNT] = {0}, spt[RA_R_COUNT] = {0};
     ra_status s;
-    if ((s = ra__bind_layout(fn, "q", q, &sig->q, dims, sq)) ||
-        (s = ra__bind_layout(fn, "k", k, &sig->kv, dims, sk)) ||
-        (s = ra__bind_layout(fn, "v", v, &sig->kv, dims, sv)))
-        return s;
     static const ra__layout len_layout = {1, {RA_R_B}};
-    if ((s = ra__bind_layout(fn, "lengths", lengths, &len_layout, dims, slen)) ||
+    static const ra__layout table_layout = {2, {RA_R_B, RA_R_MP}};
+    if ((s = ra__bind_layout(fn, "q", q, &sig->q, dims, sq)) ||
+        (s = ra__bind_layout(fn, req_names[1], k, &sig->kv, dims, sk)) ||
+        (s = ra__bind_layout(fn, req_names[2], v, &sig->kv, dims, sv)) ||
+        (sig->paged &&
+         (s = ra__bind_layout(fn, "page_table", page_table, &table_layout, dims, spt))) ||
+        (s = ra__bind_layout(fn, "lengths", lengths, &len_layout, dims, slen)) ||
         (s = ra__bind_layout(fn, "o", o, &sig->o, dims, so)) ||
         (m && (s = ra__bind_layout(fn, "m", m, &sig->ml, dims, sm))) ||
         (l && (s = ra__bind_layout(fn, "l", l, &sig->ml, dims, sl))))
@@ -131,37 +207,27 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
     if (Hq > 0 && (Hkv == 0 || Hq % Hkv != 0))
         return ra__fail(RA_ERR_SHAPE, "%s: Hq = %lld is not a multiple of Hkv = %lld", fn,
                         (long long)Hq, (long long)Hkv);
-
-    const ra_tensor *ins[] = {q, k, v, lengths};
-    const char *in_names[] = {"q", "k", "v", "lengths"};
-    if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, 4)))
-        return s;
-
-    int32_t inline_copy[sizeof p->len_inline / sizeof p->len_inline[0]];
-    int32_t *len = inline_copy;
-    const size_t inline_n = sizeof inline_copy / sizeof inline_copy[0];
-    if ((uint64_t)B > inline_n && !(len = ra__alloc(sizeof(int32_t) * (size_t)B)))
-        return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate a copy of %lld lengths", fn,
-                        (long long)B);
-    const int32_t *from = lengths->data;
-    for (int64_t b = 0; b < B; b++) {
-        /* one read of each element, which every later use takes from the copy */
-        int32_t n = __atomic_load_n(&from[b * lengths->strides[0]], __ATOMIC_RELAXED);
-        if (n < 0 || n > S) {
-            if (len != inline_copy)
-                ra__free(len);
-            return ra__fail(RA_ERR_LENGTH, "%s: lengths[%lld] = %d is outside [0, S = %lld]", fn,
-                            (long long)b, (int)n, (long long)S);
-        }
-        len[b] = n;
+    if (sig->paged) {
+        if (dims[RA_R_PS] == 0)
+            return ra__fail(RA_ERR_SHAPE, "%s: page_size (axis 1 of k_pages) is 0", fn);
+        /* the capacity of a page-table row; lengths fit in int32 anyway */
+        if (__builtin_mul_overflow(dims[RA_R_MP], dims[RA_R_PS], &S) || S > INT32_MAX)
+            S = INT32_MAX;
     }
+
+    const ra_tensor *ins[] = {q, k, v, lengths, page_table};
+    const char *in_names[] = {"q", req_names[1], req_names[2], "lengths", "page_table"};
+    if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, sig->paged ? 5 : 4)))
+        return s;
 
     const struct ra_options *op = ra__options_or_default(opts);
     *p = (ra__problem){
         .B = B, .S = S, .Hq = Hq, .Hkv = Hkv, .G = Hkv ? Hq / Hkv : 0, .D = D,
-        .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D]},
-        .k = {k->data, k->dtype, sk[RA_R_B], sk[RA_R_S], sk[RA_R_HKV], sk[RA_R_D]},
-        .v = {v->data, v->dtype, sv[RA_R_B], sv[RA_R_S], sv[RA_R_HKV], sv[RA_R_D]},
+        .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D], 0},
+        .k = {k->data, k->dtype, sk[RA_R_B], sk[RA_R_S] + sk[RA_R_PS], sk[RA_R_HKV], sk[RA_R_D],
+              sk[RA_R_NP]},
+        .v = {v->data, v->dtype, sv[RA_R_B], sv[RA_R_S] + sv[RA_R_PS], sv[RA_R_HKV], sv[RA_R_D],
+              sv[RA_R_NP]},
         .o = o->data, .o_sb = so[RA_R_B], .o_sh = so[RA_R_HQ], .o_sd = so[RA_R_D],
         .m = m ? m->data : NULL, .m_sb = sm[RA_R_B], .m_sh = sm[RA_R_HQ],
         .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ],
@@ -170,11 +236,17 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         .block_size = op->block_size, .split_tokens = op->split_tokens,
         .num_threads = op->num_threads, .kernel = op->kernel,
     };
-    if (len == inline_copy) {
-        memcpy(p->len_inline, inline_copy, sizeof(int32_t) * (size_t)B);
-        p->len = p->len_inline;
-    } else {
-        p->len = len;
+    int32_t *len = p->len_inline;
+    if ((uint64_t)B > sizeof p->len_inline / sizeof p->len_inline[0] &&
+        !(len = ra__alloc(sizeof(int32_t) * (size_t)B)))
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate a copy of %lld lengths", fn,
+                        (long long)B);
+    p->len = len;
+    if ((s = copy_lengths(fn, lengths, B, S, sig->paged, len)) ||
+        (sig->paged &&
+         (s = copy_pages(fn, page_table, len, B, dims[RA_R_PS], dims[RA_R_NP], p)))) {
+        ra__problem_release(p);
+        return s;
     }
     return RA_OK;
 }
@@ -183,4 +255,6 @@ void ra__problem_release(ra__problem *p)
 {
     if (p->len != p->len_inline)
         ra__free((void *)p->len);
+    ra__free(p->pages_block);
+    p->pages_block = NULL;
 }

@@ -13,6 +13,7 @@ typedef struct ra__operand {
     const void *data;
     ra_dtype dtype;
     int64_t sb, st, sh, sd; /* batch, position, head, feature; 0 where the axis is absent */
+    int64_t sp;             /* a paged cache's pool: between pages (sb is 0 then) */
 } ra__operand;
 
 typedef struct ra__problem {
@@ -23,6 +24,13 @@ typedef struct ra__problem {
      * ra__problem_release frees; a bound problem is never copied. */
     const int32_t *len;
     int32_t len_inline[32];
+    /* A paged cache (NULL pages for a contiguous one): position t of sequence b is row
+     * t % page_size of pool page pages[page_at[b] + t / page_size]. The pages that hold valid
+     * positions, copied (and checked) once while validating, like the lengths. */
+    const int32_t *pages;
+    const int64_t *page_at; /* [B+1] */
+    int64_t page_size;
+    void *pages_block; /* the allocation behind pages and page_at */
     float *o; /* required */
     int64_t o_sb, o_sh, o_sd;
     float *m, *l; /* optional */
@@ -35,7 +43,10 @@ typedef struct ra__problem {
 } ra__problem;
 
 /* The role each axis of a seed tensor plays. */
-enum ra__role { RA_R_B, RA_R_S, RA_R_HQ, RA_R_HKV, RA_R_D, RA_R_ONE, RA_R_COUNT };
+/* NP, PS and MP: a paged pool's pages and positions per page, and a page table's slots. */
+enum ra__role {
+    RA_R_B, RA_R_S, RA_R_HQ, RA_R_HKV, RA_R_D, RA_R_ONE, RA_R_NP, RA_R_PS, RA_R_MP, RA_R_COUNT
+};
 
 typedef struct ra__layout {
     int rank;
@@ -48,13 +59,15 @@ typedef struct ra__signature {
     ra__layout q, kv, o, ml;
     bool mha;       /* Hq must equal Hkv */
     bool normalize; /* returns o/l rather than o*l */
+    bool paged;     /* kv is a pool of pages [NP,PS,Hkv,D], with a page table [B,MP] */
 } ra__signature;
 
-/* Validates every argument (before anything is written) and fills *p. On RA_OK the caller
- * owes one ra__problem_release(p). */
+/* Validates every argument (before anything is written) and fills *p. page_table is NULL
+ * unless sig->paged. On RA_OK the caller owes one ra__problem_release(p). */
 ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
-                   const ra_tensor *k, const ra_tensor *v, const ra_tensor *lengths,
-                   ra_tensor *o, ra_tensor *m, ra_tensor *l, ra__problem *p);
+                   const ra_tensor *k, const ra_tensor *v, const ra_tensor *page_table,
+                   const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l,
+                   ra__problem *p);
 
 /* Frees what ra__bind allocated for p. */
 void ra__problem_release(ra__problem *p);

@@ -77,6 +77,18 @@ RA_INLINE int64_t next_slot(int64_t s, int64_t mult, int64_t nc)
     return s >= nc ? s - nc : s;
 }
 
+/* Where item position pos of K (or V: base, st, sp of V) starts. */
+RA_INLINE const char *row_at(const ra__rows *r, const void *base, int64_t st, int64_t sp,
+                             int64_t pos, size_t es)
+{
+    int64_t at = pos * st;
+    if (r->pages) {
+        const int64_t t = r->t_first + pos;
+        at = r->pages[t / r->page_size] * sp + (t % r->page_size) * st;
+    }
+    return (const char *)base + (size_t)at * es;
+}
+
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
  * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
@@ -88,7 +100,7 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
     const char *kpos[2];
     for (int p = 0; p < NP; p++)
-        kpos[p] = (const char *)r->k + (size_t)(pos[p] * r->k_st) * es;
+        kpos[p] = row_at(r, r->k, r->k_st, r->k_sp, pos[p], es);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -146,7 +158,7 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
     const char *vpos[2];
     for (int p = 0; p < NP; p++)
-        vpos[p] = (const char *)r->v + (size_t)(pos[p] * r->v_st) * es;
+        vpos[p] = row_at(r, r->v, r->v_st, r->v_sp, pos[p], es);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);

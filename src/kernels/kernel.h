@@ -90,9 +90,14 @@ typedef struct ra__rows {
     int64_t T;             /* positions in the item */
     int64_t tile;          /* positions per online-softmax tile, 1..RA__ROWS_TILE_MAX */
     int64_t Hkv, G, D;     /* KV heads of the item, query heads per KV head, head dimension */
-    const void *k, *v;     /* the item's first position and first KV head */
+    const void *k, *v;     /* the item's first position and first KV head; of a paged
+                            * cache, the pool's first page at that head */
     int64_t k_st, k_sh;    /* element strides of K: position, KV head (features are unit) */
     int64_t v_st, v_sh;
+    /* A paged cache (pages != NULL): item position i is row (t_first + i) % page_size of page
+     * pages[(t_first + i) / page_size], pages k_sp and v_sp elements apart. */
+    const int32_t *pages;
+    int64_t page_size, t_first, k_sp, v_sp;
     const float *q;        /* [Hkv*G][D] f32 */
     float scale;
     float *o, *m, *l;      /* [Hkv*G][D], [Hkv*G], [Hkv*G]: the running state */

@@ -25,7 +25,8 @@ typedef void (*any_fn)(void);
     X(options_set_block_size) X(options_set_scale) X(options_set_mask_value)                   \
     X(options_set_num_threads) X(options_set_kernel) X(options_set_split_tokens)               \
     X(kernel_resolve) X(kernel_name) X(ragged_mqa) X(ragged_mha) X(ragged_gqa)                 \
-    X(reference_mqa) X(reference_mha) X(reference_gqa) X(merge) X(mha_cost_estimate)
+    X(reference_mqa) X(reference_mha) X(reference_gqa) X(merge) X(mha_cost_estimate)          \
+    X(paged_gqa)
 
 struct member {
     const char *symbol;
@@ -206,6 +207,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (get_api(0) != NULL) fail("ra_get_api(0) is not NULL");
+    /* a program built against table version 1 still gets its table, and its members */
+    if (!get_api(1) || get_api(1)->abi_version != 1 ||
+        get_api(1)->ragged_gqa != api->ragged_gqa)
+        fail("ra_get_api(1) does not give a version-1 table");
     if (get_api(RA_API_VERSION + 1) != NULL) fail("ra_get_api(RA_API_VERSION + 1) is not NULL");
 
     check_exports(lib, argv[2]);

@@ -1,0 +1,63 @@
+/* K/V addressing for contiguous and paged caches (kv_cache.h). */
+#include <string.h>
+
+#include "dtype.h"
+#include "kernels/kernel.h"
+#include "kv_cache.h"
+#include "tensor_internal.h"
+
+int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t)
+{
+    if (!p->pages)
+        return INT64_MAX;
+    const int64_t ps = p->page_size, first = p->page_at[b], last = p->page_at[b + 1];
+    int64_t slot = first + t / ps, end = (t / ps + 1) * ps;
+    /* pages that follow each other in both pools read as one run */
+    const bool joins = p->k.sp == ps * p->k.st && p->v.sp == ps * p->v.st;
+    while (joins && slot + 1 < last && p->pages[slot + 1] == p->pages[slot] + 1) {
+        slot++;
+        end += ps;
+    }
+    return end;
+}
+
+/* The bytes of heads [j0, j0 + nh) of one row, when they are contiguous; else 0. */
+static size_t heads_bytes(const ra__operand *x, int64_t nh, int64_t D, size_t es)
+{
+    return x->sd == 1 && (nh == 1 || x->sh == D) ? (size_t)(nh * D) * es : 0;
+}
+
+static void prefetch_bytes(const char *at, size_t bytes)
+{
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(at + off, 0, RA_PF_HINT);
+}
+
+void ra__kv_gather(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                   int64_t j0, int64_t nh, void *dst, int64_t nb, int64_t next, int64_t n_next)
+{
+    const int64_t D = p->D;
+    const size_t es = ra__dtype_size(x->dtype), whole = heads_bytes(x, nh, D, es);
+    char *out = dst;
+    for (int64_t i = 0; i < n || i < n_next; i++) {
+        if (i < n_next) {
+            if (whole)
+                prefetch_bytes(ra__kv_row(p, x, nb, next + i, j0, es), whole);
+            else
+                for (int64_t jj = 0; jj < nh && x->sd == 1; jj++)
+                    prefetch_bytes(ra__kv_row(p, x, nb, next + i, j0 + jj, es), (size_t)D * es);
+        }
+        if (i >= n)
+            continue;
+        if (whole) {
+            memcpy(out, ra__kv_row(p, x, b, t0 + i, j0, es), whole);
+            out += whole;
+            continue;
+        }
+        for (int64_t jj = 0; jj < nh; jj++) {
+            const char *row = ra__kv_row(p, x, b, t0 + i, j0 + jj, es);
+            for (int64_t d = 0; d < D; d++, out += es)
+                memcpy(out, row + (size_t)(d * x->sd) * es, es);
+        }
+    }
+}

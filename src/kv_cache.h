@@ -1,0 +1,39 @@
+/* Where the K/V rows of a position live, for a contiguous [B,S,Hkv,D] cache (any strides) and
+ * for a paged one (a pool of pages and a page table per sequence). The engine asks here for a
+ * tile's address; the kernels only ever see (base, row stride) for positions that are a
+ * constant stride apart. A tile of a paged cache that crosses from one page to a page that
+ * does not follow it in memory is gathered into a dense buffer first, so tiles, and with them
+ * results, are the same as for a contiguous cache. */
+#ifndef RA_KV_CACHE_H
+#define RA_KV_CACHE_H
+
+#include <stdint.h>
+
+#include "problem.h"
+
+/* Row t of sequence b, KV head j, in x (p->k or p->v). */
+static inline const char *ra__kv_row(const ra__problem *p, const ra__operand *x, int64_t b,
+                                     int64_t t, int64_t j, size_t es)
+{
+    int64_t at;
+    if (p->pages) {
+        const int64_t page = p->pages[p->page_at[b] + t / p->page_size];
+        at = page * x->sp + (t % p->page_size) * x->st;
+    } else {
+        at = b * x->sb + t * x->st;
+    }
+    return (const char *)x->data + (size_t)(at + j * x->sh) * es;
+}
+
+/* The end of the run of positions from t on whose K rows, and whose V rows, are each a
+ * constant stride apart: the end of t's page, or of the pages that follow it in memory;
+ * INT64_MAX for a contiguous cache. */
+int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t);
+
+/* Copies positions [t0, t0 + n) of KV heads [j0, j0 + nh) of x into dst, dense [n][nh][D] in
+ * x's dtype, and meanwhile prefetches the rows of positions [next, next + n_next) of the same
+ * heads (possibly of another sequence, nb), one row per row copied. */
+void ra__kv_gather(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                   int64_t j0, int64_t nh, void *dst, int64_t nb, int64_t next, int64_t n_next);
+
+#endif
