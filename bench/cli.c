@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "stability.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -61,7 +63,12 @@ static void usage(FILE *f)
         "Columns: median and min ms per call; GB/s = bytes of K and V for sum(lengths) tokens\n"
         "per median call; stream = the same-run two-array read bandwidth with the same threads;\n"
         "%%bw = GB/s / stream; ref_ms and speedup = ra_reference_gqa on a strided view of the\n"
-        "same K/V; rel_err = max |o/l - o_ref| / max |o_ref|.\n");
+        "same K/V; rel_err = max |o/l - o_ref| / max |o_ref|; flags = T when the median call\n"
+        "took more than %.2fx the fastest, S when the fastest bandwidth pass was more than\n"
+        "%.2fx the slowest (both: the machine was busy), %% when %%bw is above 100%%; the\n"
+        "warnings after the tables explain them. The tables are printed once every row is\n"
+        "measured; progress goes to stderr.\n",
+        BENCH_TIME_SPREAD_LIMIT, BENCH_STREAM_SPREAD_LIMIT);
 }
 
 static int fail(const char *fmt, ...)
@@ -347,6 +354,36 @@ static int apply(bench_config *cfg, custom_flags *custom, const char *flag, cons
     return fail("unknown option '%s'", flag);
 }
 
+const char *bench_run_description(const bench_config *cfg, char *buf, size_t size)
+{
+    if (!cfg->custom)
+        snprintf(buf, size, "%s preset", cfg->quick ? "quick" : "full");
+    else
+        snprintf(buf, size, "custom run: %s (the rest from the %s preset)", cfg->args,
+                 cfg->quick ? "quick" : "full");
+    return buf;
+}
+
+const char *bench_preset_name(const bench_config *cfg)
+{
+    return cfg->custom ? "custom" : cfg->quick ? "quick" : "full";
+}
+
+/* Appends the command line's flags to cfg->args, ending in "..." when they do not fit. */
+static void record_args(bench_config *cfg, int argc, char **argv)
+{
+    size_t n = 0, cap = sizeof cfg->args;
+    cfg->args[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        int w = snprintf(cfg->args + n, cap - n, "%s%s", i > 1 ? " " : "", argv[i]);
+        if (w < 0 || (size_t)w >= cap - n) {
+            memcpy(cfg->args + cap - 4, "...", 4);
+            return;
+        }
+        n += (size_t)w;
+    }
+}
+
 int bench_parse_args(int argc, char **argv, bench_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -384,10 +421,13 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
                 return fail("%s needs a value", flag);
             if (apply(cfg, &custom, flag, val))
                 return -1;
+            cfg->custom |= strcmp(flag, "--json") != 0; /* where the JSON goes changes nothing */
             continue;
         }
         if (eq)
             return fail("%s takes no value ('%s')", flag, arg);
+        if (strcmp(flag, "--quick") && strcmp(flag, "--full"))
+            cfg->custom = true;
         if (!strcmp(flag, "--quick"))
             quick = true;
         else if (!strcmp(flag, "--full"))
@@ -406,6 +446,7 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
     if (custom.any && finish_custom(cfg, &custom))
         return -1;
     cfg->quick = !full;
+    record_args(cfg, argc, argv);
     preset(cfg, full);
     return check_kernels(cfg);
 }

@@ -3,6 +3,7 @@
 #define BENCH_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "raggedattn.h"
@@ -29,12 +30,20 @@ typedef struct bench_config {
     bool hot; /* skip the cache flush between calls */
     bool thp; /* ask for transparent huge pages on K/V and the bandwidth arrays */
     bool quick; /* the preset: quick (default) or full */
+    bool custom; /* a flag beyond --quick/--full/--json changed what or how the run measures */
+    char args[256]; /* the command line's flags, for the report (cut short with "...") */
     const char *json_path; /* NULL = no JSON */
 } bench_config;
 
 /* Fills cfg from argv. Returns 0 to run, 1 when --help/--version was handled (exit 0), and
  * -1 after printing an error to stderr (exit 2). */
 int bench_parse_args(int argc, char **argv, bench_config *cfg);
+
+/* What the run is, for the report's header: "quick preset", "full preset", or "custom run:
+ * <flags> (the rest from the quick preset)". */
+const char *bench_run_description(const bench_config *cfg, char *buf, size_t size);
+/* The JSON's "preset": "quick", "full" or "custom". */
+const char *bench_preset_name(const bench_config *cfg);
 
 /* "auto" for RA_KERNEL_AUTO, else ra_kernel_name(k). */
 const char *bench_kernel_name(ra_kernel k);

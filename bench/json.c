@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,12 @@ static void kv_int(FILE *f, const char *k, long long v)
     fprintf(f, "%lld", v);
 }
 
+static void kv_bool(FILE *f, const char *k, bool v)
+{
+    key(f, k);
+    fputs(v ? "true" : "false", f);
+}
+
 static void kv_num(FILE *f, const char *k, double v)
 {
     key(f, k);
@@ -72,8 +79,12 @@ int bench_json_open(bench_json *j, const char *path, const bench_config *cfg,
     str(f, ra_version_string());
     fprintf(f, ",\n  \"cpu_model\": ");
     str(f, cpu);
-    fprintf(f, ",\n  \"nproc\": %d,\n  \"preset\": \"%s\",\n", omp_get_num_procs(),
-            cfg->quick ? "quick" : "full");
+    fprintf(f, ",\n  \"nproc\": %d,\n  \"preset\": \"%s\",\n  \"args\": ",
+            omp_get_num_procs(), bench_preset_name(cfg));
+    str(f, cfg->args);
+    fprintf(f, ",\n  \"flag_limits\": {\"time_median_over_min\": %.9g, "
+               "\"stream_fastest_over_slowest\": %.9g},\n",
+            BENCH_TIME_SPREAD_LIMIT, BENCH_STREAM_SPREAD_LIMIT);
     fprintf(f, "  \"settings\": {\"hot\": %s, \"thp\": %s, \"reps\": %d, \"ref_reps\": %d, "
                "\"warmup\": %d, \"seed\": %llu, \"q_dtype\": \"%s\", \"split_tokens\": %lld, "
                "\"stream_bytes\": %zu, \"flush_bytes\": %zu},\n  \"results\": [",
@@ -115,6 +126,8 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_num(f, "kv_bytes", w->kv_bytes);
     kv_num(f, "kv_gbs", r->kv_gbs);
     kv_num(f, "stream_gbs", r->stream_gbs);
+    kv_num(f, "stream_slowest_gbs", r->stream_slowest_gbs);
+    kv_num(f, "stream_fastest_gbs", r->stream_fastest_gbs);
     kv_int(f, "stream_passes", r->stream_passes);
     kv_num(f, "bw_fraction", r->bw_fraction);
     kv_int(f, "ref_calls", r->have_ref ? r->ref_time.calls : 0);
@@ -122,6 +135,10 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_num(f, "ref_time_min_s", r->have_ref ? r->ref_time.min : NAN);
     kv_num(f, "speedup", r->speedup);
     kv_num(f, "max_rel_err", r->max_rel_err);
+    kv_bool(f, "unstable_time", r->flags.unstable_time);
+    kv_bool(f, "unstable_stream", r->flags.unstable_stream);
+    kv_bool(f, "unstable", bench_flags_unstable(r->flags));
+    kv_bool(f, "share_over_100", r->flags.share_over_100);
     fputs("\n    }", f);
     fflush(f);
 }

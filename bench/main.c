@@ -18,18 +18,18 @@ enum {
 
 /* Every thread count of one case and K/V dtype. */
 static int run_workload(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
-                        bench_json *json, double start, int *done, int total)
+                        bench_json *json, bench_report *rep, double start, int *done, int total)
 {
     bench_result res[5];
     for (int t = 0; t < cfg->n_threads; t++) {
         char what[128];
-        snprintf(what, sizeof what, "case %s, K/V %s, %d threads", w->shape.name,
-                 bench_dtype_name(w->kv_dtype), cfg->threads[t]);
+        snprintf(what, sizeof what, "case %s, K/V %s, %d thread%s", w->shape.name,
+                 bench_dtype_name(w->kv_dtype), cfg->threads[t], cfg->threads[t] == 1 ? "" : "s");
         bench_progress(start, ++*done, total, what);
         if (bench_measure(cfg, w, mb, cfg->threads[t], res))
             return -1;
         for (int k = 0; k < cfg->n_kernels; k++) {
-            bench_print_row(w, cfg->threads[t], &res[k]);
+            bench_report_row(rep, w, cfg->threads[t], &res[k]);
             if (json->f)
                 bench_json_result(json, cfg, w, cfg->threads[t], &res[k]);
         }
@@ -37,7 +37,8 @@ static int run_workload(const bench_config *cfg, bench_workload *w, const bench_
     return 0;
 }
 
-static int run(const bench_config *cfg, const bench_membw *mb, bench_json *json)
+static int run(const bench_config *cfg, const bench_membw *mb, bench_json *json,
+               bench_report *rep)
 {
     double start = omp_get_wtime();
     int done = 0, total = cfg->n_cases * cfg->n_kv_dtypes * cfg->n_threads;
@@ -49,8 +50,8 @@ static int run(const bench_config *cfg, const bench_membw *mb, bench_json *json)
                                     cfg->seed, cfg->thp))
                 return -1;
             if (d == 0)
-                bench_print_case(cfg, &w);
-            int rc = run_workload(cfg, &w, mb, json, start, &done, total);
+                bench_report_case(rep, &w);
+            int rc = run_workload(cfg, &w, mb, json, rep, start, &done, total);
             bench_workload_free(&w);
             if (rc)
                 return -1;
@@ -73,12 +74,21 @@ int main(int argc, char **argv)
         bench_json_open(&json, cfg.json_path, &cfg, STREAM_BYTES, FLUSH_BYTES, cpu))
         return 1;
     bench_membw mb;
-    if (bench_membw_init(&mb, STREAM_BYTES, FLUSH_BYTES, cfg.thp)) {
+    bench_report rep;
+    if (bench_report_init(&rep, cfg.n_cases * cfg.n_kv_dtypes * cfg.n_threads * cfg.n_kernels)) {
         bench_json_abandon(&json);
         return 1;
     }
+    if (bench_membw_init(&mb, STREAM_BYTES, FLUSH_BYTES, cfg.thp)) {
+        bench_json_abandon(&json);
+        bench_report_free(&rep);
+        return 1;
+    }
     bench_print_preamble(&cfg, &mb, cpu);
-    int rc = run(&cfg, &mb, &json);
+    int rc = run(&cfg, &mb, &json, &rep);
+    bench_progress_end();
+    bench_report_print(&rep, &cfg); /* also the rows measured before a failure */
+    bench_report_free(&rep);
     if (json.f) {
         if (rc == 0)
             rc = bench_json_close(&json);

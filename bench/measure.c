@@ -136,7 +136,8 @@ static void summarize(const bench_config *cfg, const bench_workload *w, ra_optio
                       bool have_ref, samples *s, bench_result *out)
 {
     int reps = cfg->reps;
-    double stream = median(s->stream, reps);
+    double stream = median(s->stream, reps); /* sorts the passes: slowest first */
+    double slowest = s->stream[0], fastest = s->stream[reps - 1];
     bench_stats ref = stats_of(s->ref, have_ref ? cfg->ref_reps : 0);
     for (int k = 0; k < cfg->n_kernels; k++) {
         bench_result *r = &out[k];
@@ -145,8 +146,12 @@ static void summarize(const bench_config *cfg, const bench_workload *w, ra_optio
         r->time = stats_of(s->ragged + k * reps, reps);
         r->kv_gbs = w->kv_bytes / r->time.median * 1e-9;
         r->stream_gbs = stream * 1e-9;
+        r->stream_slowest_gbs = slowest * 1e-9;
+        r->stream_fastest_gbs = fastest * 1e-9;
         r->stream_passes = reps;
         r->bw_fraction = r->kv_gbs / r->stream_gbs;
+        r->flags = bench_classify(r->time.median, r->time.min, slowest, fastest,
+                                  r->bw_fraction);
         r->have_ref = have_ref;
         r->ref_time = ref;
         r->speedup = have_ref ? ref.median / r->time.median : NAN;

@@ -1,9 +1,13 @@
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
 #include "report.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fill.h"
 
@@ -34,8 +38,9 @@ void bench_cpu_model(char *buf, size_t size)
 
 void bench_print_preamble(const bench_config *cfg, const bench_membw *mb, const char *cpu)
 {
-    printf("raggedattn-bench: libraggedattn %s, %s preset\n", ra_version_string(),
-           cfg->quick ? "quick" : "full");
+    char what[sizeof cfg->args + 64];
+    printf("raggedattn-bench: libraggedattn %s, %s\n", ra_version_string(),
+           bench_run_description(cfg, what, sizeof what));
     printf("CPU: %s, %d processors\n", cpu, omp_get_num_procs());
     printf("q %s, scale 1/sqrt(D); %d timed calls per row after %d warm-up, reference %d\n",
            bench_dtype_name(cfg->q_dtype), cfg->reps, cfg->warmup, cfg->ref_reps);
@@ -44,44 +49,108 @@ void bench_print_preamble(const bench_config *cfg, const bench_membw *mb, const 
            cfg->thp ? "requested" : "not requested");
     printf("stream = median of %d two-array read passes over %zu MiB, interleaved with the "
            "calls\n", cfg->reps, (2 * mb->bytes_each) >> 20);
+    fflush(stdout);
 }
 
-void bench_print_case(const bench_config *cfg, const bench_workload *w)
+int bench_report_init(bench_report *rep, int max_rows)
 {
-    const bench_shape *s = &w->shape;
+    memset(rep, 0, sizeof *rep);
+    rep->rows = malloc((size_t)(max_rows > 0 ? max_rows : 1) * sizeof *rep->rows);
+    if (!rep->rows) {
+        fprintf(stderr, "raggedattn-bench: error: out of memory for the report\n");
+        return -1;
+    }
+    rep->cap = max_rows;
+    return 0;
+}
+
+void bench_report_free(bench_report *rep)
+{
+    free(rep->rows);
+    rep->rows = NULL;
+}
+
+void bench_report_case(bench_report *rep, const bench_workload *w)
+{
+    if (rep->n_cases >= BENCH_MAX_LIST)
+        return;
+    rep->cases[rep->n_cases++] = (bench_case_info){w->shape, w->sum_lengths};
+}
+
+void bench_report_row(bench_report *rep, const bench_workload *w, int threads,
+                      const bench_result *r)
+{
+    if (rep->n_rows >= rep->cap || rep->n_cases == 0)
+        return;
+    rep->rows[rep->n_rows++] = (bench_row){rep->n_cases - 1, w->kv_dtype, threads, *r};
+    bench_flag_counts_add(&rep->counts, r->flags);
+}
+
+static void print_case(const bench_config *cfg, const bench_case_info *c)
+{
+    const bench_shape *s = &c->shape;
     printf("\n== case %s (%s): B=%lld S=%lld Hq=%lld Hkv=%lld D=%lld, lengths %s "
            "(sum %lld of %lld), block %lld, K/V %.1f MiB in f32\n",
            s->name, s->note, (long long)s->B, (long long)s->S, (long long)s->Hq,
            (long long)s->Hkv, (long long)s->D, bench_lengths_name(s->lengths),
-           (long long)w->sum_lengths, (long long)(s->B * s->S),
+           (long long)c->sum_lengths, (long long)(s->B * s->S),
            (long long)(cfg->block_size > 0 ? cfg->block_size : s->block_size),
            (double)(s->B * s->S * s->Hkv * s->D) * 8.0 / 1048576.0);
-    printf("%-6s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s\n", "case", "kv", "thr",
+    printf("%-6s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s %5s\n", "case", "kv", "thr",
            "kernel", "median_ms", "min_ms", "GB/s", "stream", "%bw", "ref_ms", "speedup",
-           "rel_err");
-    fflush(stdout);
+           "rel_err", "flags");
 }
 
-void bench_print_row(const bench_workload *w, int threads, const bench_result *r)
+static void print_row(const bench_case_info *c, const bench_row *row)
 {
-    printf("%-6s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", w->shape.name,
-           bench_dtype_name(w->kv_dtype), threads, r->kernel, r->time.median * 1e3,
+    const bench_result *r = &row->r;
+    printf("%-6s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", c->shape.name,
+           bench_dtype_name(row->kv_dtype), row->threads, r->kernel, r->time.median * 1e3,
            r->time.min * 1e3, r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
     if (r->have_ref)
         printf(" %10.2f %7.1fx", r->ref_time.median * 1e3, r->speedup);
     else
         printf(" %10s %8s", "-", "-");
     if (r->have_ref && !isnan(r->max_rel_err))
-        printf(" %9.1e\n", r->max_rel_err);
+        printf(" %9.1e", r->max_rel_err);
     else
-        printf(" %9s\n", r->have_ref ? "NaN" : "-");
+        printf(" %9s", r->have_ref ? "NaN" : "-");
+    char flags[4];
+    printf(" %5s\n", bench_flags_str(r->flags, flags));
+}
+
+void bench_report_print(const bench_report *rep, const bench_config *cfg)
+{
+    for (int c = 0; c < rep->n_cases; c++) {
+        print_case(cfg, &rep->cases[c]);
+        for (int i = 0; i < rep->n_rows; i++)
+            if (rep->rows[i].case_index == c)
+                print_row(&rep->cases[c], &rep->rows[i]);
+    }
+    bench_print_flag_summary(stdout, &rep->counts, cfg->hot);
     fflush(stdout);
 }
+
+static bool g_status_line; /* a terminal status line is showing */
 
 void bench_progress(double start, int i, int n, const char *what)
 {
     double t = omp_get_wtime() - start;
     if (t < 2.0)
         return;
-    fprintf(stderr, "[%d/%d, %.0f s] %s\n", i, n, t, what);
+    if (isatty(fileno(stderr))) {
+        fprintf(stderr, "\r\033[K[%d/%d, %.0f s] %s", i, n, t, what);
+        g_status_line = true;
+    } else {
+        fprintf(stderr, "[%d/%d, %.0f s] %s\n", i, n, t, what);
+    }
+    fflush(stderr);
+}
+
+void bench_progress_end(void)
+{
+    if (g_status_line)
+        fputs("\r\033[K", stderr);
+    g_status_line = false;
+    fflush(stderr);
 }

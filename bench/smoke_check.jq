@@ -2,6 +2,10 @@
 def check(cond; msg): if cond then empty else msg end;
 def size_of: if . == "f32" then 4 else 2 end;
 def close_to($a; $b): ($a - $b | fabs) <= 1e-6 * ($b | fabs) + 1e-12;
+# A flag must say whether $ratio exceeds $limit (figures within 1e-6 of it may go either way,
+# since the JSON rounds them).
+def flag_agrees($flag; $ratio; $limit):
+  (($ratio - $limit) | fabs) < 1e-6 or $flag == ($ratio > $limit);
 
 check(.schema == "raggedattn-bench/1"; "schema is \(.schema)"),
 check(.library_version | test("^[0-9]+\\.[0-9]+\\.[0-9]+$"); "library_version \(.library_version)"),
@@ -10,6 +14,9 @@ check(.nproc >= 1; "nproc \(.nproc)"),
 check(.settings.reps == 10 and .settings.ref_reps == 2 and .settings.hot == false;
       "settings \(.settings)"),
 check(.settings.stream_bytes >= 1073741824; "stream_bytes \(.settings.stream_bytes) < 1 GiB"),
+check(.preset == "custom" and (.args | startswith("--B 3 --S 200")); "preset \(.preset), args \(.args)"),
+check(.flag_limits.time_median_over_min == 1.25 and .flag_limits.stream_fastest_over_slowest == 1.25;
+      "flag_limits \(.flag_limits)"),
 check(.results | length == 8; "expected 8 results (2 dtypes x 2 threads x 2 kernels), got \(.results | length)"),
 check([.results[].threads] | unique == [1, 2]; "thread counts \([.results[].threads] | unique)"),
 check([.results[].kv_dtype] | unique == ["bf16", "f32"]; "dtypes \([.results[].kv_dtype] | unique)"),
@@ -27,6 +34,15 @@ check([.results[].kv_dtype] | unique == ["bf16", "f32"]; "dtypes \([.results[].k
   check(.kv_gbs > 0 and close_to(.kv_gbs; .kv_bytes / .time_median_s / 1e9); $id + "kv_gbs \(.kv_gbs)"),
   check(.stream_gbs > 0 and close_to(.bw_fraction; .kv_gbs / .stream_gbs); $id + "bandwidth fraction"),
   check(close_to(.speedup; .ref_time_median_s / .time_median_s); $id + "speedup \(.speedup)"),
+  check(.stream_slowest_gbs > 0 and .stream_slowest_gbs <= .stream_gbs and
+        .stream_gbs <= .stream_fastest_gbs; $id + "stream passes \(.stream_slowest_gbs) \(.stream_gbs) \(.stream_fastest_gbs)"),
+  check([.unstable_time, .unstable_stream, .unstable, .share_over_100] | all(type == "boolean");
+        $id + "flags missing or not booleans"),
+  check(.unstable == (.unstable_time or .unstable_stream); $id + "unstable \(.unstable)"),
+  check(flag_agrees(.unstable_time; .time_median_s / .time_min_s; 1.25); $id + "unstable_time"),
+  check(flag_agrees(.unstable_stream; .stream_fastest_gbs / .stream_slowest_gbs; 1.25);
+        $id + "unstable_stream"),
+  check(flag_agrees(.share_over_100; .bw_fraction; 1); $id + "share_over_100"),
   check(.kernel_requested == "auto" or .kernel == .kernel_requested; $id + "ran \(.kernel)"),
   check(.kernel | IN("blas", "portable", "avx2", "avx512"); $id + "kernel \(.kernel)"),
   # f32: both paths compute in f32 (the project's tolerance). bf16: the reference rounds the

@@ -18,17 +18,33 @@ fail() {
 
 "$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
     --dtype f32,bf16 --threads 1,2 --kernel auto,blas --reps 10 --ref-reps 2 \
-    --json "$json" >"$dir/table.txt" || fail "the bench exited with status $?"
+    --json "$json" >"$dir/table.txt" 2>"$dir/progress.txt" || fail "the bench exited with status $?"
 cat "$dir/table.txt"
 
 "$jq" empty "$json" || fail "$json is not valid JSON"
 problems=$("$jq" -r -f "$here/smoke_check.jq" "$json") || fail "jq could not run the checks"
 [ -z "$problems" ] || fail "$(printf 'JSON checks failed:\n%s' "$problems")"
 
-# The table names the case and has one row per result.
+# The table names the case and has one row per result, each ending in its flags.
 grep -q '^== case custom' "$dir/table.txt" || fail "the table does not name the case"
 rows=$(grep -c '^custom ' "$dir/table.txt")
 [ "$rows" -eq 8 ] || fail "the table has $rows rows, expected 8"
+flagged=$(grep -cE '^custom .* ([TS%]+|-)$' "$dir/table.txt")
+[ "$flagged" -eq 8 ] || fail "$flagged of 8 rows end in a flags field (T, S, % or -)"
+grep -qE 'flags$' "$dir/table.txt" || fail "the table has no flags column"
+# The header describes this run (flags given), not a preset; progress stays off stdout.
+grep -q '^raggedattn-bench: libraggedattn .*, custom run: --B 3 --S 200 ' "$dir/table.txt" ||
+    fail "the header does not describe the custom run: $(head -1 "$dir/table.txt")"
+! grep -q '^\[' "$dir/table.txt" || fail "progress lines reached stdout"
+# A flagged row is explained after the tables.
+if grep -qE '^custom .* [TS%]*[TS][TS%]*$' "$dir/table.txt"; then
+    grep -q '^warning: .* unstable: the machine was busy' "$dir/table.txt" ||
+        fail "unstable rows without the warning"
+fi
+if grep -qE '^custom .* [TS]*%$' "$dir/table.txt"; then
+    grep -q '^warning: .* a share above 100%' "$dir/table.txt" ||
+        fail "a share above 100% without the warning"
+fi
 
 # expect_error STATUS MESSAGE ARGS...: the bench must exit with STATUS and say MESSAGE.
 expect_error() {

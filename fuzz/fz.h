@@ -108,6 +108,8 @@ void fz_case_free(fz_case *c);
 unsigned char *fz_data(const fz_case *c, const fz_tensor *t);
 
 double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+/* The element as fz_snapshot saw it: the inputs of a call that may write in place. */
+double fz_get_before(const fz_case *c, const fz_tensor *t, const int64_t *idx);
 void fz_put(fz_case *c, const fz_tensor *t, const int64_t *idx, double x);
 void fz_put_i32(fz_case *c, const fz_tensor *t, const int64_t *idx, int32_t x);
 int32_t fz_get_i32(const fz_case *c, const fz_tensor *t, const int64_t *idx);

@@ -1,5 +1,6 @@
 /* The merge operation: ra_merge on fuzz-built partial states, checked against the log-sum-exp
- * rule in double precision (SPEC sections 2 and 9). */
+ * rule in double precision. Also covers the header's relaxations: a NULL m array for n == 1,
+ * and outputs that are the very same view as an input of their role (in place). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +27,43 @@ static bool same_shape(const fz_tensor *t, int rank, const int64_t *shape)
     return true;
 }
 
+/* Whether part tensor i (< OUT_O) is passed to the call: the m array may be NULL. */
+static bool passed(const merge_case *mc, int i)
+{
+    return i < 3 * (int)mc->n && !(i % 3 == 1 && mc->null_array[1]);
+}
+
+/* The header's in-place rule: output r (OUT_O..OUT_L) may be exactly the view of an input of
+ * its own role (o, m, l): same buffer, offset, dtype and shape, and the same stride on every
+ * axis of extent > 1. */
+static bool same_view_same_role(const merge_case *mc, int r, int x)
+{
+    const fz_tensor *a = &mc->c.t[r], *b = &mc->c.t[x];
+    if (x >= OUT_O || x % 3 != r - OUT_O || a->host != b->host || a->off != b->off ||
+        a->dt != b->dt || a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i] || (a->shape[i] > 1 && a->st[i] != b->st[i]))
+            return false;
+    return true;
+}
+
 static fz_expect expect_merge(const merge_case *mc)
 {
     const fz_tensor *t = mc->c.t;
     fz_expect e = {0, 0};
-    if (mc->n == 0 || mc->null_array[0] || mc->null_array[1] || mc->null_array[2] ||
+    const bool m_null = mc->null_array[1];
+    if (mc->n == 0 || mc->null_array[0] || mc->null_array[2] || (m_null && mc->n != 1) ||
         !t[OUT_O].present)
         e.must |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
-    for (size_t i = 0; i < 3 * mc->n; i++)
-        if (!t[i].present)
+    /* Without m the merged max is unknown: m_out must be NULL then. */
+    if (m_null && t[OUT_M].present)
+        e.must |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < 3 * (int)mc->n; i++)
+        if (passed(mc, i) && !t[i].present)
             e.must |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
     for (int i = 0; i < N_TENSORS; i++)
-        if ((i < 3 * (int)mc->n || i >= OUT_O) && t[i].present && t[i].dt != RA_DTYPE_F32)
+        if ((passed(mc, i) || i >= OUT_O) && t[i].present && t[i].dt != RA_DTYPE_F32)
             e.must |= FZ_BIT(RA_ERR_DTYPE);
     /* The shape every o must have: o_out's, or the first part's. */
     const fz_tensor *ref = t[OUT_O].present ? &t[OUT_O] : t[0].present ? &t[0] : NULL;
@@ -50,7 +76,7 @@ static fz_expect expect_merge(const merge_case *mc)
             e.may |= FZ_BIT(RA_ERR_SHAPE); /* D = 0: the spec says SHAPE for attention only */
         ml_shape[0] = o_shape[0], ml_shape[1] = 1, ml_shape[2] = o_shape[2], ml_shape[3] = 1;
         for (int i = 0; i < N_TENSORS; i++) {
-            if (!t[i].present || (i >= 3 * (int)mc->n && i < OUT_O))
+            if (!t[i].present || (i < OUT_O && !passed(mc, i)))
                 continue;
             bool is_o = i == OUT_O || (i < OUT_O && i % 3 == 0);
             if (!same_shape(&t[i], ref->rank, is_o ? o_shape : ml_shape))
@@ -65,7 +91,7 @@ static fz_expect expect_merge(const merge_case *mc)
         else if (!fz_layout_nested(&t[r]))
             e.may |= FZ_BIT(RA_ERR_ALIAS);
         for (int x = 0; x < r; x++) {
-            if (x >= 3 * (int)mc->n && x < OUT_O)
+            if (x < OUT_O && (!passed(mc, x) || same_view_same_role(mc, r, x)))
                 continue;
             bool bytes, spans;
             fz_overlap(&mc->c, &t[r], &t[x], &bytes, &spans);
@@ -133,10 +159,12 @@ static void fill_parts(fz_in *in, merge_case *mc)
     }
 }
 
+/* Inputs are read as they were before the call (an output may have been one of them). */
 static void check_merge_values(const merge_case *mc)
 {
     const fz_case *c = &mc->c;
     const fz_tensor *oo = &c->t[OUT_O], *mo = &c->t[OUT_M], *lo = &c->t[OUT_L];
+    const bool has_m = !mc->null_array[1];
     const double eps = 0x1p-24;
     const int64_t B = oo->shape[0], H = oo->shape[2], D = oo->shape[3];
     double *num = malloc((size_t)(D ? D : 1) * 2 * sizeof *num), *absn = num + (D ? D : 1);
@@ -145,12 +173,13 @@ static void check_merge_values(const merge_case *mc)
         for (int64_t h = 0; h < H; h++) {
             int64_t ml[4] = {b, 0, h, 0}, oi[4] = {b, 0, h, 0};
             bool skip = false, all_empty = true;
-            double M = -INFINITY, mmax = 0;
+            double M = has_m ? -INFINITY : 0.0, mmax = 0;
             for (size_t i = 0; i < mc->n; i++) {
-                double m = fz_get(c, &c->t[3 * i + 1], ml), l = fz_get(c, &c->t[3 * i + 2], ml);
+                double m = has_m ? fz_get_before(c, &c->t[3 * i + 1], ml) : 0.0;
+                double l = fz_get_before(c, &c->t[3 * i + 2], ml);
                 skip |= isnan(m) || m == INFINITY || !isfinite(l) || l < 0 || l > 1e30;
                 for (oi[3] = 0; oi[3] < D; oi[3]++) {
-                    double o = fz_get(c, &c->t[3 * i], oi);
+                    double o = fz_get_before(c, &c->t[3 * i], oi);
                     skip |= !isfinite(o) || fabs(o) > 1e30;
                 }
                 all_empty &= l == 0;
@@ -166,7 +195,7 @@ static void check_merge_values(const merge_case *mc)
                 for (oi[3] = 0; oi[3] < D; oi[3]++)
                     FZ_CHECK(fz_get(c, oo, oi) == 0.0, "ra_merge b=%lld h=%lld: all parts empty "
                              "must give o = 0", (long long)b, (long long)h);
-                /* SPEC 9 calls l = 0 empty and wants M = -inf; the header calls (l = 0,
+                /* The spec calls l = 0 empty and wants M = -inf; the header calls (l = 0,
                  * m = -inf) empty. With l = 0 under a finite m, M = max m is accepted too. */
                 FZ_CHECK(!mo->present || gm == -INFINITY || gm == M, "ra_merge: all parts empty "
                          "must give M = -inf, got %g", gm);
@@ -180,11 +209,13 @@ static void check_merge_values(const merge_case *mc)
             for (int64_t d = 0; d < D; d++)
                 num[d] = absn[d] = 0;
             for (size_t i = 0; i < mc->n; i++) {
-                double m = fz_get(c, &c->t[3 * i + 1], ml), l = fz_get(c, &c->t[3 * i + 2], ml);
+                /* Without m (n == 1) the single part weighs 1. */
+                double m = has_m ? fz_get_before(c, &c->t[3 * i + 1], ml) : 0.0;
+                double l = fz_get_before(c, &c->t[3 * i + 2], ml);
                 double w = exp(m - M);
                 L += w * l;
                 for (oi[3] = 0; oi[3] < D; oi[3]++) {
-                    double o = fz_get(c, &c->t[3 * i], oi);
+                    double o = fz_get_before(c, &c->t[3 * i], oi);
                     num[oi[3]] += w * o;
                     absn[oi[3]] += fabs(w * o);
                 }
@@ -238,12 +269,22 @@ void fz_op_merge(fz_in *in)
     uint8_t x = fz_u8(in);
     if (x >= 250)
         mc.null_array[x % 3] = true;
+    else if (x >= 240 && mc.n == 1)
+        mc.null_array[1] = true; /* normalizing one state without m, valid since 0.2.0 */
     uint8_t share = fz_u8(in);
     if (share >= 240) {
         int out = OUT_O + fz_u8(in) % 3, y = fz_u8(in) % N_TENSORS;
         if (out != y && c->t[out].present && c->t[y].present && c->t[y].host == y) {
             c->t[out].host = y;
             c->t[out].off = 4 * (size_t)(fz_u8(in) % 16);
+        }
+    } else if (share >= 216 && mc.n > 0) {
+        /* In place: an output takes the very view of a part's tensor of its role. */
+        int role = fz_u8(in) % 3, y = 3 * (int)(fz_u8(in) % mc.n) + role;
+        fz_tensor *out = &c->t[OUT_O + role];
+        if (out->present && c->t[y].present && c->t[y].host == y) {
+            *out = c->t[y]; /* its buffer (host y, offset 0), dtype, shape and strides */
+            out->h = NULL;
         }
     }
     fz_case_materialize(c);

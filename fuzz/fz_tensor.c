@@ -158,9 +158,8 @@ void fz_case_free(fz_case *c)
     }
 }
 
-double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+static double decode_at(const fz_tensor *t, const unsigned char *p)
 {
-    const unsigned char *p = fz_data(c, t) + fz_offset(t, idx) * (int64_t)fz_dtype_size(t->dt);
     uint16_t h;
     float f;
     int32_t i;
@@ -178,6 +177,18 @@ double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx)
         memcpy(&i, p, 4);
         return i;
     }
+}
+
+double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+{
+    return decode_at(t, fz_data(c, t) + fz_offset(t, idx) * (int64_t)fz_dtype_size(t->dt));
+}
+
+double fz_get_before(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+{
+    FZ_CHECK(c->snap[t->host] != NULL, "fz_get_before: no snapshot of buffer %d", t->host);
+    return decode_at(t, c->snap[t->host] + t->off +
+                            fz_offset(t, idx) * (int64_t)fz_dtype_size(t->dt));
 }
 
 int32_t fz_get_i32(const fz_case *c, const fz_tensor *t, const int64_t *idx)

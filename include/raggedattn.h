@@ -299,8 +299,20 @@ RA_API ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q,
  * A part with l = 0 and m = -inf contributes nothing; if every part has l = 0, o_out = 0,
  * M = -inf and L = 0. m_out and l_out may be NULL; when given they receive M and L, so that
  * (o_out * L, M, L) is again a partial state. Parts are combined in index order.
- * Errors: n == 0 or NULL arrays/elements (RA_ERR_INVALID_ARGUMENT), shapes or dtypes that
- * differ, RA_ERR_ALIAS when an output overlaps an input or another output. Since 0.1.0. */
+ *
+ * Normalizing one state: with n == 1 the m array may be NULL. The part then weighs 1, so
+ * o_out = o / l (0 where l = 0) and l_out receives l; m_out must be NULL, since the max is not
+ * known (RA_ERR_INVALID_ARGUMENT otherwise).
+ *
+ * In place: an output may be exactly the same view as an input of its own role (o_out as some
+ * o[i], m_out as some m[i], l_out as some l[i]: same data pointer, shape and strides); the
+ * result is the same as out of place. Any other overlap is RA_ERR_ALIAS.
+ *
+ * Errors: n == 0 or NULL arrays/elements (RA_ERR_INVALID_ARGUMENT; the m array only when
+ * n != 1), shapes or dtypes that differ, RA_ERR_ALIAS when an output overlaps an input (other
+ * than as above), another output, or its own elements. Since 0.1.0. Since 0.2.0 (not yet
+ * released): m may be NULL when n == 1, and outputs may be in place; 0.1.0 rejects these calls
+ * with RA_ERR_INVALID_ARGUMENT and RA_ERR_ALIAS. */
 RA_API ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *m,
                           const ra_tensor *const *l, ra_tensor *o_out, ra_tensor *m_out,
                           ra_tensor *l_out);

@@ -28,7 +28,9 @@ deps() {
 
 build() {
     echo "== building (Release) in build/"
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+    # RA_BUILD_STATIC=ON: libraggedattn.a is installed too, so ctest also runs the consumers
+    # that link it (consumer_c_cmake_static, consumer_c_pkgconfig_static).
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRA_BUILD_STATIC=ON >/dev/null
     cmake --build build -j"$(nproc)"
 }
 

@@ -8,7 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-asan}
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRA_SANITIZE=ON >/dev/null
+# RA_BUILD_STATIC=ON so that the static-archive consumer tests run sanitized too.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRA_SANITIZE=ON \
+  -DRA_BUILD_STATIC=ON >/dev/null
 cmake --build "$build" -j2
 
 # allocator_may_return_null: the library must survive failed allocations, so huge requests

@@ -1,6 +1,7 @@
 /* raggedattn-tinystories: greedy text generation with a Llama-2 TinyStories model, where each
  * layer's attention for the whole batch is one ra_ragged_gqa call. stdout gets only the text;
  * speed and diagnostics go to stderr. */
+#include "datadir.h"
 #include "generate.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -13,16 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef TS_DEFAULT_DATA_DIR
-#define TS_DEFAULT_DATA_DIR "."
-#endif
-
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: raggedattn-tinystories [options]\n"
-            "  -m, --model PATH        checkpoint (default " TS_DEFAULT_DATA_DIR "/stories260K.bin)\n"
-            "  -z, --tokenizer PATH    tokenizer (default " TS_DEFAULT_DATA_DIR "/tok512.bin)\n"
+            "  -m, --model PATH        checkpoint (default %s/stories260K.bin)\n"
+            "  -z, --tokenizer PATH    tokenizer (default %s/tok512.bin)\n"
             "  -i, --prompt TEXT       a prompt; repeat for a batch (default: one empty prompt)\n"
             "  -n, --steps N           positions per sequence, BOS and prompt included\n"
             "                          (llama2.c's -n; default 256, 0 = the model's seq_len)\n"
@@ -38,7 +35,9 @@ static void usage(FILE *f)
             "  -c, --check-attention   compare every attention call with a double-precision\n"
             "                          oracle and fail on an error above 1e-5 of max|o|\n"
             "  -h, --help              this text\n"
-            "Each sequence's text goes to stdout followed by a newline, in prompt order.\n");
+            "Each sequence's text goes to stdout followed by a newline, in prompt order.\n"
+            "The default model and tokenizer are the ones installed with this program.\n",
+            ts_data_dir(), ts_data_dir());
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -143,8 +142,7 @@ static int parse_args(int argc, char **argv, ts_cli *c)
 
 int main(int argc, char **argv)
 {
-    ts_cli cli = {TS_DEFAULT_DATA_DIR "/stories260K.bin", TS_DEFAULT_DATA_DIR "/tok512.bin",
-                  NULL, 0, 256, {0}};
+    ts_cli cli = {NULL, NULL, NULL, 0, 256, {0}};
     cli.run.layout = TS_LAYOUT_BSTH;
     cli.run.threads = 1;
     cli.run.kernel = RA_KERNEL_AUTO;
@@ -161,6 +159,12 @@ int main(int argc, char **argv)
     }
     if (cli.n_prompts == 0)
         cli.prompts[cli.n_prompts++] = "";
+    /* The defaults, where the program was installed (or else the configured prefix). */
+    char default_model[TS_PATH_MAX], default_tok[TS_PATH_MAX];
+    if (!cli.model)
+        cli.model = ts_data_file(default_model, "stories260K.bin");
+    if (!cli.tokenizer)
+        cli.tokenizer = ts_data_file(default_tok, "tok512.bin");
 
     ts_model model;
     ts_tokenizer tok;

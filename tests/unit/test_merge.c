@@ -1,6 +1,7 @@
 /* ra_merge: partial states from ra_ragged_gqa over separate caches, merged, equal attention
  * over all their valid keys (the oracle on the concatenation); staged (tree) merges; empty
- * parts; chaining through m_out/l_out; validation.
+ * parts; chaining through m_out/l_out; a single part without m; merging in place (an output
+ * that is the same view as an input of its role); validation.
  *
  * Tolerances: 1e-5 of max|expected| against the attention oracle (as for the ragged functions;
  * the merge adds a few f32 operations per element). Against the merge oracle applied to the
@@ -338,6 +339,263 @@ static void test_extreme_m(void **state)
     }
 }
 
+/* The test's own normalization of one part in double: o / l, and 0 where l = 0. */
+static void normalize_oracle(const tc_case *c, double *want_o)
+{
+    for (int64_t bh = 0; bh < NB * HQ; bh++)
+        for (int64_t x = 0; x < HD; x++)
+            want_o[bh * HD + x] =
+                c->got_l[bh] != 0.0f ? (double)c->got_o[bh * HD + x] / c->got_l[bh] : 0.0;
+}
+
+/* Copies a part's (o, m, l) into fresh tensors padded by `pad` elements per axis, so that an
+ * in-place merge can overwrite them. */
+static void copy_state(const tc_case *c, int64_t pad, or_buf *o, or_buf *m, or_buf *l)
+{
+    int64_t osh[4] = {NB, 1, HQ, HD}, msh[4] = {NB, 1, HQ, 1};
+    or_buf_init_padded(o, RA_DTYPE_F32, 4, osh, pad);
+    or_buf_init_padded(m, RA_DTYPE_F32, 4, msh, pad);
+    or_buf_init_padded(l, RA_DTYPE_F32, 4, msh, pad);
+    or_buf_fill_bytes(o, 0xA5);
+    or_buf_fill_bytes(m, 0xA5);
+    or_buf_fill_bytes(l, 0xA5);
+    for (int64_t bh = 0; bh < NB * HQ; bh++) {
+        int64_t at[4] = {bh / HQ, 0, bh % HQ, 0};
+        or_buf_set(m, at, c->got_m[bh]);
+        or_buf_set(l, at, c->got_l[bh]);
+        for (at[3] = 0; at[3] < HD; at[3]++)
+            or_buf_set(o, at, c->got_o[bh * HD + at[3]]);
+    }
+}
+
+/* n = 1 with m == NULL: o / l (0 where l = 0), l passed through; m_out must then be NULL. */
+static void test_single_without_m(void **state)
+{
+    merge_fixture *f = *state;
+    const tc_case *c = &f->part[0]; /* b = 2 and 3 are empty there (l = 0) */
+    static double want_o[NB * HQ * HD];
+    normalize_oracle(c, want_o);
+    const ra_tensor *o[1] = {c->o.t}, *m[1] = {c->m.t}, *l[1] = {c->l.t};
+
+    merged r;
+    merged_init(&r);
+    or_buf_fill_bytes(&r.o, 0xFF);
+    or_buf_fill_bytes(&r.m, 0xA5);
+    or_buf_fill_bytes(&r.l, 0xFF);
+    assert_int_equal(ra_merge(1, o, NULL, l, r.o.t, NULL, r.l.t), RA_OK);
+    or_buf_gather_f32(&r.o, r.o_got);
+    or_buf_gather_f32(&r.l, r.l_got);
+    for (size_t b = 0; b < r.m.bytes; b++)
+        assert_int_equal(r.m.data[b], 0xA5); /* m_out was NULL: the buffer is not written */
+    or_err e = or_compare(r.o_got, want_o, NB * HQ * HD);
+    if (e.nonfinite || e.rel > 1e-6)
+        fail_msg("n = 1 without m: o %.3e (non-finite mismatches %lld)", e.rel,
+                 (long long)e.nonfinite);
+    or_stat_note("n = 1 without m", e.rel);
+    int empty_rows = 0;
+    for (int64_t bh = 0; bh < NB * HQ; bh++) {
+        assert_true(r.l_got[bh] == c->got_l[bh]); /* weight 1: L is the part's l */
+        if (c->got_l[bh] != 0.0f)
+            continue;
+        empty_rows++;
+        for (int64_t x = 0; x < HD; x++)
+            assert_true(r.o_got[bh * HD + x] == 0.0f);
+    }
+    assert_true(empty_rows > 0 && empty_rows < NB * HQ);
+
+    /* The same bits as the call with m (whose only part weighs exp(m - m) = 1, or 0 when
+     * empty, where o is 0 anyway). */
+    merged with_m;
+    merged_init(&with_m);
+    assert_int_equal(merge_tensors(1, o, m, l, &with_m), RA_OK);
+    assert_memory_equal(with_m.o_got, r.o_got, sizeof r.o_got);
+    assert_memory_equal(with_m.l_got, r.l_got, sizeof r.l_got);
+
+    /* In place: o_out and l_out are the part's own o and l. */
+    or_buf po, pm, pl;
+    copy_state(c, 1, &po, &pm, &pl);
+    const ra_tensor *io[1] = {po.t}, *il[1] = {pl.t};
+    assert_int_equal(ra_merge(1, io, NULL, il, po.t, NULL, pl.t), RA_OK);
+    float got[NB * HQ * HD], got_l[NB * HQ];
+    or_buf_gather_f32(&po, got);
+    or_buf_gather_f32(&pl, got_l);
+    assert_memory_equal(got, r.o_got, sizeof got);
+    assert_memory_equal(got_l, r.l_got, sizeof got_l);
+    or_buf_free(&po);
+    or_buf_free(&pm);
+    or_buf_free(&pl);
+
+    /* With m NULL the merged max is unknown: an m_out is refused, nothing is written. */
+    or_buf_fill_bytes(&r.o, 0x5A);
+    or_buf_fill_bytes(&r.m, 0x5A);
+    or_buf_fill_bytes(&r.l, 0x5A);
+    assert_int_equal(ra_merge(1, o, NULL, l, r.o.t, r.m.t, r.l.t), RA_ERR_INVALID_ARGUMENT);
+    assert_true(or_msg_names(ra_last_error(), "m_out"));
+    for (size_t b = 0; b < r.o.bytes; b++)
+        assert_int_equal(r.o.data[b], 0x5A);
+    for (size_t b = 0; b < r.m.bytes; b++)
+        assert_int_equal(r.m.data[b], 0x5A);
+    for (size_t b = 0; b < r.l.bytes; b++)
+        assert_int_equal(r.l.data[b], 0x5A);
+    merged_free(&with_m);
+    merged_free(&r);
+}
+
+/* o_out, m_out and l_out may be the very same views as an input of their role: the result is
+ * bitwise the out-of-place one, and no other input changes. Parts sit in padded (strided)
+ * copies, each with its own padding. */
+static void test_in_place(void **state)
+{
+    merge_fixture *f = *state;
+    enum { N = 3 };
+    or_state parts[N], lse;
+    for (int i = 0; i < N; i++)
+        part_state(&f->part[i], &parts[i]);
+    or_state_alloc(&lse, NB, HQ, HD);
+    or_merge(N, parts, &lse);
+
+    or_buf ob[N], mb[N], lb[N];
+    const ra_tensor *o[N], *m[N], *l[N];
+    for (int i = 0; i < N; i++) {
+        copy_state(&f->part[i], i, &ob[i], &mb[i], &lb[i]);
+        o[i] = ob[i].t, m[i] = mb[i].t, l[i] = lb[i].t;
+    }
+    merged ref;
+    merged_init(&ref);
+    assert_int_equal(merge_tensors(N, o, m, l, &ref), RA_OK);
+    check_against(&ref, &lse, 1e-6, "3 parts, out of place");
+
+    /* {o_out, m_out, l_out} as {o[k], m[k], l[k]} for k = 0 and 2, then a mix of parts. */
+    const int which[3][3] = {{0, 0, 0}, {2, 2, 2}, {2, 0, 1}};
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < N; i++) { /* fresh copies: the last round overwrote some */
+            or_buf_free(&ob[i]);
+            or_buf_free(&mb[i]);
+            or_buf_free(&lb[i]);
+            copy_state(&f->part[i], i, &ob[i], &mb[i], &lb[i]);
+            o[i] = ob[i].t, m[i] = mb[i].t, l[i] = lb[i].t;
+        }
+        unsigned char *before[N][3];
+        for (int i = 0; i < N; i++) {
+            or_buf *bs[3] = {&ob[i], &mb[i], &lb[i]};
+            for (int r = 0; r < 3; r++) {
+                before[i][r] = malloc(bs[r]->bytes);
+                assert_non_null(before[i][r]);
+                memcpy(before[i][r], bs[r]->data, bs[r]->bytes);
+            }
+        }
+        int ko = which[c][0], km = which[c][1], kl = which[c][2];
+        assert_int_equal(ra_merge(N, o, m, l, ob[ko].t, mb[km].t, lb[kl].t), RA_OK);
+        merged got;
+        or_buf_gather_f32(&ob[ko], got.o_got);
+        or_buf_gather_f32(&mb[km], got.m_got);
+        or_buf_gather_f32(&lb[kl], got.l_got);
+        char key[64];
+        snprintf(key, sizeof key, "3 parts in place (o[%d], m[%d], l[%d])", ko, km, kl);
+        check_against(&got, &lse, 1e-6, key);
+        assert_memory_equal(got.o_got, ref.o_got, sizeof got.o_got);
+        assert_memory_equal(got.m_got, ref.m_got, sizeof got.m_got);
+        assert_memory_equal(got.l_got, ref.l_got, sizeof got.l_got);
+        for (int i = 0; i < N; i++) {
+            or_buf *bs[3] = {&ob[i], &mb[i], &lb[i]};
+            const int k[3] = {ko, km, kl};
+            for (int r = 0; r < 3; r++) {
+                if (i != k[r]) /* an input that is no output keeps every byte */
+                    assert_memory_equal(before[i][r], bs[r]->data, bs[r]->bytes);
+                free(before[i][r]);
+            }
+        }
+    }
+
+    /* n = 1 in place with m: the normalized state (o / l, M = m, L = l). */
+    or_state want1;
+    or_state_alloc(&want1, NB, HQ, HD);
+    or_merge(1, &parts[0], &want1);
+    or_buf_free(&ob[0]);
+    or_buf_free(&mb[0]);
+    or_buf_free(&lb[0]);
+    copy_state(&f->part[0], 2, &ob[0], &mb[0], &lb[0]);
+    o[0] = ob[0].t, m[0] = mb[0].t, l[0] = lb[0].t;
+    assert_int_equal(ra_merge(1, o, m, l, ob[0].t, mb[0].t, lb[0].t), RA_OK);
+    merged one;
+    or_buf_gather_f32(&ob[0], one.o_got);
+    or_buf_gather_f32(&mb[0], one.m_got);
+    or_buf_gather_f32(&lb[0], one.l_got);
+    check_against(&one, &want1, 1e-6, "n = 1 in place");
+
+    or_state_free(&want1);
+    for (int i = 0; i < N; i++) {
+        or_buf_free(&ob[i]);
+        or_buf_free(&mb[i]);
+        or_buf_free(&lb[i]);
+        or_state_free(&parts[i]);
+    }
+    or_state_free(&lse);
+    merged_free(&ref);
+}
+
+/* More parts than one block of weights (32) and a head dimension longer than one chunk of
+ * features (256), merged in place into the first and into the last part, against the merge
+ * oracle in double. */
+static void test_in_place_many_parts(void **state)
+{
+    (void)state;
+    enum { N = 37, B = 2, H = 3, D = 300 };
+    const int64_t osh[4] = {B, 1, H, D}, msh[4] = {B, 1, H, 1};
+    or_state parts[N], want;
+    or_buf ob[N], mb[N], lb[N];
+    or_state_alloc(&want, B, H, D);
+    for (int k = 0; k < 2; k++) {
+        const int out = k == 0 ? 0 : N - 1;
+        or_rng r = or_rng_seed(4200); /* the same parts in both rounds */
+        const ra_tensor *o[N], *m[N], *l[N];
+        for (int i = 0; i < N; i++) {
+            or_state_alloc(&parts[i], B, H, D);
+            or_buf_init(&ob[i], RA_DTYPE_F32, 4, osh, NULL);
+            or_buf_init(&mb[i], RA_DTYPE_F32, 4, msh, NULL);
+            or_buf_init(&lb[i], RA_DTYPE_F32, 4, msh, NULL);
+            o[i] = ob[i].t, m[i] = mb[i].t, l[i] = lb[i].t;
+            for (int64_t bh = 0; bh < B * H; bh++) {
+                int64_t at[4] = {bh / H, 0, bh % H, 0};
+                bool empty = (i + bh) % 7 == 3;
+                double mv = empty ? -INFINITY : (float)or_rng_uniform(&r, -6, 6);
+                double lv = empty ? 0.0 : (float)or_rng_uniform(&r, 0.5, 3);
+                parts[i].m[bh] = mv, parts[i].l[bh] = lv;
+                or_buf_set(&mb[i], at, mv);
+                or_buf_set(&lb[i], at, lv);
+                for (at[3] = 0; at[3] < D; at[3]++) {
+                    double x = empty ? 0.0 : (float)or_rng_uniform(&r, 0, 2);
+                    parts[i].o_un[bh * D + at[3]] = x;
+                    or_buf_set(&ob[i], at, x);
+                }
+            }
+        }
+        if (k == 0)
+            or_merge(N, parts, &want);
+        assert_int_equal(ra_merge(N, o, m, l, ob[out].t, mb[out].t, lb[out].t), RA_OK);
+        float *go = malloc(sizeof(float) * B * H * D), gm[B * H], gl[B * H];
+        assert_non_null(go);
+        or_buf_gather_f32(&ob[out], go);
+        or_buf_gather_f32(&mb[out], gm);
+        or_buf_gather_f32(&lb[out], gl);
+        or_err eo = or_compare(go, want.o, B * H * D), em = or_compare(gm, want.m, B * H),
+               el = or_compare(gl, want.l, B * H);
+        if (eo.nonfinite || em.nonfinite || el.nonfinite || eo.rel > 1e-5 || em.rel > 1e-6 ||
+            el.rel > 1e-5)
+            fail_msg("%d parts in place into part %d: o %.3e, m %.3e, l %.3e", N, out, eo.rel,
+                     em.rel, el.rel);
+        or_stat_note("37 parts, D = 300, in place", eo.rel);
+        free(go);
+        for (int i = 0; i < N; i++) {
+            or_buf_free(&ob[i]);
+            or_buf_free(&mb[i]);
+            or_buf_free(&lb[i]);
+            or_state_free(&parts[i]);
+        }
+    }
+    or_state_free(&want);
+}
+
 /* ---- validation ------------------------------------------------------------------------- */
 
 /* Calls ra_merge and checks status, message and that every buffer in `outs` is untouched. */
@@ -469,15 +727,37 @@ static void test_merge_rejects_aliasing(void **state)
     int64_t osh[4] = {NB, 1, HQ, HD}, msh[4] = {NB, 1, HQ, 1};
     ra_tensor *t = NULL;
 
-    /* o_out over o[1]'s memory; m_out over l[0]; l_out over m[1], shifted by one element. */
-    assert_int_equal(ra_tensor_wrap(&t, RA_DTYPE_F32, 4, osh, NULL, in[1].o.data), RA_OK);
+    /* Only the very same view of an input of the same role may be an output: o_out over o[1]
+     * shifted by one element, or on o[1]'s memory with other strides, overlaps it; m_out on
+     * exactly l[0]'s view is still an alias (another role); l_out over m[1], shifted. */
     const char *names_o[] = {"o_out", "o", NULL};
     unsigned char *snap = malloc(in[1].o.bytes);
     assert_non_null(snap);
     memcpy(snap, in[1].o.data, in[1].o.bytes);
     or_buf *outs[2] = {&r.m, &r.l};
+    /* o[1]'s values in a buffer one element longer, so o_out fits one element further on. */
+    int64_t host_sh[1] = {NB * HQ * HD + 1};
+    or_buf host;
+    or_buf_init(&host, RA_DTYPE_F32, 1, host_sh, NULL);
+    or_buf_fill_bytes(&host, 0);
+    ra_tensor *o1 = NULL;
+    assert_int_equal(ra_tensor_wrap(&o1, RA_DTYPE_F32, 4, osh, NULL, host.data), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&t, RA_DTYPE_F32, 4, osh, NULL, host.data + 4), RA_OK);
+    const ra_tensor *o_sh[2] = {o[0], o1};
+    unsigned char *host_snap = malloc(host.bytes);
+    assert_non_null(host_snap);
+    memcpy(host_snap, host.data, host.bytes);
+    expect_merge_fails(2, o_sh, m, l, t, r.m.t, r.l.t, outs, 2, RA_ERR_ALIAS, names_o,
+                       "o_out over o[1], one element on");
+    assert_memory_equal(host_snap, host.data, host.bytes);
+    free(host_snap);
+    ra_tensor_destroy(t);
+    ra_tensor_destroy(o1);
+    or_buf_free(&host);
+    int64_t transposed[4] = {HQ * HD, HQ * HD, 1, HQ}; /* [b][d][h] order, no self-overlap */
+    assert_int_equal(ra_tensor_wrap(&t, RA_DTYPE_F32, 4, osh, transposed, in[1].o.data), RA_OK);
     expect_merge_fails(2, o, m, l, t, r.m.t, r.l.t, outs, 2, RA_ERR_ALIAS, names_o,
-                       "o_out over o[1]");
+                       "o_out on o[1]'s memory, other strides");
     assert_memory_equal(snap, in[1].o.data, in[1].o.bytes);
     free(snap);
     ra_tensor_destroy(t);
@@ -530,6 +810,9 @@ int main(void)
         cmocka_unit_test(test_four_parts_flat_and_tree),
         cmocka_unit_test(test_single_and_self),
         cmocka_unit_test(test_extreme_m),
+        cmocka_unit_test(test_single_without_m),
+        cmocka_unit_test(test_in_place),
+        cmocka_unit_test(test_in_place_many_parts),
         cmocka_unit_test(test_merge_rejects),
         cmocka_unit_test(test_merge_rejects_aliasing),
     };
