@@ -310,9 +310,9 @@ RA_API ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q,
  *
  * Errors: n == 0 or NULL arrays/elements (RA_ERR_INVALID_ARGUMENT; the m array only when
  * n != 1), shapes or dtypes that differ, RA_ERR_ALIAS when an output overlaps an input (other
- * than as above), another output, or its own elements. Since 0.1.0. Since 0.2.0 (not yet
- * released): m may be NULL when n == 1, and outputs may be in place; 0.1.0 rejects these calls
- * with RA_ERR_INVALID_ARGUMENT and RA_ERR_ALIAS. */
+ * than as above), another output, or its own elements. Since 0.1.0; since 0.2.0 m may be
+ * NULL when n == 1, and outputs may be in place (0.1.0 rejects these calls with
+ * RA_ERR_INVALID_ARGUMENT and RA_ERR_ALIAS). */
 RA_API ra_status ra_merge(size_t n, const ra_tensor *const *o, const ra_tensor *const *m,
                           const ra_tensor *const *l, ra_tensor *o_out, ra_tensor *m_out,
                           ra_tensor *l_out);
