@@ -22,8 +22,35 @@ static int wrap(ra_tensor **t, ra_dtype dt, int rank, const int64_t *shape,
     return s == RA_OK ? 0 : ra_fail(s, what);
 }
 
+/* Fills n floats with NaN: pool rows that no sequence holds. */
+static void fill_nan(float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+}
+
+/* The page table and free list of num_pages pages of page_size positions, all free; the
+ * lowest page index is handed out first. */
+static int pages_init(ts_pages *pg, int B, int seq_len, int page_size, int num_pages)
+{
+    pg->size = page_size;
+    pg->count = num_pages;
+    pg->max_pages = (seq_len + page_size - 1) / page_size;
+    pg->table = malloc((size_t)B * (size_t)pg->max_pages * sizeof *pg->table);
+    pg->held = calloc((size_t)B, sizeof *pg->held);
+    pg->free = malloc((size_t)num_pages * sizeof *pg->free);
+    if (!pg->table || !pg->held || !pg->free)
+        return -1;
+    for (size_t i = 0; i < (size_t)B * (size_t)pg->max_pages; i++)
+        pg->table[i] = -1;
+    for (int i = 0; i < num_pages; i++)
+        pg->free[i] = num_pages - 1 - i;
+    pg->n_free = num_pages;
+    return 0;
+}
+
 int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int threads,
-                 ra_kernel kernel, int check)
+                 ra_kernel kernel, int check, int page_size, int num_pages)
 {
     memset(a, 0, sizeof *a);
     a->B = B;
@@ -35,14 +62,20 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     a->layout = layout;
     a->check = check;
     const int64_t S = a->S, Hq = a->Hq, Hkv = a->Hkv, D = a->D;
-    if (layout == TS_LAYOUT_BSTH) {
+    const int paged = layout == TS_LAYOUT_PAGED;
+    if (paged) {
+        const int64_t st[4] = {page_size * Hkv * D, Hkv * D, D, 1};
+        memcpy(a->kv_stride, st, sizeof st);
+    } else if (layout == TS_LAYOUT_BSTH) {
         const int64_t st[4] = {S * Hkv * D, Hkv * D, D, 1};
         memcpy(a->kv_stride, st, sizeof st);
     } else {
         const int64_t st[4] = {Hkv * S * D, D, S * D, 1};
         memcpy(a->kv_stride, st, sizeof st);
     }
-    const size_t cache = (size_t)B * (size_t)(S * Hkv * D);
+    /* a cache of B * S rows, or a pool of num_pages * page_size rows */
+    const size_t cache = paged ? (size_t)num_pages * (size_t)(page_size * Hkv * D)
+                               : (size_t)B * (size_t)(S * Hkv * D);
     const size_t qsize = (size_t)B * (size_t)(Hq * D);
     a->k = calloc((size_t)a->n_layers, sizeof *a->k);
     a->v = calloc((size_t)a->n_layers, sizeof *a->v);
@@ -57,15 +90,29 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     if (!a->k || !a->v || !a->kt || !a->vt || !a->q || !a->o_part || !a->out || !a->m ||
         !a->l || !a->lengths)
         goto oom;
+    if (paged && pages_init(&a->pages, B, a->S, page_size, num_pages) != 0)
+        goto oom;
 
     const int64_t kv_shape[4] = {B, S, Hkv, D};
+    const int64_t pool_shape[4] = {num_pages, page_size, Hkv, D};
     for (int i = 0; i < a->n_layers; i++) {
         a->k[i] = calloc(cache, sizeof(float));
         a->v[i] = calloc(cache, sizeof(float));
         if (!a->k[i] || !a->v[i])
             goto oom;
-        if (wrap(&a->kt[i], RA_DTYPE_F32, 4, kv_shape, a->kv_stride, a->k[i], "wrapping K") ||
-            wrap(&a->vt[i], RA_DTYPE_F32, 4, kv_shape, a->kv_stride, a->v[i], "wrapping V"))
+        if (paged) {
+            fill_nan(a->k[i], cache);
+            fill_nan(a->v[i], cache);
+        }
+        const int64_t *shape = paged ? pool_shape : kv_shape;
+        if (wrap(&a->kt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->k[i], "wrapping K") ||
+            wrap(&a->vt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->v[i], "wrapping V"))
+            goto fail;
+    }
+    if (paged) {
+        const int64_t table_shape[2] = {B, a->pages.max_pages};
+        if (wrap(&a->pages.table_t, RA_DTYPE_I32, 2, table_shape, NULL, a->pages.table,
+                 "wrapping the page table"))
             goto fail;
     }
     const int64_t q_shape[4] = {B, 1, Hq, D}, ml_shape[4] = {B, 1, Hq, 1}, len_shape[1] = {B};
@@ -90,7 +137,12 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     }
     return 0;
 oom:
-    fprintf(stderr, "tinystories: out of memory for the KV cache of %d sequences\n", B);
+    if (paged)
+        fprintf(stderr,
+                "tinystories: out of memory for a pool of %d pages of %d positions per layer\n",
+                num_pages, page_size);
+    else
+        fprintf(stderr, "tinystories: out of memory for the KV cache of %d sequences\n", B);
 fail:
     ts_attn_free(a);
     return -1;
@@ -119,6 +171,11 @@ void ts_attn_free(ts_attn *a)
     ra_tensor_destroy(a->lt);
     ra_tensor_destroy(a->lengths_t);
     ra_options_destroy(a->opts);
+    ra_tensor_destroy(a->pages.table_t);
+    free(a->pages.table);
+    free(a->pages.held);
+    free(a->pages.free);
+    ts_attn_check_free(a);
     free(a->q);
     free(a->o_part);
     free(a->out);
@@ -128,18 +185,72 @@ void ts_attn_free(ts_attn *a)
     memset(a, 0, sizeof *a);
 }
 
+int ts_attn_begin_step(ts_attn *a, const int *active, int n_active, const int *pos, int step)
+{
+    memset(a->lengths, 0, (size_t)a->B * sizeof *a->lengths);
+    ts_pages *pg = &a->pages;
+    for (int i = 0; i < n_active; i++) {
+        const int b = active[i];
+        a->lengths[b] = pos[b] + 1;
+        if (a->layout != TS_LAYOUT_PAGED || pos[b] % pg->size != 0)
+            continue;
+        /* position pos[b] is the first of a page this sequence does not hold yet */
+        if (pg->n_free == 0) {
+            fprintf(stderr,
+                    "tinystories: the page pool is exhausted: at step %d sequence %d needs a "
+                    "page for position %d, and all %d pages of %d positions are in use "
+                    "(raise --pool-pages)\n",
+                    step, b, pos[b], pg->count, pg->size);
+            return -1;
+        }
+        pg->table[(int64_t)b * pg->max_pages + pg->held[b]] = pg->free[--pg->n_free];
+        pg->held[b]++;
+        pg->acquired++;
+        if (pg->count - pg->n_free > pg->peak)
+            pg->peak = pg->count - pg->n_free;
+    }
+    return 0;
+}
+
+void ts_attn_release(ts_attn *a, int b)
+{
+    ts_pages *pg = &a->pages;
+    if (a->layout != TS_LAYOUT_PAGED)
+        return;
+    const size_t rows = (size_t)pg->size * (size_t)(a->Hkv * a->D);
+    int32_t *slots = pg->table + (int64_t)b * pg->max_pages;
+    for (int i = pg->held[b] - 1; i >= 0; i--) {
+        for (int l = 0; l < a->n_layers; l++) {
+            fill_nan(a->k[l] + (size_t)slots[i] * rows, rows);
+            fill_nan(a->v[l] + (size_t)slots[i] * rows, rows);
+        }
+        pg->free[pg->n_free++] = slots[i];
+        slots[i] = -1;
+    }
+    pg->held[b] = 0;
+}
+
 int ts_attn_run(ts_attn *a, int layer)
 {
     const double t0 = omp_get_wtime();
-    ra_status s = ra_ragged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer], a->lengths_t,
-                                a->o_part_t, a->mt, a->lt);
+    const int paged = a->layout == TS_LAYOUT_PAGED;
+    ra_status s = paged ? ra_paged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer],
+                                       a->pages.table_t, a->lengths_t, a->o_part_t, a->mt, a->lt)
+                        : ra_ragged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer],
+                                        a->lengths_t, a->o_part_t, a->mt, a->lt);
     if (s != RA_OK)
-        return ra_fail(s, "ra_ragged_gqa");
+        return ra_fail(s, paged ? "ra_paged_gqa" : "ra_ragged_gqa");
+    /* Paged with the check: ra_ragged_gqa on the same rows laid out contiguously must give
+     * the same bits; compared before ra_merge, on the partial state itself. */
+    const double t1 = omp_get_wtime();
+    if (paged && a->check && ts_attn_check_contiguous(a, layer) != 0)
+        return -1;
+    const double t2 = omp_get_wtime();
     /* One partial state merges to o / l, and to zeros for idle slots (l == 0). */
     const ra_tensor *o = a->o_part_t, *m = a->mt, *l = a->lt;
     s = ra_merge(1, &o, &m, &l, a->out_t, NULL, NULL);
     if (s != RA_OK)
         return ra_fail(s, "ra_merge");
-    a->seconds += omp_get_wtime() - t0;
+    a->seconds += omp_get_wtime() - t0 - (t2 - t1);
     return a->check ? ts_attn_check(a, layer) : 0;
 }

@@ -10,4 +10,13 @@
  * idle slots. Updates a->worst_rel. Returns 0, or -1 after printing the first failure. */
 int ts_attn_check(ts_attn *a, int layer);
 
+/* Paged layout: copies every slot's valid rows of layer `layer` out of the pool into a
+ * contiguous [B,S,Hkv,D] cache, runs ra_ragged_gqa on it with the same options, and requires
+ * its o*l, m and l to be bitwise the ones ra_paged_gqa left in a->o_part, a->m and a->l.
+ * Returns 0, or -1 after printing the first difference. */
+int ts_attn_check_contiguous(ts_attn *a, int layer);
+
+/* Frees what ts_attn_check_contiguous allocated (nothing if it never ran). */
+void ts_attn_check_free(ts_attn *a);
+
 #endif

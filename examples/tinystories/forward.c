@@ -114,12 +114,10 @@ int ts_forward(const ts_model *m, ts_state *s, ts_attn *a, const int *active, in
     const int dim = c->dim, kv = c->kv_dim, hid = c->hidden_dim, nt = s->threads;
     const size_t dd = (size_t)dim * dim, kd = (size_t)kv * dim, hd = (size_t)hid * dim;
 
-    memset(a->lengths, 0, (size_t)a->B * sizeof *a->lengths);
     for (int i = 0; i < n_active; i++) {
         const int b = active[i];
         memcpy(s->x + (size_t)b * dim, w->tok_emb + (size_t)token[b] * dim,
                (size_t)dim * sizeof(float));
-        a->lengths[b] = pos[b] + 1;
     }
     for (int l = 0; l < c->n_layers; l++) {
         for (int i = 0; i < n_active; i++) {

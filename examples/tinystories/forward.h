@@ -17,9 +17,10 @@ int ts_state_init(ts_state *s, const ts_config *c, int B, int threads);
 void ts_state_free(ts_state *s);
 
 /* Runs token[b] at position pos[b] for the n_active slots listed in active[], writing
- * s->logits[b * vocab ...]. Stores their keys and values at row pos[b] of each layer's cache;
- * each layer's attention is one ts_attn_run (one ra_ragged_gqa) for the whole batch, with idle
- * slots at length 0. Returns 0, or -1 when the attention call failed. */
+ * s->logits[b * vocab ...]. The caller has run ts_attn_begin_step for this step (lengths, and
+ * pages). Stores their keys and values at row pos[b] of each layer's cache; each layer's
+ * attention is one ts_attn_run (one ra_ragged_gqa or ra_paged_gqa) for the whole batch, with
+ * idle slots at length 0. Returns 0, or -1 when the attention call failed. */
 int ts_forward(const ts_model *m, ts_state *s, ts_attn *a, const int *active, int n_active,
                const int *token, const int *pos);
 

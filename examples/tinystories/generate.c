@@ -2,6 +2,7 @@
 
 #include "forward.h"
 
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,25 @@ static int flush_text(ts_seq *q, FILE *out)
     return fflush(out) == 0 ? 0 : -1;
 }
 
+int ts_pool_pages_needed(const ts_run_config *cfg)
+{
+    /* The count only drops when a sequence finishes, so its maximum is reached on the last
+     * step of some sequence: the step start_e + steps - 1 for some e. */
+    const long steps = cfg->steps, ps = cfg->page_size;
+    long best = 0;
+    for (int e = 0; e < cfg->n_prompts; e++) {
+        const long s = (long)e * cfg->stagger + steps - 1;
+        long held = 0;
+        for (int b = 0; b < cfg->n_prompts; b++) {
+            const long start = (long)b * cfg->stagger;
+            if (start <= s && s < start + steps)
+                held += (s - start + 1 + ps - 1) / ps;
+        }
+        best = held > best ? held : best;
+    }
+    return best < INT_MAX ? (int)best : INT_MAX;
+}
+
 int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg, FILE *out,
                 ts_run_stats *stats)
 {
@@ -130,7 +150,11 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
         free_seqs(seqs, B);
         return -1;
     }
-    if (ts_attn_init(&attn, &m->cfg, B, cfg->layout, cfg->threads, cfg->kernel, cfg->check)) {
+    const int pool = cfg->layout != TS_LAYOUT_PAGED ? 0
+                     : cfg->pool_pages > 0   ? cfg->pool_pages
+                                             : ts_pool_pages_needed(cfg);
+    if (ts_attn_init(&attn, &m->cfg, B, cfg->layout, cfg->threads, cfg->kernel, cfg->check,
+                     cfg->page_size, pool)) {
         free(active), free(token), free(pos);
         free_seqs(seqs, B);
         return -1;
@@ -160,10 +184,14 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
             break;
         if (n_active == 0)
             continue;
-        rc = ts_forward(m, &st, &attn, active, n_active, token, pos);
+        rc = ts_attn_begin_step(&attn, active, n_active, pos, step);
+        if (rc == 0)
+            rc = ts_forward(m, &st, &attn, active, n_active, token, pos);
         for (int i = 0; i < n_active && rc == 0; i++) {
             const int b = active[i];
             rc = advance(tok, cfg, &seqs[b], st.logits + (size_t)b * tok->vocab_size);
+            if (seqs[b].done)
+                ts_attn_release(&attn, b); /* its pages serve the sequences that come next */
         }
         if (rc == 0 && B == 1)
             rc = flush_text(&seqs[0], out); /* stream a single sequence */
@@ -173,6 +201,9 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
     stats->seconds = omp_get_wtime() - t0;
     stats->attn_seconds = attn.seconds;
     stats->worst_rel = attn.worst_rel;
+    stats->pool_pages = attn.pages.count;
+    stats->peak_pages = attn.pages.peak;
+    stats->acquired = attn.pages.acquired;
     for (int b = 0; b < B && rc == 0; b++) {
         rc = flush_text(&seqs[b], out);
         if (rc == 0 && (fputc('\n', out) == EOF || fflush(out) != 0)) {

@@ -17,6 +17,8 @@ typedef struct ts_run_config {
     int threads;   /* 0 = OpenMP default */
     ra_kernel kernel;
     int check;     /* compare every attention call with a double-precision oracle */
+    int page_size;  /* TS_LAYOUT_PAGED: positions per page */
+    int pool_pages; /* TS_LAYOUT_PAGED: pages per layer's pool; 0 = ts_pool_pages_needed */
 } ts_run_config;
 
 typedef struct ts_run_stats {
@@ -25,7 +27,15 @@ typedef struct ts_run_stats {
     double seconds;   /* wall time of the decode loop */
     double attn_seconds; /* the part spent in ra_ragged_gqa and ra_merge */
     double worst_rel; /* worst attention error the check saw (0 without --check-attention) */
+    int pool_pages;   /* paged: pages in each layer's pool */
+    int peak_pages;   /* paged: most pages in use at once */
+    long acquired;    /* paged: pages taken from the free list (more than the peak: reuse) */
 } ts_run_stats;
+
+/* The most pages the sequences of cfg hold at once if none ends early: sequence b holds
+ * ceil(n / page_size) pages while it has n positions, from step b * stagger for cfg->steps
+ * steps, and frees them all when it finishes. */
+int ts_pool_pages_needed(const ts_run_config *cfg);
 
 /* Decodes every prompt greedily (argmax) for cfg->steps positions. Every step runs all
  * sequences that have joined and not finished through one ts_forward: a sequence first consumes

@@ -24,7 +24,14 @@ static void usage(FILE *f)
             "  -n, --steps N           positions per sequence, BOS and prompt included\n"
             "                          (llama2.c's -n; default 256, 0 = the model's seq_len)\n"
             "  -l, --layout L          KV cache layout: bsth = [B,seq,kv_heads,head_size]\n"
-            "                          (default) or bhst = [B,kv_heads,seq,head_size] (a view)\n"
+            "                          (default), bhst = [B,kv_heads,seq,head_size] (a view),\n"
+            "                          or paged: per layer a pool of pages\n"
+            "                          [pages,page_size,kv_heads,head_size] shared by the\n"
+            "                          batch, one page table per sequence (ra_paged_gqa)\n"
+            "  -P, --page-size N       paged: positions per page (default 16)\n"
+            "  -p, --pool-pages N      paged: pages in each layer's pool (default: the most\n"
+            "                          the sequences hold at once if none ends early); a run\n"
+            "                          that needs more fails\n"
             "  -T, --threads N         OpenMP threads for the attention calls and the matrix\n"
             "                          products (default 1: this model is so small that a\n"
             "                          parallel region costs more than it saves on a busy\n"
@@ -78,6 +85,7 @@ static int parse_kernel(const char *s, ra_kernel *k)
 /* Returns 0 to run, 1 after --help, -1 on a bad command line. */
 static int parse_args(int argc, char **argv, ts_cli *c)
 {
+    int paging_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define IS(short_, long_) (strcmp(a, short_) == 0 || strcmp(a, long_) == 0)
@@ -114,10 +122,21 @@ static int parse_args(int argc, char **argv, ts_cli *c)
                 c->run.layout = TS_LAYOUT_BSTH;
             } else if (strcmp(val, "bhst") == 0) {
                 c->run.layout = TS_LAYOUT_BHST;
+            } else if (strcmp(val, "paged") == 0) {
+                c->run.layout = TS_LAYOUT_PAGED;
             } else {
-                fprintf(stderr, "tinystories: --layout must be bsth or bhst, got '%s'\n", val);
+                fprintf(stderr, "tinystories: --layout must be bsth, bhst or paged, got '%s'\n",
+                        val);
                 return -1;
             }
+        } else if (IS("-P", "--page-size")) {
+            if (parse_int(a, val, 1, 1 << 20, &c->run.page_size))
+                return -1;
+            paging_given = 1;
+        } else if (IS("-p", "--pool-pages")) {
+            if (parse_int(a, val, 1, 1 << 24, &c->run.pool_pages))
+                return -1;
+            paging_given = 1;
         } else if (IS("-t", "--temperature")) {
             char *end;
             double t = strtod(val, &end);
@@ -137,7 +156,16 @@ static int parse_args(int argc, char **argv, ts_cli *c)
         }
 #undef IS
     }
+    if (paging_given && c->run.layout != TS_LAYOUT_PAGED) {
+        fprintf(stderr, "tinystories: --page-size and --pool-pages need --layout paged\n");
+        return -1;
+    }
     return 0;
+}
+
+static const char *layout_name(ts_layout l)
+{
+    return l == TS_LAYOUT_BSTH ? "bsth" : l == TS_LAYOUT_BHST ? "bhst" : "paged";
 }
 
 int main(int argc, char **argv)
@@ -146,6 +174,7 @@ int main(int argc, char **argv)
     cli.run.layout = TS_LAYOUT_BSTH;
     cli.run.threads = 1;
     cli.run.kernel = RA_KERNEL_AUTO;
+    cli.run.page_size = 16;
     /* at most one prompt per argument pair, plus the default empty prompt */
     cli.prompts = calloc((size_t)argc / 2 + 1, sizeof *cli.prompts);
     if (!cli.prompts) {
@@ -184,6 +213,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tinystories: --steps %d exceeds the model's seq_len %d\n", cli.steps,
                 model.cfg.seq_len);
         rc = 2;
+    } else if (cli.run.page_size > model.cfg.seq_len) {
+        fprintf(stderr, "tinystories: --page-size %d exceeds the model's seq_len %d\n",
+                cli.run.page_size, model.cfg.seq_len);
+        rc = 2;
     }
     ts_run_stats stats;
     if (rc == 0) {
@@ -203,10 +236,19 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "tinystories: batch %d, layout %s, kernel %s, %d thread%s: %ld tokens in %.3f s "
                 "= %.1f tok/s (%ld batch steps, %.1f steps/s; attention %.0f%% of the time)\n",
-                cli.n_prompts, cli.run.layout == TS_LAYOUT_BSTH ? "bsth" : "bhst",
+                cli.n_prompts, layout_name(cli.run.layout),
                 ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
                 stats.seconds, stats.positions / secs, stats.batch_steps,
                 stats.batch_steps / secs, 100.0 * stats.attn_seconds / secs);
+        if (cli.run.layout == TS_LAYOUT_PAGED) {
+            const long per_seq = (cli.steps + cli.run.page_size - 1) / cli.run.page_size;
+            fprintf(stderr,
+                    "tinystories: paged KV cache: a pool of %d pages of %d positions per layer "
+                    "(%ld if no page were reused), peak %d pages in use, %ld page "
+                    "acquisitions\n",
+                    stats.pool_pages, cli.run.page_size, per_seq * cli.n_prompts,
+                    stats.peak_pages, stats.acquired);
+        }
         if (cli.run.check)
             fprintf(stderr, "tinystories: attention check passed, worst error %.3g of max|o|\n",
                     stats.worst_rel);

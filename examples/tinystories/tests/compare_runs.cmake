@@ -7,6 +7,8 @@
 #   -DRIGHT=<runs>         compare LEFT with these runs' concatenated stdouts, or
 #   -DFAIL_REGEX=<regex>   require LEFT (one run) to fail with stderr matching the regex.
 #   With none of the three, LEFT's runs only have to succeed.
+#   -DPAGE_REUSE=ON        also require each LEFT run's stderr to report a paged KV cache that
+#                          reused pages: more page acquisitions than pages in use at the peak.
 #
 # <runs>: runs separated by "@@", each run's arguments separated by "|" (prompts contain
 # spaces, and semicolons do not survive add_test reliably). Empty arguments are kept.
@@ -30,9 +32,20 @@ macro(run_one run out_file)
   string(REPLACE "|" " " shown "${run}")
 endmacro()
 
+# Fails unless stderr `err` of the run `shown` reports page reuse (see PAGE_REUSE above).
+function(require_page_reuse err shown)
+  if(NOT err MATCHES "peak ([0-9]+) pages in use, ([0-9]+) page acquisitions")
+    message(FATAL_ERROR "no paged KV cache report on stderr: ${EXE} ${shown}\n${err}")
+  endif()
+  if(NOT CMAKE_MATCH_2 GREATER CMAKE_MATCH_1)
+    message(FATAL_ERROR "no page was reused (peak ${CMAKE_MATCH_1} pages in use, "
+      "${CMAKE_MATCH_2} acquisitions): ${EXE} ${shown}\n${err}")
+  endif()
+endfunction()
+
 # Runs every run of `runs`, failing on a non-zero exit, and writes the concatenated stdouts to
-# out_file (cmake -E cat keeps the bytes exact).
-function(run_all runs out_file)
+# out_file (cmake -E cat keeps the bytes exact). check_reuse: apply require_page_reuse.
+function(run_all runs out_file check_reuse)
   string(REPLACE "@@" ";" run_list "${runs}")
   set(parts "")
   set(i 0)
@@ -42,6 +55,9 @@ function(run_all runs out_file)
       message(FATAL_ERROR "run failed (exit ${rc}): ${EXE} ${shown}\n${err}")
     endif()
     message(STATUS "ran: ${shown}\n${err}")
+    if(check_reuse)
+      require_page_reuse("${err}" "${shown}")
+    endif()
     list(APPEND parts "${out_file}.${i}")
     math(EXPR i "${i} + 1")
   endforeach()
@@ -83,10 +99,13 @@ if(DEFINED FAIL_REGEX)
   return()
 endif()
 
-run_all("${LEFT}" "${WORK}.left")
+if(NOT DEFINED PAGE_REUSE)
+  set(PAGE_REUSE OFF)
+endif()
+run_all("${LEFT}" "${WORK}.left" ${PAGE_REUSE})
 if(DEFINED EXPECTED)
   require_same("${WORK}.left" "${EXPECTED}")
 elseif(DEFINED RIGHT)
-  run_all("${RIGHT}" "${WORK}.right")
+  run_all("${RIGHT}" "${WORK}.right" OFF)
   require_same("${WORK}.left" "${WORK}.right")
 endif()
