@@ -1,6 +1,6 @@
 /* raggedattn-tinystories: greedy text generation with a Llama-2 TinyStories model, where each
- * layer's attention for the whole batch is one ra_ragged_gqa call. stdout gets only the text;
- * speed and diagnostics go to stderr. */
+ * layer's attention for the whole batch is one ra_ragged_gqa call (ra_paged_gqa with a paged
+ * KV cache). stdout gets only the text; speed and diagnostics go to stderr. */
 #include "datadir.h"
 #include "generate.h"
 #include "model.h"
