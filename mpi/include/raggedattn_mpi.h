@@ -5,8 +5,9 @@
  * positions. Rank r holds positions [start_r, start_r + S_r) of every sequence, and its
  * lengths[b] counts the valid positions of sequence b inside that range (0 is allowed: the
  * sequence then ends before the range, or the range is empty). Every rank runs ra_ragged_gqa on
- * its shard, which yields a partial state (o un-normalized, m, l) per (b, h); the partial
- * states are then combined across ranks with the log-sum-exp rule of ra_merge:
+ * its shard (ra_paged_gqa when it keeps the shard as pages), which yields a partial state
+ * (o un-normalized, m, l) per (b, h); the partial states are then combined across ranks with
+ * the log-sum-exp rule of ra_merge:
  *
  *     M = max_r m_r,  L = sum_r exp(m_r - M) l_r,  o = sum_r exp(m_r - M) o_r / L
  *
@@ -92,6 +93,24 @@ ra_status ra_mpi_ragged_gqa(MPI_Comm comm, int root, ra_mpi_method method,
                             const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
                             const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o,
                             ra_tensor *m, ra_tensor *l);
+
+/* ra_paged_gqa over a paged KV cache sharded along the sequence axis, then ra_mpi_merge: as
+ * ra_mpi_ragged_gqa, with each rank's slice kept as pages.
+ *   k_pages, v_pages: this rank's pools [num_pages, page_size, Hkv, D] (any strides and K/V
+ *             dtypes that ra_paged_gqa takes; num_pages and page_size may differ between ranks).
+ *   page_table: i32 [B, max_pages], this rank's pages of each sequence in order: position t of
+ *             sequence b's slice is row t % page_size of page page_table[b][t / page_size].
+ *   lengths:  i32 [B], the valid positions of each sequence inside this rank's slice, in
+ *             [0, max_pages * page_size].
+ *   q, opts, o, m, l: as for ra_mpi_ragged_gqa.
+ * Each rank's partial state is bitwise the one ra_mpi_ragged_gqa computes from the same rows
+ * laid out contiguously, so the two functions return the same bits.
+ * Errors: those of ra_paged_gqa on any rank (the failing rank's own message names the
+ * argument; the other ranks name that rank), and those of ra_mpi_merge. */
+ra_status ra_mpi_paged_gqa(MPI_Comm comm, int root, ra_mpi_method method,
+                           const ra_options *opts, const ra_tensor *q, const ra_tensor *k_pages,
+                           const ra_tensor *v_pages, const ra_tensor *page_table,
+                           const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
-/* raggedattn_mpi under mpirun: sharded attention against a double oracle over the whole cache
- * and against the single-process ra_ragged_gqa + ra_merge result, for 1, 2 or 3 ranks.
+/* raggedattn_mpi under mpirun: sharded attention (each rank's slice a contiguous cache, or
+ * pages) against a double oracle over the whole cache and against the single-process
+ * ra_ragged_gqa + ra_merge result, for 1, 2 or 3 ranks.
  *
  * Not CMocka: a failed CMocka assertion leaves its test on one rank while the others wait in a
  * collective. Here a failed check is counted and the rank carries on, so the ranks stay in
@@ -238,6 +239,98 @@ static void shard_free(shard *sh)
     ra_tensor_destroy(sh->lengths);
     free(sh->kbuf);
     free(sh->vbuf);
+}
+
+/* ---- this rank's shard as pages -------------------------------------------------------- */
+
+typedef struct paged_shard {
+    int32_t len[8];
+    int64_t page_size, num_pages, max_pages;
+    void *kpool, *vpool;
+    int32_t *table; /* [B][max_pages]; -1 past each sequence's last page */
+    ra_tensor *q, *k, *v, *table_t, *lengths;
+} paged_shard;
+
+/* This rank's range of the cut, kept as pages of page_size positions in an order shuffled per
+ * rank, in pools [num_pages, page_size, Hkv, D] (hnd: stored [num_pages, Hkv, page_size, D] and
+ * passed as a strided view) with two spare pages. Every pool row that holds no valid position
+ * is NaN, so a read of one would show in the result. */
+static void paged_shard_init(paged_shard *ps, const problem *p, enum cut c, int64_t page_size,
+                             bool hnd)
+{
+    memset(ps, 0, sizeof *ps);
+    int64_t start, count;
+    cut_range(c, p->S, g_size, g_rank, &start, &count);
+    ps->page_size = page_size;
+    ps->max_pages = (count + page_size - 1) / page_size;
+    int64_t used = 0;
+    for (int64_t b = 0; b < p->B; ++b) {
+        int64_t n = p->len[b] - start;
+        ps->len[b] = (int32_t)(n < 0 ? 0 : n > count ? count : n);
+        used += (ps->len[b] + page_size - 1) / page_size;
+    }
+    ps->num_pages = used + 2;
+    int32_t *order = xmalloc((size_t)ps->num_pages * sizeof(int32_t));
+    for (int64_t i = 0; i < ps->num_pages; ++i)
+        order[i] = (int32_t)i;
+    for (int64_t i = ps->num_pages - 1; i > 0; --i) { /* Fisher-Yates from so_value */
+        int64_t r = (int64_t)((so_value(40 + (uint64_t)g_rank, (uint64_t)i) + 1.0f) * 0.5f *
+                              (float)(i + 1));
+        r = r > i ? i : r;
+        int32_t t = order[i];
+        order[i] = order[r];
+        order[r] = t;
+    }
+    ps->table = xmalloc((size_t)(p->B * (ps->max_pages ? ps->max_pages : 1)) * sizeof(int32_t));
+    int64_t next = 0;
+    for (int64_t b = 0; b < p->B; ++b)
+        for (int64_t i = 0; i < ps->max_pages; ++i)
+            ps->table[b * ps->max_pages + i] =
+                i < (ps->len[b] + page_size - 1) / page_size ? order[next++] : -1;
+    free(order);
+
+    bool bf = p->kv_dtype == RA_DTYPE_BF16;
+    size_t esz = bf ? sizeof(uint16_t) : sizeof(float);
+    const int64_t H = p->Hkv, D = p->D, PS = page_size;
+    const int64_t st[4] = {PS * H * D, hnd ? D : H * D, hnd ? PS * D : D, 1};
+    size_t n = (size_t)(ps->num_pages * PS * H * D);
+    ps->kpool = xmalloc(n * esz);
+    ps->vpool = xmalloc(n * esz);
+    const float nan_f = NAN;
+    const uint16_t nan_bf = 0x7FC0;
+    for (size_t i = 0; i < n; ++i) {
+        memcpy((char *)ps->kpool + i * esz, bf ? (const void *)&nan_bf : &nan_f, esz);
+        memcpy((char *)ps->vpool + i * esz, bf ? (const void *)&nan_bf : &nan_f, esz);
+    }
+    const char *k = bf ? (const char *)p->k16 : (const char *)p->k;
+    const char *v = bf ? (const char *)p->v16 : (const char *)p->v;
+    for (int64_t b = 0; b < p->B; ++b)
+        for (int64_t t = 0; t < ps->len[b]; ++t) {
+            int64_t page = ps->table[b * ps->max_pages + t / PS];
+            for (int64_t j = 0; j < H; ++j) {
+                size_t from = (size_t)(((b * p->S + start + t) * H + j) * D) * esz;
+                size_t to = (size_t)(page * st[0] + (t % PS) * st[1] + j * st[2]) * esz;
+                memcpy((char *)ps->kpool + to, k + from, (size_t)D * esz);
+                memcpy((char *)ps->vpool + to, v + from, (size_t)D * esz);
+            }
+        }
+    ps->k = wrap(p->kv_dtype, ps->num_pages, PS, H, D, st, ps->kpool);
+    ps->v = wrap(p->kv_dtype, ps->num_pages, PS, H, D, st, ps->vpool);
+    ps->q = wrap(RA_DTYPE_F32, p->B, 1, p->Hq, p->D, NULL, p->q);
+    const int64_t nb[1] = {p->B}, ts[2] = {p->B, ps->max_pages};
+    if (ra_tensor_wrap(&ps->lengths, RA_DTYPE_I32, 1, nb, NULL, ps->len) != RA_OK ||
+        ra_tensor_wrap(&ps->table_t, RA_DTYPE_I32, 2, ts, NULL, ps->table) != RA_OK)
+        MPI_Abort(MPI_COMM_WORLD, 2);
+}
+
+static void paged_shard_free(paged_shard *ps)
+{
+    ra_tensor *all[] = {ps->q, ps->k, ps->v, ps->table_t, ps->lengths};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        ra_tensor_destroy(all[i]);
+    free(ps->kpool);
+    free(ps->vpool);
+    free(ps->table);
 }
 
 /* ---- outputs, prefilled with a NaN pattern so that untouched memory shows ---------------- */
@@ -751,6 +844,129 @@ static void case_errors(void)
     problem_free(&p);
 }
 
+/* Each rank keeps its slice as pages (shuffled, of 1, 7 or 16 positions, NHD or HND pools):
+ * every cut, method and destination gives the oracle's attention, and with NHD pools the very
+ * bits ra_mpi_ragged_gqa returns for the same slices laid out contiguously. */
+static void case_paged_matches_oracle(void)
+{
+    problem p;
+    problem_init(&p, RA_DTYPE_F32);
+    problem_solve(&p);
+    const int64_t page_sizes[3] = {1, 7, 16};
+    const ra_mpi_method methods[2] = {RA_MPI_METHOD_REDUCE, RA_MPI_METHOD_GATHER};
+    for (int c = EVEN; c <= GAPPY; ++c) {
+        shard sh;
+        shard_init(&sh, &p, (enum cut)c, false);
+        for (int pi = 0; pi < 3; ++pi) {
+            for (int hnd = 0; hnd < 2; ++hnd) {
+                paged_shard ps;
+                paged_shard_init(&ps, &p, (enum cut)c, page_sizes[pi], hnd);
+                for (int mi = 0; mi < 2; ++mi) {
+                    const int roots[2] = {RA_MPI_ALL_RANKS, g_size - 1};
+                    for (int ri = 0; ri < 2; ++ri) {
+                        int r = roots[ri];
+                        char what[128];
+                        snprintf(what, sizeof what, "%s cut, pages of %lld%s, %s, root %d",
+                                 c == EVEN ? "even" : "gappy", (long long)page_sizes[pi],
+                                 hnd ? " (HND)" : "", method_name(methods[mi]), r);
+                        outs x, y;
+                        outs_init(&x, &p);
+                        outs_init(&y, &p);
+                        ra_status s = ra_mpi_paged_gqa(MPI_COMM_WORLD, r, methods[mi], p.opts,
+                                                       ps.q, ps.k, ps.v, ps.table_t, ps.lengths,
+                                                       x.to, x.tm, x.tl);
+                        CHECK(s == RA_OK, "%s: %s", what, ra_mpi_last_error());
+                        s = ra_mpi_ragged_gqa(MPI_COMM_WORLD, r, methods[mi], p.opts, sh.q, sh.k,
+                                              sh.v, sh.lengths, y.to, y.tm, y.tl);
+                        CHECK(s == RA_OK, "%s (contiguous): %s", what, ra_mpi_last_error());
+                        if (r == RA_MPI_ALL_RANKS || r == g_rank) {
+                            check_result(&p, &x, what);
+                            CHECK(hnd || (memcmp(x.o, y.o, x.no * sizeof(float)) == 0 &&
+                                          memcmp(x.m, y.m, x.nh * sizeof(float)) == 0 &&
+                                          memcmp(x.l, y.l, x.nh * sizeof(float)) == 0),
+                                  "%s: not bitwise ra_mpi_ragged_gqa's result", what);
+                        } else {
+                            CHECK(outs_untouched(&x), "%s: a non-root rank's outputs were written",
+                                  what);
+                        }
+                        outs_free(&x);
+                        outs_free(&y);
+                    }
+                }
+                paged_shard_free(&ps);
+            }
+        }
+        shard_free(&sh);
+    }
+    problem_free(&p);
+}
+
+/* bf16 pools, every rank's pages in its own order. */
+static void case_paged_bf16(void)
+{
+    problem p;
+    problem_init(&p, RA_DTYPE_BF16);
+    problem_solve(&p);
+    for (int c = EVEN; c <= GAPPY; ++c) {
+        paged_shard ps;
+        paged_shard_init(&ps, &p, (enum cut)c, 16, false);
+        outs x;
+        outs_init(&x, &p);
+        ra_status s = ra_mpi_paged_gqa(MPI_COMM_WORLD, RA_MPI_ALL_RANKS, RA_MPI_METHOD_AUTO,
+                                       p.opts, ps.q, ps.k, ps.v, ps.table_t, ps.lengths, x.to,
+                                       x.tm, x.tl);
+        CHECK(s == RA_OK, "%s", ra_mpi_last_error());
+        check_result(&p, &x, c == EVEN ? "bf16 pages, even cut" : "bf16 pages, gappy cut");
+        outs_free(&x);
+        paged_shard_free(&ps);
+    }
+    problem_free(&p);
+}
+
+/* A bad page table on one rank fails every rank, which name the culprit. */
+static void case_paged_errors(void)
+{
+    problem p;
+    problem_init(&p, RA_DTYPE_F32);
+    paged_shard ps;
+    paged_shard_init(&ps, &p, EVEN, 16, false);
+    int last = g_size - 1;
+    char rank_word[32];
+    snprintf(rank_word, sizeof rank_word, "rank %d", last);
+    { /* A page index outside the pool, in a slot that holds valid positions, on the last rank
+       * (sequence 0 has positions on every rank of the even cut). */
+        outs x;
+        outs_init(&x, &p);
+        int32_t keep = ps.table[0];
+        if (g_rank == last)
+            ps.table[0] = (int32_t)ps.num_pages;
+        ra_status s = ra_mpi_paged_gqa(MPI_COMM_WORLD, RA_MPI_ALL_RANKS, RA_MPI_METHOD_AUTO,
+                                       p.opts, ps.q, ps.k, ps.v, ps.table_t, ps.lengths, x.to,
+                                       x.tm, x.tl);
+        expect_everywhere(s, RA_ERR_LENGTH, &x, "a page outside the pool on the last rank");
+        CHECK(says(rank_word), "message does not name %s: %s", rank_word, ra_mpi_last_error());
+        if (g_rank == last)
+            CHECK(says("ra_paged_gqa") && says("page_table[0][0]"),
+                  "the failing rank's message: %s", ra_mpi_last_error());
+        ps.table[0] = keep;
+        outs_free(&x);
+    }
+    { /* No page table on rank 0. */
+        outs x;
+        outs_init(&x, &p);
+        ra_status s = ra_mpi_paged_gqa(MPI_COMM_WORLD, RA_MPI_ALL_RANKS, RA_MPI_METHOD_GATHER,
+                                       p.opts, ps.q, ps.k, ps.v, g_rank == 0 ? NULL : ps.table_t,
+                                       ps.lengths, x.to, x.tm, x.tl);
+        expect_everywhere(s, RA_ERR_INVALID_ARGUMENT, &x, "a NULL page table on rank 0");
+        CHECK(g_rank != 0 || says("page_table is NULL"), "rank 0's message: %s",
+              ra_mpi_last_error());
+        CHECK(says("rank 0"), "message does not name rank 0: %s", ra_mpi_last_error());
+        outs_free(&x);
+    }
+    paged_shard_free(&ps);
+    problem_free(&p);
+}
+
 /* ---- runner ------------------------------------------------------------------------------ */
 
 static int g_passed, g_failed;
@@ -782,6 +998,9 @@ int main(int argc, char **argv)
     run("merge_large_states", case_merge_large_states);
     run("empty_batch", case_empty_batch);
     run("errors", case_errors);
+    run("paged_matches_oracle", case_paged_matches_oracle);
+    run("paged_bf16", case_paged_bf16);
+    run("paged_errors", case_paged_errors);
     if (g_rank == 0)
         printf("%d passed, %d failed\n", g_passed, g_failed);
     MPI_Finalize();
