@@ -49,7 +49,7 @@ typedef struct ts_attn {
     int check;         /* compare every call with a double-precision oracle */
     struct ts_contig *contig; /* paged with check: the rows gathered for ra_ragged_gqa */
     double worst_rel;  /* largest error seen by the check, relative to max|o| of its call */
-    double seconds;    /* wall time inside ra_ragged_gqa and ra_merge */
+    double seconds;    /* wall time inside ra_ragged_gqa (or ra_paged_gqa) and ra_merge */
 } ts_attn;
 
 /* Allocates zeroed caches for B sequences and wraps them. threads: ra_options num_threads

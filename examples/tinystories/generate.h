@@ -25,7 +25,7 @@ typedef struct ts_run_stats {
     long positions;   /* forward positions computed, summed over sequences */
     long batch_steps; /* decode steps of the whole batch */
     double seconds;   /* wall time of the decode loop */
-    double attn_seconds; /* the part spent in ra_ragged_gqa and ra_merge */
+    double attn_seconds; /* the part spent in ra_ragged_gqa (or ra_paged_gqa) and ra_merge */
     double worst_rel; /* worst attention error the check saw (0 without --check-attention) */
     int pool_pages;   /* paged: pages in each layer's pool */
     int peak_pages;   /* paged: most pages in use at once */
