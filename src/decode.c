@@ -42,6 +42,7 @@ typedef struct plan {
     int64_t *pending;   /* [B] items of each batch entry not yet done; the last one merges */
     float *qf;          /* [B][Hq][D] q in f32 */
     ra__tile_fn dot;    /* the kernel's step for q and K both bf16, or NULL */
+    ra__tile_fn dot_rows; /* the same reading row pointers (a paged tile), or NULL */
     ra__rows_fn rows;   /* the kernel's row-order item, when it serves this problem, or NULL */
     uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when dot runs, else NULL */
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
@@ -57,8 +58,9 @@ typedef struct plan {
     size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
     int64_t rows_tile; /* positions per tile of a row-order item */
-    int64_t gather_at; /* paged: floats into a thread's scratch of its gathered K, then V */
-    int64_t gather_floats; /* floats of each */
+    /* floats into a thread's scratch of its tile row pointers (K then V, row_pointers
+     * kernels), and of a paged call's gathered K, then V (gather_floats each) */
+    int64_t row_ptrs_at, gather_at, gather_floats;
 } plan;
 
 static int64_t seq_len(const ra__problem *p, int64_t b)
@@ -73,30 +75,42 @@ static int64_t chunks_of(const plan *pl, int64_t len)
     return 1 + (len - 1) / pl->split; /* not (len + split - 1) / split: split may be huge */
 }
 
-/* What to prefetch while head jj of nh computes a tile: a 1/nh share of the next tile's
- * rows, so that over the nh heads the whole next tile is requested front to back. The
- * hardware prefetcher does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the
- * item's heads fill whole contiguous rows, the share is a contiguous run of rows; when each
- * head's positions are contiguous (a [B,Hkv,S,D] view), it is that head's next tile; other
- * layouts get no prefetch. The n_next positions from next must be one run (kv_cache.h). */
-static void prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b, int64_t next,
-                           int64_t n_next, int64_t j0, int64_t nh, int64_t jj, const char **pf,
-                           size_t *bytes)
+/* What to prefetch while head jj of nh computes a tile: a 1/nh share of the next tile, so that
+ * over the nh heads the whole next tile is requested front to back. The hardware prefetcher
+ * does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the item's heads fill
+ * whole contiguous rows, the share is a run of rows; when each head's positions are contiguous
+ * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. Of a paged
+ * cache, the share's first two runs of rows (kv_cache.h). */
+static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b,
+                                    int64_t next, int64_t n_next, int64_t j0, int64_t nh,
+                                    int64_t jj)
 {
     const int64_t D = p->D;
-    size_t es = ra__dtype_size(x->dtype);
-    *pf = NULL;
-    *bytes = 0;
+    const size_t es = ra__dtype_size(x->dtype);
+    ra__pf_target pf = {0};
     if (n_next <= 0 || x->sd != 1)
-        return;
+        return pf;
+    int64_t t0 = next, end = next + n_next, j = j0 + jj;
     if (x->sh == D && x->st == nh * D) { /* whole rows: share jj of the next tile's rows */
-        int64_t r0 = jj * n_next / nh, r1 = (jj + 1) * n_next / nh;
-        *pf = ra__kv_row(p, x, b, next + r0, j0, es);
-        *bytes = (size_t)((r1 - r0) * x->st) * es;
-    } else if (x->st == D) { /* this head's positions are contiguous */
-        *pf = ra__kv_row(p, x, b, next, j0 + jj, es);
-        *bytes = (size_t)(n_next * D) * es;
+        t0 = next + jj * n_next / nh;
+        end = next + (jj + 1) * n_next / nh;
+        j = j0;
+    } else if (x->st != D) {
+        return pf;
     }
+    if (end <= t0)
+        return pf;
+    const size_t row_bytes = (size_t)x->st * es;
+    int64_t e1 = ra__kv_run_end(p, b, t0);
+    e1 = e1 < end ? e1 : end;
+    pf.p = ra__kv_row(p, x, b, t0, j, es);
+    pf.bytes = (size_t)(e1 - t0) * row_bytes;
+    if (e1 < end) {
+        int64_t e2 = ra__kv_run_end(p, b, e1);
+        pf.p2 = ra__kv_row(p, x, b, e1, j, es);
+        pf.bytes2 = (size_t)((e2 < end ? e2 : end) - e1) * row_bytes;
+    }
+    return pf;
 }
 
 /* Positions in the tile that starts at t0 of a range ending at t1 (0 past its end). */
@@ -153,10 +167,13 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
         .G = G, .D = D, .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
         .conv = scratch + pl->s_ld * G,
     };
-    char *gk = (char *)(scratch + pl->gather_at), *gv = (char *)(scratch + pl->gather_at +
-                                                                  pl->gather_floats);
+    /* row pointers of a tile's K and V (kernels with row_pointers); paged: gathered K and V */
+    const char **k_rows = (const char **)(void *)(scratch + pl->row_ptrs_at),
+               **v_rows = k_rows + pl->tile;
+    char *gk = (char *)(scratch + pl->gather_at), *gv = gk + pl->gather_floats * sizeof(float);
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
+    ra__tile_fn fused_rows = pl->dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = tile_at(pl, t0, it->t1);
@@ -170,13 +187,14 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
                 n_next = tile_at(pl, next, pf_it->t1);
             }
         }
-        /* A paged tile that crosses into a page elsewhere in memory is gathered (with the next
-         * tile's prefetches); the kernels prefetch only the next tile's first run. */
-        const bool gather = p->pages && ra__kv_run_end(p, it->b, t0) < t0 + t.T;
-        int64_t n_run = n_next;
-        if (p->pages && n_next > 0) {
-            int64_t end = ra__kv_run_end(p, pf_it->b, next);
-            n_run = end - next < n_next ? end - next : n_next;
+        /* A paged tile of more than two runs of rows (pages under 16 positions), or of more
+         * than one for a kernel without row pointers, is gathered, with the next tile's
+         * prefetches; the others are read where they are. */
+        bool gather = false;
+        if (p->pages) {
+            int64_t e1 = ra__kv_run_end(p, it->b, t0);
+            gather = e1 < t0 + t.T &&
+                     (!kt->row_pointers || ra__kv_run_end(p, it->b, e1) < t0 + t.T);
         }
         if (gather) {
             ra__kv_gather(p, &p->k, it->b, t0, t.T, it->j0, nh, gk, pf_it->b, next, n_next);
@@ -186,6 +204,14 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
         t.k_sd = gather ? 1 : p->k.sd;
         t.v_st = gather ? nh * D : p->v.st;
         t.v_sd = gather ? 1 : p->v.sd;
+        /* two runs on a kernel with row pointers: read where they are */
+        const bool by_row = p->pages && !gather && ra__kv_run_end(p, it->b, t0) < t0 + t.T;
+        t.k_rows = by_row ? k_rows : NULL;
+        t.v_rows = by_row ? v_rows : NULL;
+        if (by_row) { /* the item's first head; each head adds its offset */
+            ra__kv_rows(p, &p->k, it->b, t0, t.T, it->j0, k_rows);
+            ra__kv_rows(p, &p->v, it->b, t0, t.T, it->j0, v_rows);
+        }
         for (int64_t jj = 0; jj < nh; jj++) {
             int64_t j = it->j0 + jj;
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
@@ -193,20 +219,23 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.qp = pl->qp ? pl->qp + (it->b * p->Hq + j * G) * pl->qp_ld : NULL;
             t.k = gather ? gk + (size_t)(jj * D) * kes : ra__kv_row(p, &p->k, it->b, t0, j, kes);
             t.v = gather ? gv + (size_t)(jj * D) * ves : ra__kv_row(p, &p->v, it->b, t0, j, ves);
+            t.k_row_off = (size_t)(jj * p->k.sh) * kes;
+            t.v_row_off = (size_t)(jj * p->v.sh) * ves;
             t.o = o + jj * G * D;
             t.m = m + jj * G;
             t.l = l + jj * G;
-            prefetch_share(p, &p->k, pf_it->b, next, gather ? 0 : n_run, pf_it->j0, nh, jj,
-                           &t.pf_k, &t.pf_k_bytes);
-            prefetch_share(p, &p->v, pf_it->b, next, gather ? 0 : n_run, pf_it->j0, nh, jj,
-                           &t.pf_v, &t.pf_v_bytes);
+            const int64_t n_pf = gather ? 0 : n_next;
+            t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj);
+            t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj);
             if (!kt->self_prefetch) {
-                ra__prefetcher pk = ra__prefetcher_init(t.pf_k, t.pf_k_bytes, 1);
-                ra__prefetcher pv_ = ra__prefetcher_init(t.pf_v, t.pf_v_bytes, 1);
-                ra__prefetch_step(&pk, 0);
-                ra__prefetch_step(&pv_, 0);
+                ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
+                ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);
+                ra__prefetch_step_split(&pk, 0);
+                ra__prefetch_step_split(&pv_, 0);
             }
-            if (fused) {
+            if (by_row) {
+                fused_rows(&t);
+            } else if (fused) {
                 fused(&t);
             } else {
                 qk(&t);
@@ -295,8 +324,10 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         pl->rows = kt->rows[p->k.dtype][p->v.dtype];
     /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
-    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16)
+    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16) {
         pl->dot = kt->step_bf16_dot[p->v.dtype];
+        pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
+    }
     bool want_qp = !pl->rows && p->k.dtype == RA_DTYPE_BF16 && kt->q_pairs_for_bf16_k;
     pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
 
@@ -339,8 +370,10 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
-    if (p->pages) { /* a tile's K and V rows of the item's heads, gathered (at most f32) */
-        pl->gather_floats = 0;
+    if (p->pages && kt->row_pointers) /* a tile's K and V row pointers */
+        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /
+                                    sizeof(float));
+    if (p->pages) { /* a gathered tile's K and V rows of the item's heads (at most f32) */
         ra__arena g = {0, false};
         ra__arena_take(&g, pl->tile, pl->heads_per_item, p->D, sizeof(float));
         pl->gather_floats = (int64_t)(g.used / sizeof(float));

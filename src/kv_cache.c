@@ -21,6 +21,29 @@ int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t)
     return end;
 }
 
+void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                 int64_t j, const char **rows)
+{
+    const size_t es = ra__dtype_size(x->dtype);
+    if (!p->pages || n <= 0) {
+        for (int64_t i = 0; i < n; i++)
+            rows[i] = ra__kv_row(p, x, b, t0 + i, j, es);
+        return;
+    }
+    /* one division, then row by row through the pages */
+    const int64_t ps = p->page_size;
+    const int32_t *page = p->pages + p->page_at[b] + t0 / ps;
+    int64_t in = t0 % ps;
+    const char *head = (const char *)x->data + (size_t)(j * x->sh) * es;
+    for (int64_t i = 0; i < n; i++) {
+        rows[i] = head + (size_t)(*page * x->sp + in * x->st) * es;
+        if (++in == ps) {
+            in = 0;
+            page++;
+        }
+    }
+}
+
 /* The bytes of heads [j0, j0 + nh) of one row, when they are contiguous; else 0. */
 static size_t heads_bytes(const ra__operand *x, int64_t nh, int64_t D, size_t es)
 {

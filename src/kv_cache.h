@@ -1,9 +1,9 @@
 /* Where the K/V rows of a position live, for a contiguous [B,S,Hkv,D] cache (any strides) and
  * for a paged one (a pool of pages and a page table per sequence). The engine asks here for a
- * tile's address; the kernels only ever see (base, row stride) for positions that are a
- * constant stride apart. A tile of a paged cache that crosses from one page to a page that
- * does not follow it in memory is gathered into a dense buffer first, so tiles, and with them
- * results, are the same as for a contiguous cache. */
+ * tile's address. A tile of a paged cache that crosses from one page to a page that does not
+ * follow it in memory is handed to the kernel as one row pointer per position, or, for kernels
+ * that only take (base, row stride), gathered into a dense buffer first; either way the tiles,
+ * and with them the results, are the same as for a contiguous cache. */
 #ifndef RA_KV_CACHE_H
 #define RA_KV_CACHE_H
 
@@ -29,6 +29,10 @@ static inline const char *ra__kv_row(const ra__problem *p, const ra__operand *x,
  * constant stride apart: the end of t's page, or of the pages that follow it in memory;
  * INT64_MAX for a contiguous cache. */
 int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t);
+
+/* rows[i] = ra__kv_row(p, x, b, t0 + i, j) for i < n (without a division per row). */
+void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                 int64_t j, const char **rows);
 
 /* Copies positions [t0, t0 + n) of KV heads [j0, j0 + nh) of x into dst, dense [n][nh][D] in
  * x's dtype, and meanwhile prefetches the rows of positions [next, next + n_next) of the same

@@ -51,7 +51,7 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const char *k = t->k;
     float *s = t->s + g0 * s_ld;
     const int64_t d_iters = (D + 7) / 8;
-    const ra__prefetcher pf = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G,
+    const ra__prefetcher pf = ra__prefetcher_for_heads(&t->pf_k, g0, GT, t->G,
                                                        (T + TT - 1) / TT * d_iters);
     for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
@@ -90,7 +90,7 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const char *v = t->v;
     float *o = t->o + g0 * D;
     const int64_t pos_iters = (T + U - 1) / U;
-    const ra__prefetcher pf = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G,
+    const ra__prefetcher pf = ra__prefetcher_for_heads(&t->pf_v, g0, GT, t->G,
                                                        pos_iters * ((D + 15) / 16));
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
         __m256 acc[4][4][2]; /* [u][g][c] */

@@ -72,8 +72,12 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
  * widening already loads the core (MHA D=64 f16: 32 -> 46 cycles in cache, 8% slower cold). */
 #define PF_FINE_QK(GT, kdt) ((GT) == 1 && (kdt) != RA_DTYPE_F16)
 #define PF_FINE_PV(GT, vdt) ((GT) == 1 && (vdt) != RA_DTYPE_F16)
-#define PF_ROW(pf, tick, i, fine) ((fine) ? ra__prefetch_step(pf, (tick) + (i)) : (void)0)
-#define PF_STEP(pf, tick, fine) ((fine) ? (void)0 : ra__prefetch_step(pf, tick))
+/* paged: the share may reach a second run of rows (ra__prefetch_step_split); a compile-time
+ * flag, so that contiguous tiles run the plain loop. */
+#define PF_GO(pf, tick, paged)                                                                 \
+    ((paged) ? ra__prefetch_step_split(pf, tick) : ra__prefetch_step(pf, tick))
+#define PF_ROW(pf, tick, i, fine) ((fine) ? PF_GO(pf, (tick) + (i), paged) : (void)0)
+#define PF_STEP(pf, tick, fine) ((fine) ? (void)0 : PF_GO(pf, tick, paged))
 #define PF_PER_STEP(TT, fine) ((fine) ? (TT) : 1)
 
 /* The K "dtype" of the steps for q and K both bf16 (table field step_bf16_dot): vdpbf16ps
@@ -84,7 +88,7 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
 /* acc[g*TT + i] += q[g][d..d+15] * k_i[d..d+15] for the lanes in mk (0xffff inside D). */
 RA_INLINE void qk_accumulate(__m512 acc[16], const float *q, int64_t D, const char *const krow[16],
                              int64_t d, __mmask16 mk, const int GT, const int kdt,
-                             const ra__prefetcher *pf, int64_t tick)
+                             const ra__prefetcher *pf, int64_t tick, const int paged)
 {
     const int TT = 16 / GT;
     __m512 qv[8];
@@ -109,7 +113,8 @@ RA_INLINE __mmask32 bf16_subnormal(__m512i x)
 
 RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
                                  const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
-                                 const ra__prefetcher *pf, int64_t tick, __m512i *exp_min)
+                                 const ra__prefetcher *pf, int64_t tick, __m512i *exp_min,
+                                 const int paged)
 {
     const int TT = 16 / GT;
     __m512bh qv[4];
@@ -131,7 +136,7 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
  * elements as 16 even, then 16 odd, zero-padded). */
 RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
                                    const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
-                                   const ra__prefetcher *pf, int64_t tick)
+                                   const ra__prefetcher *pf, int64_t tick, const int paged)
 {
     const int TT = 16 / GT;
     __m512 qe[8], qo[8];
@@ -170,7 +175,7 @@ RA_INLINE bool rows_have_bf16_subnormal(const char *const krow[16], int n, int64
  * costs two operations per K vector instead of an exact test. */
 RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, const int GT,
                                      const int kdt, const char *const krow[16],
-                                     const ra__prefetcher *pf, int64_t step)
+                                     const ra__prefetcher *pf, int64_t step, const int paged)
 {
     const int TT = 16 / GT, W = QK_WIDTH(kdt);
     const int64_t D = t->D, Dw = D & ~(int64_t)(W - 1); /* whole steps; the tail is masked */
@@ -186,22 +191,22 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
         const int64_t tick = (step * d_iters + d / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
         PF_STEP(pf, tick, PF_FINE_QK(GT, kdt));
         if (kdt == KDT_BF16_DOT)
-            qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick, &exp_min);
+            qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick, &exp_min, paged);
         else if (kdt == RA_DTYPE_BF16)
-            qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick);
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick, paged);
         else
-            qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick);
+            qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick, paged);
     }
     if (Dw < D) {
         const int64_t tick = (step * d_iters + Dw / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
         PF_STEP(pf, tick, PF_FINE_QK(GT, kdt));
         const __mmask32 tail = lanes32(D - Dw);
         if (kdt == KDT_BF16_DOT)
-            qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick, &exp_min);
+            qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick, &exp_min, paged);
         else if (kdt == RA_DTYPE_BF16)
-            qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick);
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick, paged);
         else
-            qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick);
+            qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick, paged);
     }
     return kdt == KDT_BF16_DOT && _mm512_cmpeq_epi16_mask(exp_min, _mm512_setzero_si512());
 }
@@ -209,7 +214,7 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
 /* Logits of heads g0..g0+GT-1 for the tile's positions into sb: vector k holds positions
  * k*TT .. k*TT+TT-1 of every head (lane g*TT + i); lanes past T hold -inf. */
 RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kdt, float *sb,
-                       const ra__prefetcher *pf)
+                       const ra__prefetcher *pf, const int paged)
 {
     const int TT = 16 / GT;
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
@@ -220,14 +225,16 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
     for (int64_t step = 0; step < steps; step++) {
         const int64_t t0 = step * TT, tn = T - t0 < TT ? T - t0 : TT;
         const char *krow[16];
-        for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (masked below) */
-            krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
+        for (int i = 0; i < TT; i++) { /* past the tail, repeat the last row (masked below) */
+            const int64_t r = t0 + (i < tn ? i : tn - 1);
+            krow[i] = paged ? t->k_rows[r] + t->k_row_off : k + (size_t)(r * k_st) * es;
+        }
         __m512 acc[16];
-        if (qk_register_tile(acc, t, g0, GT, kdt, krow, pf, step) &&
+        if (qk_register_tile(acc, t, g0, GT, kdt, krow, pf, step, paged) &&
             rows_have_bf16_subnormal(krow, (int)tn, t->D)) {
             /* vdpbf16ps reads bf16 subnormals as 0: redo these positions exactly (rare) */
-            const ra__prefetcher none = ra__prefetcher_init(NULL, 0, 1);
-            qk_register_tile(acc, t, g0, GT, RA_DTYPE_BF16, krow, &none, 0);
+            const ra__prefetcher none = {0};
+            qk_register_tile(acc, t, g0, GT, RA_DTYPE_BF16, krow, &none, 0, 0);
         }
         /* lanes whose position is past the tail become -inf: no weight in the softmax */
         const __mmask16 pos_ok = (__mmask16)(((1u << tn) - 1u) * (GT == 8 ? 0x5555u : GT == 4 ? 0x1111u : GT == 2 ? 0x0101u : 1u));
@@ -307,7 +314,8 @@ RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const i
 /* o[g0..g0+GT-1] = o * alpha + p.V over the tile, FW features at a time, U positions in
  * flight; p[g][i] is sb[(i / TT) * 16 + g * TT + i % TT]. */
 RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vdt,
-                       const float *sb, const float *ab, const ra__prefetcher *pf)
+                       const float *sb, const float *ab, const ra__prefetcher *pf,
+                       const int paged)
 {
     const int TT = 16 / GT, U = PV_U(GT), FW = PV_FW(GT), NC = FW / 16;
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
@@ -317,8 +325,8 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #define P_AT(g, i) _mm512_set1_ps(sb[((i) / TT) * 16 + (g) * TT + (i) % TT])
     const int64_t pos_iters = (T + U - 1) / U;
     for (int64_t d0 = 0; d0 < D; d0 += FW) {
-#define PV_PF_STEP(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? (void)0 : ra__prefetch_step(pf, (tick0) + (i) / U))
-#define PV_PF_POS(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? ra__prefetch_step(pf, (tick0) + (i)) : (void)0)
+#define PV_PF_STEP(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? (void)0 : PF_GO(pf, (tick0) + (i) / U, paged))
+#define PV_PF_POS(pf, tick0, i) (PF_FINE_PV(GT, vdt) ? PF_GO(pf, (tick0) + (i), paged) : (void)0)
         const int64_t tick0 = d0 / FW * (PF_FINE_PV(GT, vdt) ? T : pos_iters);
         __mmask16 mk[4];
         for (int c = 0; c < NC; c++)
@@ -333,7 +341,8 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
             PV_PF_STEP(pf, tick0, i);
             for (int u = 0; u < U; u++) {
                 PV_PF_POS(pf, tick0, i + u);
-                const char *vrow = v + (size_t)((i + u) * v_st) * es;
+                const char *vrow = paged ? t->v_rows[i + u] + t->v_row_off
+                                         : v + (size_t)((i + u) * v_st) * es;
                 __m512 vv[4];
                 load_v(vrow, d0, mk, vdt, vv, NC);
                 for (int g = 0; g < GT; g++) {
@@ -349,7 +358,7 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
          * made gcc 12 code 40% slower in cache for one head of bf16.) */
         for (; i < T; i++) {
             PV_PF_POS(pf, tick0, i);
-            const char *vrow = v + (size_t)(i * v_st) * es;
+            const char *vrow = paged ? t->v_rows[i] + t->v_row_off : v + (size_t)(i * v_st) * es;
             __m512 vv[4];
             load_v(vrow, d0, mk, vdt, vv, NC);
             for (int g = 0; g < GT; g++) {
@@ -389,10 +398,12 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #undef PV_PF_POS
 }
 
-/* One head tile: dt packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) so that one
- * macro argument carries both into the specialization. */
-RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dt)
+/* One head tile: dtp packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) and, in
+ * bit 4, whether the tile's rows come as row pointers (ra__tile.k_rows: a paged tile), so that
+ * one macro argument carries them all into the specialization. */
+RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dtp)
 {
+    const int dt = dtp & 15, paged = dtp >> 4;
     float sb[TILE * 8] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
     float ab[16] __attribute__((aligned(64)));
     const int TT = 16 / GT;
@@ -407,11 +418,11 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
     const int U = PV_U(GT), FW = PV_FW(GT);
     const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + FW - 1) / FW);
-    const ra__prefetcher pk = ra__prefetcher_for_heads(t->pf_k, t->pf_k_bytes, g0, GT, t->G, n_qk);
-    const ra__prefetcher pv = ra__prefetcher_for_heads(t->pf_v, t->pf_v_bytes, g0, GT, t->G, n_pv);
-    qk_tile(t, g0, GT, kdt, sb, &pk);
+    const ra__prefetcher pk = ra__prefetcher_for_heads(&t->pf_k, g0, GT, t->G, n_qk);
+    const ra__prefetcher pv = ra__prefetcher_for_heads(&t->pf_v, g0, GT, t->G, n_pv);
+    qk_tile(t, g0, GT, kdt, sb, &pk, paged);
     softmax_tile(t, g0, GT, sb, ab);
-    pv_tile(t, g0, GT, dt % 3, sb, ab, &pv);
+    pv_tile(t, g0, GT, dt % 3, sb, ab, &pv, paged);
 }
 
 /* Eight-head tiles read each K/V row once per tile instead of twice: MQA with 8 heads
@@ -420,45 +431,57 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
  * products gained 2% on MQA but the larger function cost the 4-head tiles of GQA 5%. */
 #define WITH8(kdt) ((kdt) != RA_DTYPE_BF16)
 
-#define RA__STEP(kd, vd)                                                                      \
-    static void step_##kd##_##vd(const ra__tile *t)                                           \
+#define RA__STEP(kd, vd, paged, name)                                                         \
+    static void name(const ra__tile *t)                                                       \
     {                                                                                         \
-        RA__FOR_HEAD_TILES_8(head_tile_step, t, 3 * RA_DTYPE_##kd + RA_DTYPE_##vd,            \
-                             WITH8(RA_DTYPE_##kd));                                     \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t,                                               \
+                             3 * RA_DTYPE_##kd + RA_DTYPE_##vd + 16 * (paged),               \
+                             WITH8(RA_DTYPE_##kd));                                           \
     }
-RA__STEP(F32, F32)
-RA__STEP(F32, F16)
-RA__STEP(F32, BF16)
-RA__STEP(F16, F32)
-RA__STEP(F16, F16)
-RA__STEP(F16, BF16)
-RA__STEP(BF16, F32)
-RA__STEP(BF16, F16)
-RA__STEP(BF16, BF16)
+#define RA__STEPS(kd, vd)                                                                     \
+    RA__STEP(kd, vd, 0, step_##kd##_##vd)                                                     \
+    RA__STEP(kd, vd, 1, paged_##kd##_##vd)
+RA__STEPS(F32, F32)
+RA__STEPS(F32, F16)
+RA__STEPS(F32, BF16)
+RA__STEPS(F16, F32)
+RA__STEPS(F16, F16)
+RA__STEPS(F16, BF16)
+RA__STEPS(BF16, F32)
+RA__STEPS(BF16, F16)
+RA__STEPS(BF16, BF16)
+#undef RA__STEPS
 #undef RA__STEP
 
-#define RA__STEP_DOT(vd)                                                                      \
-    static void step_DOT_##vd(const ra__tile *t)                                              \
+/* no 8-head tiles (see WITH8): qk_accumulate_dot holds q for 4 heads */
+#define RA__STEP_DOT(vd, paged, name)                                                         \
+    static void name(const ra__tile *t)                                                       \
     {                                                                                         \
-        /* no 8-head tiles (see WITH8): qk_accumulate_dot holds q for 4 heads */           \
-        RA__FOR_HEAD_TILES_8(head_tile_step, t, 3 * KDT_BF16_DOT + RA_DTYPE_##vd, 0);        \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t,                                               \
+                             3 * KDT_BF16_DOT + RA_DTYPE_##vd + 16 * (paged), 0);             \
     }
-RA__STEP_DOT(F32)
-RA__STEP_DOT(F16)
-RA__STEP_DOT(BF16)
+RA__STEP_DOT(F32, 0, step_DOT_F32)
+RA__STEP_DOT(F16, 0, step_DOT_F16)
+RA__STEP_DOT(BF16, 0, step_DOT_BF16)
+RA__STEP_DOT(F32, 1, paged_DOT_F32)
+RA__STEP_DOT(F16, 1, paged_DOT_F16)
+RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
 #undef RA__STEP_DOT
 
 #define RA__AVX512_TABLE                                                                      \
     .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = 2048,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
-    .self_prefetch = true, .q_pairs_for_bf16_k = true,                                        \
+    .self_prefetch = true, .q_pairs_for_bf16_k = true, .row_pointers = true,                  \
     .rows = {{ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16, ra__avx512_rows_F32_BF16},      \
              {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16, ra__avx512_rows_F16_BF16},      \
              {ra__avx512_rows_BF16_F32, ra__avx512_rows_BF16_F16, ra__avx512_rows_BF16_BF16}},  \
     .rows_serve = ra__avx512_rows_serve,                                                      \
     .step = {{step_F32_F32, step_F32_F16, step_F32_BF16},                                     \
              {step_F16_F32, step_F16_F16, step_F16_BF16},                                     \
-             {step_BF16_F32, step_BF16_F16, step_BF16_BF16}}
+             {step_BF16_F32, step_BF16_F16, step_BF16_BF16}},                                 \
+    .step_rows = {{paged_F32_F32, paged_F32_F16, paged_F32_BF16},                             \
+                  {paged_F16_F32, paged_F16_F16, paged_F16_BF16},                             \
+                  {paged_BF16_F32, paged_BF16_F16, paged_BF16_BF16}}
 
 const ra__kernel_table ra__kernels_avx512 = {RA__AVX512_TABLE};
 
@@ -466,4 +489,5 @@ const ra__kernel_table ra__kernels_avx512 = {RA__AVX512_TABLE};
 const ra__kernel_table ra__kernels_avx512_bf16 = {
     RA__AVX512_TABLE,
     .step_bf16_dot = {step_DOT_F32, step_DOT_F16, step_DOT_BF16},
+    .step_bf16_dot_rows = {paged_DOT_F32, paged_DOT_F16, paged_DOT_BF16},
 };

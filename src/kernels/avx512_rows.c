@@ -77,30 +77,37 @@ RA_INLINE int64_t next_slot(int64_t s, int64_t mult, int64_t nc)
     return s >= nc ? s - nc : s;
 }
 
-/* Where item position pos of K (or V: base, st, sp of V) starts. */
-RA_INLINE const char *row_at(const ra__rows *r, const void *base, int64_t st, int64_t sp,
-                             int64_t pos, size_t es)
+/* out[i] = where item position pos0 + i of K (or V: base, st, sp of V) starts, for i < n:
+ * for a paged cache one division, then row by row through the pages. */
+static void rows_from(const ra__rows *r, const void *base, int64_t st, int64_t sp, int64_t pos0,
+                      int64_t n, size_t es, const char **out)
 {
-    int64_t at = pos * st;
-    if (r->pages) {
-        const int64_t t = r->t_first + pos;
-        at = r->pages[t / r->page_size] * sp + (t % r->page_size) * st;
+    if (!r->pages) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = (const char *)base + (size_t)((pos0 + i) * st) * es;
+        return;
     }
-    return (const char *)base + (size_t)at * es;
+    const int64_t t = r->t_first + pos0;
+    const int32_t *page = r->pages + t / r->page_size;
+    int64_t in = t % r->page_size;
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = (const char *)base + (size_t)(*page * sp + in * st) * es;
+        if (++in == r->page_size) {
+            in = 0;
+            page++;
+        }
+    }
 }
 
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
  * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
 RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64_t mult,
-                           const int64_t pos[2], float *const row[2], const int G, const int NP,
-                           const int kdt, const int order)
+                           const char *const kpos[2], float *const row[2], const int G,
+                           const int NP, const int kdt, const int order)
 {
     const int HPV = 16 / (G * NP); /* KV heads per vector of logits */
     const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
-    const char *kpos[2];
-    for (int p = 0; p < NP; p++)
-        kpos[p] = row_at(r, r->k, r->k_st, r->k_sp, pos[p], es);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -152,13 +159,10 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
 /* os[h] += the sum over positions pos[0..NP) (NP = 1 or 2) of p[h] * v_row(h), p from logit
  * row row[p], for every head h of the item (os: o in chunk order; padding lanes gain p * 0). */
 RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mult,
-                           const int64_t pos[2], const float *const row[2], const int G,
+                           const char *const vpos[2], const float *const row[2], const int G,
                            const int NP, const int vdt, const int order)
 {
     const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
-    const char *vpos[2];
-    for (int p = 0; p < NP; p++)
-        vpos[p] = row_at(r, r->v, r->v_st, r->v_sp, pos[p], es);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -268,28 +272,35 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
                            const int vdt, const int order)
 {
     const int64_t half = (r->T + 1) / 2, per = r->tile / 2 > 1 ? r->tile / 2 : 1;
+    const size_t kes = kdt == RA_DTYPE_F32 ? 4 : 2, ves = vdt == RA_DTYPE_F32 ? 4 : 2;
     float *s = w->logits;
+    /* the rows of a phase's positions: [half][position], K then V */
+    const char *at[2][RA__ROWS_TILE_MAX / 2];
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
         const int64_t nb = rest < na ? rest : na; /* second half's: rows na .. na+nb-1 */
+        rows_from(r, r->k, r->k_st, r->k_sp, t0, na, kes, at[0]);
+        rows_from(r, r->k, r->k_st, r->k_sp, half + t0, nb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            const int64_t pos[2] = {t0 + i, half + t0 + i};
+            const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                qk_position(r, w->qs, w->dp, w->mult, pos, row, G, 2, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 2, kdt, order);
             else
-                qk_position(r, w->qs, w->dp, w->mult, pos, row, G, 1, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 1, kdt, order);
         }
         softmax_rows(r, s, na + nb, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);
+        rows_from(r, r->v, r->v_st, r->v_sp, t0, na, ves, at[0]);
+        rows_from(r, r->v, r->v_st, r->v_sp, half + t0, nb, ves, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            const int64_t pos[2] = {t0 + i, half + t0 + i};
+            const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                pv_position(r, w->os, w->dp, w->mult, pos, row, G, 2, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, row, G, 2, vdt, order);
             else
-                pv_position(r, w->os, w->dp, w->mult, pos, row, G, 1, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, row, G, 1, vdt, order);
         }
     }
 }

@@ -28,18 +28,29 @@ typedef struct ra__tile {
     int64_t k_st, k_sd;
     const void *v;
     int64_t v_st, v_sd;
+    /* For the step_rows steps: position i's row of this head is at k_rows[i] + k_row_off bytes
+     * (v_rows[i] + v_row_off), not at k + i * k_st: the rows of the item's first head, filled
+     * once per tile, so that a paged tile whose rows are not a constant stride apart is read
+     * where it is. */
+    const char *const *k_rows, *const *v_rows;
+    size_t k_row_off, v_row_off;
     float scale;
     float *s; /* [G][s_ld] logits, then probabilities */
     int64_t s_ld;
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    /* Byte ranges of later tiles to prefetch while this one computes (NULL/0: none). Kernels
-     * that set self_prefetch in their table spread these over their loops; for the others
-     * the core issues them up front. */
-    const char *pf_k, *pf_v;
-    size_t pf_k_bytes, pf_v_bytes;
+    /* What of later tiles to prefetch while this one computes: bytes at p, then bytes2 at p2
+     * (a paged tile's second run of rows; NULL and 0 when none). Kernels that set
+     * self_prefetch in their table spread it over their loops; for the others the core issues
+     * it up front. */
+    struct ra__pf_target {
+        const char *p, *p2;
+        size_t bytes, bytes2;
+    } pf_k, pf_v;
 } ra__tile;
+
+typedef struct ra__pf_target ra__pf_target;
 
 /* Locality hint of the K/V prefetches. Measured on Zen 4: 2 (prefetcht1) and 1 (t2) make
  * the decode up to 2x faster; 3 (t0) and 0 (nta) gain nothing over no prefetch. */
@@ -47,19 +58,39 @@ typedef struct ra__tile {
 #define RA_PF_HINT 2
 #endif
 
-/* Prefetches of a byte range spread over a loop of n steps, so that a tile's prefetches
- * overlap its compute instead of stalling it in one burst: step i asks for its share of
- * whole cache lines into L2. (The division happens once per loop, not per step.) */
+/* Prefetches of a target spread over a loop of n steps, so that a tile's prefetches overlap
+ * its compute instead of stalling it in one burst: step i asks for its share of whole cache
+ * lines into L2. A prefetcher's lines [0, lines1) lie in the target's first range from p, the
+ * rest in its second range from p2; ra__prefetch_step, for targets of one range, reads
+ * neither lines1 nor p2. (The division happens once per loop, not per step.) */
 typedef struct ra__prefetcher {
-    const char *p;
-    size_t lines, per;
+    const char *p, *p2;
+    size_t lines, lines1, per;
 } ra__prefetcher;
 
-static inline ra__prefetcher ra__prefetcher_init(const char *p, size_t bytes, int64_t n)
+/* Lines [total*num_a/den, total*num_b/den) of x (the lines of both ranges) over n steps. */
+static inline ra__prefetcher ra__prefetcher_part(const ra__pf_target *x, size_t num_a,
+                                                 size_t num_b, size_t den, int64_t n)
 {
-    ra__prefetcher pf = {p, p && n > 0 ? (bytes + 63) >> 6 : 0, 0};
-    pf.per = pf.lines ? (pf.lines + (size_t)n - 1) / (size_t)n : 0;
+    const size_t l1 = x->p ? (x->bytes + 63) >> 6 : 0, l2 = x->p2 ? (x->bytes2 + 63) >> 6 : 0;
+    const size_t total = l1 + l2, a = total * num_a / den, b = total * num_b / den;
+    ra__prefetcher pf = {NULL, NULL, b > a && n > 0 ? b - a : 0, 0, 0};
+    if (!pf.lines)
+        return pf;
+    if (a < l1) {
+        pf.p = x->p + (a << 6);
+        pf.p2 = x->p2;
+        pf.lines1 = l1 - a < pf.lines ? l1 - a : pf.lines;
+    } else {
+        pf.p2 = x->p2 + ((a - l1) << 6);
+    }
+    pf.per = (pf.lines + (size_t)n - 1) / (size_t)n;
     return pf;
+}
+
+static inline ra__prefetcher ra__prefetcher_init(const ra__pf_target *x, int64_t n)
+{
+    return ra__prefetcher_part(x, 0, 1, 1, n);
 }
 
 static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
@@ -69,15 +100,23 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
         __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
+/* The same for a prefetcher whose lines may reach the second range. */
+static inline void ra__prefetch_step_split(const ra__prefetcher *pf, int64_t i)
+{
+    size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
+    for (size_t ln = lo; ln < hi && ln < pf->lines1; ln++)
+        __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
+    for (size_t ln = lo > pf->lines1 ? lo : pf->lines1; ln < hi; ln++)
+        __builtin_prefetch(pf->p2 + ((ln - pf->lines1) << 6), 0, RA_PF_HINT);
+}
+
 /* A kernel that splits a KV head's G query heads into register tiles gives the tile of heads
- * g0..g0+gn-1 lines [lines*g0/G, lines*(g0+gn)/G) of a prefetch range, over its n loop
+ * g0..g0+gn-1 lines [lines*g0/G, lines*(g0+gn)/G) of a prefetch target, over its n loop
  * iterations, so that every head tile issues its share at an even rate. */
-static inline ra__prefetcher ra__prefetcher_for_heads(const char *p, size_t bytes, int64_t g0,
+static inline ra__prefetcher ra__prefetcher_for_heads(const ra__pf_target *x, int64_t g0,
                                                       int64_t gn, int64_t G, int64_t n)
 {
-    size_t lines = (bytes + 63) >> 6;
-    size_t lo = lines * (size_t)g0 / (size_t)G, hi = lines * (size_t)(g0 + gn) / (size_t)G;
-    return ra__prefetcher_init(p ? p + (lo << 6) : NULL, (hi - lo) << 6, n);
+    return ra__prefetcher_part(x, (size_t)g0, (size_t)(g0 + gn), (size_t)G, n);
 }
 
 typedef void (*ra__tile_fn)(const ra__tile *t);
@@ -147,6 +186,7 @@ typedef struct ra__kernel_table {
     bool needs_conv;         /* uses ra__tile.conv */
     bool self_prefetch;      /* consumes ra__tile.pf_* itself */
     bool q_pairs_for_bf16_k; /* wants ra__tile.qp when K is bf16 */
+    bool row_pointers;       /* has step_rows (and step_bf16_dot_rows where it has dot steps) */
     /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
     ra__tile_fn qk[3];
     ra__tile_fn softmax;
@@ -155,6 +195,11 @@ typedef struct ra__kernel_table {
     ra__tile_fn step[3][3];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[3];
+    /* The fused steps again, reading rows through ra__tile.k_rows/v_rows and prefetching up to
+     * two runs of rows (a paged tile that spans two runs); kernels without them get such
+     * tiles gathered into a dense buffer. */
+    ra__tile_fn step_rows[3][3];
+    ra__tile_fn step_bf16_dot_rows[3];
     /* Whole items in row order [K dtype][V dtype] where rows_serve(G, K dtype, V dtype) says
      * they pay (NULL: none); the core uses them when the K/V rows of an item's heads are
      * contiguous. */
