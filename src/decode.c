@@ -79,36 +79,33 @@ static int64_t chunks_of(const plan *pl, int64_t len)
  * over the nh heads the whole next tile is requested front to back. The hardware prefetcher
  * does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the item's heads fill
  * whole contiguous rows, the share is a run of rows; when each head's positions are contiguous
- * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. Of a paged
- * cache, the share's first two runs of rows (kv_cache.h). */
+ * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. A share
+ * of a paged cache that is not one run is a list of rows, written to rows (room for a tile). */
 static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b,
                                     int64_t next, int64_t n_next, int64_t j0, int64_t nh,
-                                    int64_t jj)
+                                    int64_t jj, const char **rows)
 {
     const int64_t D = p->D;
     const size_t es = ra__dtype_size(x->dtype);
     ra__pf_target pf = {0};
     if (n_next <= 0 || x->sd != 1)
         return pf;
-    int64_t t0 = next, end = next + n_next, j = j0 + jj;
+    int64_t t0 = next, n = n_next, j = j0 + jj;
     if (x->sh == D && x->st == nh * D) { /* whole rows: share jj of the next tile's rows */
         t0 = next + jj * n_next / nh;
-        end = next + (jj + 1) * n_next / nh;
+        n = next + (jj + 1) * n_next / nh - t0;
         j = j0;
     } else if (x->st != D) {
         return pf;
     }
-    if (end <= t0)
-        return pf;
-    const size_t row_bytes = (size_t)x->st * es;
-    int64_t e1 = ra__kv_run_end(p, b, t0);
-    e1 = e1 < end ? e1 : end;
-    pf.p = ra__kv_row(p, x, b, t0, j, es);
-    pf.bytes = (size_t)(e1 - t0) * row_bytes;
-    if (e1 < end) {
-        int64_t e2 = ra__kv_run_end(p, b, e1);
-        pf.p2 = ra__kv_row(p, x, b, e1, j, es);
-        pf.bytes2 = (size_t)((e2 < end ? e2 : end) - e1) * row_bytes;
+    if (ra__kv_one_run(p, b, t0, t0 + n)) {
+        pf.p = ra__kv_row(p, x, b, t0, j, es);
+        pf.bytes = (size_t)(n * x->st) * es;
+    } else if (n > 0) {
+        ra__kv_rows(p, x, b, t0, n, j, rows);
+        pf.rows = rows;
+        pf.n_rows = (size_t)n;
+        pf.row_bytes = (size_t)x->st * es;
     }
     return pf;
 }
@@ -169,7 +166,8 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     };
     /* row pointers of a tile's K and V (kernels with row_pointers); paged: gathered K and V */
     const char **k_rows = (const char **)(void *)(scratch + pl->row_ptrs_at),
-               **v_rows = k_rows + pl->tile;
+               **v_rows = k_rows + pl->tile, **pf_k_rows = v_rows + pl->tile,
+               **pf_v_rows = pf_k_rows + pl->tile;
     char *gk = (char *)(scratch + pl->gather_at), *gv = gk + pl->gather_floats * sizeof(float);
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
@@ -187,15 +185,11 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
                 n_next = tile_at(pl, next, pf_it->t1);
             }
         }
-        /* A paged tile of more than two runs of rows (pages under 16 positions), or of more
-         * than one for a kernel without row pointers, is gathered, with the next tile's
-         * prefetches; the others are read where they are. */
-        bool gather = false;
-        if (p->pages) {
-            int64_t e1 = ra__kv_run_end(p, it->b, t0);
-            gather = e1 < t0 + t.T &&
-                     (!kt->row_pointers || ra__kv_run_end(p, it->b, e1) < t0 + t.T);
-        }
+        /* A paged call reads a tile where its pages are (row pointers), or, for kernels
+         * without them, gathers a tile that spans runs of rows, with the next tile's
+         * prefetches. */
+        const bool by_row = p->pages && kt->row_pointers;
+        const bool gather = p->pages && !by_row && !ra__kv_one_run(p, it->b, t0, t0 + t.T);
         if (gather) {
             ra__kv_gather(p, &p->k, it->b, t0, t.T, it->j0, nh, gk, pf_it->b, next, n_next);
             ra__kv_gather(p, &p->v, it->b, t0, t.T, it->j0, nh, gv, pf_it->b, next, n_next);
@@ -204,8 +198,6 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
         t.k_sd = gather ? 1 : p->k.sd;
         t.v_st = gather ? nh * D : p->v.st;
         t.v_sd = gather ? 1 : p->v.sd;
-        /* two runs on a kernel with row pointers: read where they are */
-        const bool by_row = p->pages && !gather && ra__kv_run_end(p, it->b, t0) < t0 + t.T;
         t.k_rows = by_row ? k_rows : NULL;
         t.v_rows = by_row ? v_rows : NULL;
         if (by_row) { /* the item's first head; each head adds its offset */
@@ -225,13 +217,15 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.m = m + jj * G;
             t.l = l + jj * G;
             const int64_t n_pf = gather ? 0 : n_next;
-            t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj);
-            t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj);
+            t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
+                                    pf_k_rows);
+            t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
+                                    pf_v_rows);
             if (!kt->self_prefetch) {
                 ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
                 ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);
-                ra__prefetch_step_split(&pk, 0);
-                ra__prefetch_step_split(&pv_, 0);
+                ra__prefetch_step_any(&pk, 0);
+                ra__prefetch_step_any(&pv_, 0);
             }
             if (by_row) {
                 fused_rows(&t);
@@ -370,10 +364,10 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
-    if (p->pages && kt->row_pointers) /* a tile's K and V row pointers */
-        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /
+    if (p->pages) /* row pointers: a tile's K and V, and the next tile's prefetch shares */
+        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 4, pl->tile, 1, sizeof(char *)) /
                                     sizeof(float));
-    if (p->pages) { /* a gathered tile's K and V rows of the item's heads (at most f32) */
+    if (p->pages && !kt->row_pointers) { /* a gathered tile's K and V rows (at most f32) */
         ra__arena g = {0, false};
         ra__arena_take(&g, pl->tile, pl->heads_per_item, p->D, sizeof(float));
         pl->gather_floats = (int64_t)(g.used / sizeof(float));

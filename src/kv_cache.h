@@ -7,6 +7,7 @@
 #ifndef RA_KV_CACHE_H
 #define RA_KV_CACHE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "problem.h"
@@ -25,10 +26,10 @@ static inline const char *ra__kv_row(const ra__problem *p, const ra__operand *x,
     return (const char *)x->data + (size_t)(at + j * x->sh) * es;
 }
 
-/* The end of the run of positions from t on whose K rows, and whose V rows, are each a
- * constant stride apart: the end of t's page, or of the pages that follow it in memory;
- * INT64_MAX for a contiguous cache. */
-int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t);
+/* Whether positions [t, end) of sequence b have K rows, and V rows, each a constant stride
+ * apart: always for a contiguous cache; for a paged one, when they lie in one page or in
+ * pages that follow each other in memory. */
+bool ra__kv_one_run(const ra__problem *p, int64_t b, int64_t t, int64_t end);
 
 /* rows[i] = ra__kv_row(p, x, b, t0 + i, j) for i < n (without a division per row). */
 void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,

@@ -72,10 +72,10 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
  * widening already loads the core (MHA D=64 f16: 32 -> 46 cycles in cache, 8% slower cold). */
 #define PF_FINE_QK(GT, kdt) ((GT) == 1 && (kdt) != RA_DTYPE_F16)
 #define PF_FINE_PV(GT, vdt) ((GT) == 1 && (vdt) != RA_DTYPE_F16)
-/* paged: the share may reach a second run of rows (ra__prefetch_step_split); a compile-time
- * flag, so that contiguous tiles run the plain loop. */
+/* paged: the target may be a list of rows; a compile-time flag, so that contiguous calls run
+ * the plain loop. */
 #define PF_GO(pf, tick, paged)                                                                 \
-    ((paged) ? ra__prefetch_step_split(pf, tick) : ra__prefetch_step(pf, tick))
+    ((paged) ? ra__prefetch_step_any(pf, tick) : ra__prefetch_step(pf, tick))
 #define PF_ROW(pf, tick, i, fine) ((fine) ? PF_GO(pf, (tick) + (i), paged) : (void)0)
 #define PF_STEP(pf, tick, fine) ((fine) ? (void)0 : PF_GO(pf, tick, paged))
 #define PF_PER_STEP(TT, fine) ((fine) ? (TT) : 1)
@@ -399,8 +399,8 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 }
 
 /* One head tile: dtp packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) and, in
- * bit 4, whether the tile's rows come as row pointers (ra__tile.k_rows: a paged tile), so that
- * one macro argument carries them all into the specialization. */
+ * bit 4, whether the call is paged (rows through ra__tile.k_rows, prefetch targets of rows), so
+ * that one macro argument carries them all into the specialization. */
 RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dtp)
 {
     const int dt = dtp & 15, paged = dtp >> 4;

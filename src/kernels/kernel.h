@@ -28,10 +28,9 @@ typedef struct ra__tile {
     int64_t k_st, k_sd;
     const void *v;
     int64_t v_st, v_sd;
-    /* For the step_rows steps: position i's row of this head is at k_rows[i] + k_row_off bytes
-     * (v_rows[i] + v_row_off), not at k + i * k_st: the rows of the item's first head, filled
-     * once per tile, so that a paged tile whose rows are not a constant stride apart is read
-     * where it is. */
+    /* For the step_rows steps (paged calls): position i's row of this head is at k_rows[i] +
+     * k_row_off bytes (v_rows[i] + v_row_off), not at k + i * k_st: the rows of the item's
+     * first head, filled once per tile, so that a tile is read where its pages are. */
     const char *const *k_rows, *const *v_rows;
     size_t k_row_off, v_row_off;
     float scale;
@@ -40,13 +39,15 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    /* What of later tiles to prefetch while this one computes: bytes at p, then bytes2 at p2
-     * (a paged tile's second run of rows; NULL and 0 when none). Kernels that set
+    /* What of later tiles to prefetch while this one computes: bytes from p, or (a paged
+     * call) n_rows rows of row_bytes each at rows[i]; p and rows NULL: nothing. Kernels that set
      * self_prefetch in their table spread it over their loops; for the others the core issues
      * it up front. */
     struct ra__pf_target {
-        const char *p, *p2;
-        size_t bytes, bytes2;
+        const char *p;
+        size_t bytes;
+        const char *const *rows;
+        size_t n_rows, row_bytes;
     } pf_k, pf_v;
 } ra__tile;
 
@@ -60,30 +61,32 @@ typedef struct ra__pf_target ra__pf_target;
 
 /* Prefetches of a target spread over a loop of n steps, so that a tile's prefetches overlap
  * its compute instead of stalling it in one burst: step i asks for its share of whole cache
- * lines into L2. A prefetcher's lines [0, lines1) lie in the target's first range from p, the
- * rest in its second range from p2; ra__prefetch_step, for targets of one range, reads
- * neither lines1 nor p2. (The division happens once per loop, not per step.) */
+ * lines into L2. (The division happens once per loop, not per step.) */
 typedef struct ra__prefetcher {
-    const char *p, *p2;
-    size_t lines, lines1, per;
+    const char *p;           /* lines from p ... */
+    const char *const *rows; /* ... or line first + ln at rows[.. >> shift] + 64 (.. & mask) */
+    size_t lines, per, first;
+    unsigned shift;
 } ra__prefetcher;
 
-/* Lines [total*num_a/den, total*num_b/den) of x (the lines of both ranges) over n steps. */
+/* Lines [total*num_a/den, total*num_b/den) of x over n steps. A row of a row list counts its
+ * whole lines rounded up to a power of two (prefetches past a row's end never fault). */
 static inline ra__prefetcher ra__prefetcher_part(const ra__pf_target *x, size_t num_a,
                                                  size_t num_b, size_t den, int64_t n)
 {
-    const size_t l1 = x->p ? (x->bytes + 63) >> 6 : 0, l2 = x->p2 ? (x->bytes2 + 63) >> 6 : 0;
-    const size_t total = l1 + l2, a = total * num_a / den, b = total * num_b / den;
-    ra__prefetcher pf = {NULL, NULL, b > a && n > 0 ? b - a : 0, 0, 0};
+    ra__prefetcher pf = {NULL, x->rows, 0, 0, 0, 0};
+    size_t total = x->p ? (x->bytes + 63) >> 6 : 0;
+    if (x->rows) {
+        while (((size_t)1 << pf.shift) < ((x->row_bytes + 63) >> 6))
+            pf.shift++;
+        total = x->n_rows << pf.shift;
+    }
+    const size_t a = total * num_a / den, b = total * num_b / den;
+    pf.lines = b > a && n > 0 ? b - a : 0;
     if (!pf.lines)
         return pf;
-    if (a < l1) {
-        pf.p = x->p + (a << 6);
-        pf.p2 = x->p2;
-        pf.lines1 = l1 - a < pf.lines ? l1 - a : pf.lines;
-    } else {
-        pf.p2 = x->p2 + ((a - l1) << 6);
-    }
+    pf.p = x->p ? x->p + (a << 6) : NULL;
+    pf.first = a;
     pf.per = (pf.lines + (size_t)n - 1) / (size_t)n;
     return pf;
 }
@@ -93,6 +96,7 @@ static inline ra__prefetcher ra__prefetcher_init(const ra__pf_target *x, int64_t
     return ra__prefetcher_part(x, 0, 1, 1, n);
 }
 
+/* For targets from p (contiguous calls: reads neither rows nor first). */
 static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 {
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
@@ -100,14 +104,22 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
         __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
-/* The same for a prefetcher whose lines may reach the second range. */
-static inline void ra__prefetch_step_split(const ra__prefetcher *pf, int64_t i)
+/* For targets of either kind (a paged call). */
+static inline void ra__prefetch_step_any(const ra__prefetcher *pf, int64_t i)
 {
+    if (!pf->rows) {
+        ra__prefetch_step(pf, i);
+        return;
+    }
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
-    for (size_t ln = lo; ln < hi && ln < pf->lines1; ln++)
-        __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
-    for (size_t ln = lo > pf->lines1 ? lo : pf->lines1; ln < hi; ln++)
-        __builtin_prefetch(pf->p2 + ((ln - pf->lines1) << 6), 0, RA_PF_HINT);
+    const size_t mask = ((size_t)1 << pf->shift) - 1;
+    for (size_t ln = pf->first + lo, end = pf->first + hi; ln < end;) {
+        /* a step's lines lie in one row or two: look each row up once */
+        const char *row = pf->rows[ln >> pf->shift];
+        const size_t row_end = (ln | mask) + 1 < end ? (ln | mask) + 1 : end;
+        for (; ln < row_end; ln++)
+            __builtin_prefetch(row + ((ln & mask) << 6), 0, RA_PF_HINT);
+    }
 }
 
 /* A kernel that splits a KV head's G query heads into register tiles gives the tile of heads
@@ -195,9 +207,9 @@ typedef struct ra__kernel_table {
     ra__tile_fn step[3][3];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[3];
-    /* The fused steps again, reading rows through ra__tile.k_rows/v_rows and prefetching up to
-     * two runs of rows (a paged tile that spans two runs); kernels without them get such
-     * tiles gathered into a dense buffer. */
+    /* The fused steps again for paged calls: rows through ra__tile.k_rows/v_rows, prefetch
+     * targets of either kind (ra__prefetch_step_any). Kernels without them get a paged tile
+     * that spans runs of rows gathered into a dense buffer. */
     ra__tile_fn step_rows[3][3];
     ra__tile_fn step_bf16_dot_rows[3];
     /* Whole items in row order [K dtype][V dtype] where rows_serve(G, K dtype, V dtype) says
