@@ -99,6 +99,17 @@ static void rows_from(const ra__rows *r, const void *base, int64_t st, int64_t s
     }
 }
 
+/* Prefetches row j of rows[0..n) (row_elems elements of es bytes) when it starts a run: the
+ * previous row is not st elements before it. */
+RA_INLINE void prefetch_run_start(const char *const *rows, int64_t j, int64_t n, int64_t st,
+                                  int64_t row_elems, size_t es)
+{
+    if (j >= n || (j > 0 && rows[j] == rows[j - 1] + (size_t)st * es))
+        return;
+    for (size_t off = 0; off < (size_t)row_elems * es; off += 64)
+        __builtin_prefetch(rows[j] + off, 0, RA_PF_HINT);
+}
+
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
  * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
@@ -274,15 +285,27 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const int64_t half = (r->T + 1) / 2, per = r->tile / 2 > 1 ? r->tile / 2 : 1;
     const size_t kes = kdt == RA_DTYPE_F32 ? 4 : 2, ves = vdt == RA_DTYPE_F32 ? 4 : 2;
     float *s = w->logits;
-    /* the rows of a phase's positions: [half][position], K then V */
-    const char *at[2][RA__ROWS_TILE_MAX / 2];
+    /* The rows of a phase's positions, [half][position], K then V, and of a paged cache also
+     * the AHEAD positions after them: the first row of each run of rows (a page, or pages that
+     * follow each other) is prefetched AHEAD positions early, since the hardware prefetchers
+     * only pick up a stream after it starts. */
+    enum { AHEAD = 8 };
+    const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
+    const int64_t ahead = r->pages ? AHEAD : 0;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
         const int64_t nb = rest < na ? rest : na; /* second half's: rows na .. na+nb-1 */
-        rows_from(r, r->k, r->k_st, r->k_sp, t0, na, kes, at[0]);
-        rows_from(r, r->k, r->k_st, r->k_sp, half + t0, nb, kes, at[1]);
+        /* rows known per half, with the look-ahead */
+        const int64_t ka = half - t0 < na + ahead ? half - t0 : na + ahead;
+        const int64_t kb = rest < nb + ahead ? (rest > 0 ? rest : 0) : nb + ahead;
+        rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
+        rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
+            if (ahead) {
+                prefetch_run_start(at[0], i + ahead, ka, r->k_st, r->Hkv * r->k_sh, kes);
+                prefetch_run_start(at[1], i + ahead, kb, r->k_st, r->Hkv * r->k_sh, kes);
+            }
             const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
@@ -292,9 +315,13 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         }
         softmax_rows(r, s, na + nb, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);
-        rows_from(r, r->v, r->v_st, r->v_sp, t0, na, ves, at[0]);
-        rows_from(r, r->v, r->v_st, r->v_sp, half + t0, nb, ves, at[1]);
+        rows_from(r, r->v, r->v_st, r->v_sp, t0, ka, ves, at[0]);
+        rows_from(r, r->v, r->v_st, r->v_sp, half + t0, kb, ves, at[1]);
         for (int64_t i = 0; i < na; i++) {
+            if (ahead) {
+                prefetch_run_start(at[0], i + ahead, ka, r->v_st, r->Hkv * r->v_sh, ves);
+                prefetch_run_start(at[1], i + ahead, kb, r->v_st, r->Hkv * r->v_sh, ves);
+            }
             const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
