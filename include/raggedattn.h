@@ -198,6 +198,33 @@ RA_API ra_status ra_options_set_kernel(ra_options *o, ra_kernel kernel);
  * the other sequences of the batch, so results stay bitwise reproducible). >= 0. */
 RA_API ra_status ra_options_set_split_tokens(ra_options *o, int64_t split_tokens);
 
+/* ---- Score modifiers of current models (since 0.2.0) -------------------------------------
+ *
+ * Modifiers of the logits s = scale * q.k, for the ragged and paged functions (the reference
+ * functions compute the seed's arithmetic and return RA_ERR_UNSUPPORTED when one is set). In
+ * the order they apply, for query head h of sequence b and position t < lengths[b]:
+ *   soft-cap (Gemma 2):      s = cap * tanh(s / cap)
+ *   ALiBi (BLOOM, MPT):      s = s - slope[h] * (lengths[b] - 1 - t)
+ *   window (Mistral, Gemma): only t >= lengths[b] - window, and t < sink_positions
+ *                            (StreamingLLM); the other positions are skipped, not read
+ *   sinks (gpt-oss):         a logit sink[h] joins the softmax denominator only:
+ *                            m = max(m, sink[h]), l = sum_t exp(s_t - m) + exp(sink[h] - m),
+ *                            o = sum_t exp(s_t - m) v_t (the sink adds no value)
+ * A state that includes a sink is a complete one: when a sequence is split across calls and
+ * merged (ra_merge, raggedattn_mpi), set the sinks on one part only, so the sink counts once.
+ * Setters fail with RA_ERR_INVALID_ARGUMENT on NULL options and bad values; the per-head
+ * tensors are copied, and a call whose Hq differs from their length is RA_ERR_SHAPE. */
+
+/* cap finite and >= 0; 0 (the default) turns the soft-cap off. */
+RA_API ra_status ra_options_set_softcap(ra_options *o, float cap);
+/* window >= 0 positions (0, the default: no window), and sink_positions >= 0 first positions
+ * that stay visible (0 without a window). */
+RA_API ra_status ra_options_set_window(ra_options *o, int64_t window, int64_t sink_positions);
+/* f32 [Hq], each finite or -inf (-inf: no sink for that head); NULL turns sinks off. */
+RA_API ra_status ra_options_set_sinks(ra_options *o, const ra_tensor *sinks);
+/* f32 [Hq] ALiBi slopes, finite; NULL turns ALiBi off. */
+RA_API ra_status ra_options_set_alibi(ra_options *o, const ra_tensor *slopes);
+
 /* The kernel a call with these options would run (AUTO resolved for this CPU), and a kernel's
  * name: "auto", "blas", "portable", "avx2", "avx512"; "unknown" otherwise. A layout the SIMD
  * kernels do not take (a feature stride other than 1) runs on the portable kernel instead.
@@ -385,6 +412,10 @@ typedef struct ra_api {
     ra_status (*paged_gqa)(const ra_options *, const ra_tensor *, const ra_tensor *,
                            const ra_tensor *, const ra_tensor *, const ra_tensor *, ra_tensor *,
                            ra_tensor *, ra_tensor *);
+    ra_status (*options_set_softcap)(ra_options *, float);
+    ra_status (*options_set_window)(ra_options *, int64_t, int64_t);
+    ra_status (*options_set_sinks)(ra_options *, const ra_tensor *);
+    ra_status (*options_set_alibi)(ra_options *, const ra_tensor *);
     /* New members are appended here, never inserted. */
 } ra_api;
 

@@ -41,7 +41,11 @@ RA__PIN(reference_gqa, 27);
 RA__PIN(merge, 28);
 RA__PIN(mha_cost_estimate, 29);
 RA__PIN(paged_gqa, 30); /* version 2 */
-_Static_assert(sizeof(ra_api) == 8 + 31 * sizeof(void (*)(void)), "ra_api v2 has 31 functions");
+RA__PIN(options_set_softcap, 31);
+RA__PIN(options_set_window, 32);
+RA__PIN(options_set_sinks, 33);
+RA__PIN(options_set_alibi, 34);
+_Static_assert(sizeof(ra_api) == 8 + 35 * sizeof(void (*)(void)), "ra_api v2 has 35 functions");
 
 /* The same functions in every table; abi_version echoes the version asked for. */
 #define RA__API_TABLE(version)                                                                 \
@@ -78,6 +82,10 @@ _Static_assert(sizeof(ra_api) == 8 + 31 * sizeof(void (*)(void)), "ra_api v2 has
         .merge = ra_merge,                                                                    \
         .mha_cost_estimate = ra_mha_cost_estimate,                                            \
         .paged_gqa = ra_paged_gqa,                                                            \
+        .options_set_softcap = ra_options_set_softcap,                                        \
+        .options_set_window = ra_options_set_window,                                          \
+        .options_set_sinks = ra_options_set_sinks,                                            \
+        .options_set_alibi = ra_options_set_alibi,                                            \
     }
 
 static const ra_api api_v1 = RA__API_TABLE(1);

@@ -75,6 +75,44 @@ static int64_t chunks_of(const plan *pl, int64_t len)
     return 1 + (len - 1) / pl->split; /* not (len + split - 1) / split: split may be huge */
 }
 
+/* The positions of sequence b that the call reads, as ranges [r[i][0], r[i][1]) in position
+ * order: all of them, or with a window the last `window` and the first `sink_positions`.
+ * Returns the number of ranges (1 or 2; one empty range for length 0). */
+static int visible_ranges(const ra__problem *p, int64_t b, int64_t r[2][2])
+{
+    const int64_t len = seq_len(p, b);
+    r[0][0] = 0;
+    r[0][1] = len;
+    if (!p->window || p->window >= len)
+        return 1;
+    const int64_t w0 = len - p->window, s1 = p->sink_positions < len ? p->sink_positions : len;
+    if (s1 >= w0)
+        return 1;
+    r[0][0] = s1 ? 0 : w0;
+    r[0][1] = s1 ? s1 : len;
+    r[1][0] = w0;
+    r[1][1] = len;
+    return s1 ? 2 : 1;
+}
+
+/* Positions of sequence b that the call reads. */
+static int64_t visible_positions(const ra__problem *p, int64_t b)
+{
+    int64_t r[2][2], n = 0;
+    for (int i = 0, nr = visible_ranges(p, b, r); i < nr; i++)
+        n += r[i][1] - r[i][0];
+    return n;
+}
+
+/* Work items (chunks) of one (b, group of KV heads): the chunks of each visible range. */
+static int64_t chunks_in(const plan *pl, int64_t b)
+{
+    int64_t r[2][2], n = 0;
+    for (int i = 0, nr = visible_ranges(pl->p, b, r); i < nr; i++)
+        n += chunks_of(pl, r[i][1] - r[i][0]);
+    return n;
+}
+
 /* What to prefetch while head jj of nh computes a tile: a 1/nh share of the next tile, so that
  * over the nh heads the whole next tile is requested front to back. The hardware prefetcher
  * does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the item's heads fill
@@ -154,6 +192,8 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             .pages = paged ? p->pages + p->page_at[it->b] : NULL, .page_size = p->page_size,
             .t_first = it->t0, .k_sp = p->k.sp, .v_sp = p->v.sp,
             .q = pl->qf + (it->b * p->Hq + it->j0 * G) * D, .scale = p->scale,
+            .softcap = p->softcap, .slopes = p->alibi ? p->alibi + it->j0 * G : NULL,
+            .last_pos = seq_len(p, it->b) - 1,
             .o = o, .m = m, .l = l, .s = scratch,
         };
         pl->rows(&r);
@@ -162,6 +202,7 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     const size_t kes = ra__dtype_size(p->k.dtype), ves = ra__dtype_size(p->v.dtype);
     ra__tile t = {
         .G = G, .D = D, .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
+        .softcap = p->softcap, .last_pos = seq_len(p, it->b) - 1,
         .conv = scratch + pl->s_ld * G,
     };
     /* row pointers of a tile's K and V (kernels with row_pointers); paged: gathered K and V */
@@ -175,6 +216,7 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = tile_at(pl, t0, it->t1);
+        t.t_first = t0;
         const item *pf_it = it; /* whose tile comes next: this item's, or the next item's first */
         int64_t next = t0 + t.T, n_next = tile_at(pl, next, it->t1);
         if (n_next == 0) {
@@ -209,6 +251,7 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.q = pl->qf + (it->b * p->Hq + j * G) * D;
             t.qb = pl->qb ? pl->qb + (it->b * p->Hq + j * G) * D : NULL;
             t.qp = pl->qp ? pl->qp + (it->b * p->Hq + j * G) * pl->qp_ld : NULL;
+            t.slopes = p->alibi ? p->alibi + j * G : NULL;
             t.k = gather ? gk + (size_t)(jj * D) * kes : ra__kv_row(p, &p->k, it->b, t0, j, kes);
             t.v = gather ? gv + (size_t)(jj * D) * ves : ra__kv_row(p, &p->v, it->b, t0, j, ves);
             t.k_row_off = (size_t)(jj * p->k.sh) * kes;
@@ -241,19 +284,26 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     return after >= 0 ? after : claim_item(pl, next_item);
 }
 
-/* Merge the chunks of every (b, head) in chunk order and write the caller's outputs. */
+/* Merge the chunks of every (b, head) in chunk order, with the head's sink (which joins the
+ * denominator only), and write the caller's outputs. */
 static void finish_batch_entry(const plan *pl, int64_t b)
 {
     const ra__problem *p = pl->p;
     const int64_t G = p->G, D = p->D, hq_item = pl->heads_per_item * G;
-    const int64_t nc = chunks_of(pl, seq_len(p, b));
+    const int64_t nc = chunks_in(pl, b);
     for (int64_t h = 0; h < p->Hq; h++) {
         int64_t j = h / G, group = j / pl->heads_per_item;
         int64_t hh = h - group * hq_item; /* head index inside its item */
         int64_t first = pl->item_base[b] + group * nc;
-        float M = -INFINITY, L = 0.0f;
+        float M = p->sinks ? p->sinks[h] : -INFINITY, L = 0.0f;
         for (int64_t c = 0; c < nc; c++)
             M = ra__nan_max(M, pl->part_ml[(first + c) * pl->ml_st + hh]);
+        for (int64_t c = 0; c < nc; c++) {
+            const float *pm = pl->part_ml + (first + c) * pl->ml_st + hh;
+            L += ra__merge_weight(*pm, M) * pm[hq_item];
+        }
+        if (p->sinks)
+            L += ra__merge_weight(p->sinks[h], M);
         float *out = p->o + b * p->o_sb + h * p->o_sh;
         for (int64_t d0 = 0; d0 < D; d0 += 64) {
             int64_t dn = D - d0 < 64 ? D - d0 : 64;
@@ -264,8 +314,6 @@ static void finish_batch_entry(const plan *pl, int64_t b)
                 float w = ra__merge_weight(*pm, M);
                 for (int64_t d = 0; d < dn; d++)
                     acc[d] += w * po[d];
-                if (d0 == 0)
-                    L += w * pm[hq_item];
             }
             for (int64_t d = 0; d < dn; d++)
                 out[(d0 + d) * p->o_sd] = ra__finish_o(acc[d], L, p->normalize);
@@ -328,14 +376,14 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
         int64_t add;
-        if (__builtin_mul_overflow(pl->groups, chunks_of(pl, seq_len(p, b)), &add) ||
+        if (__builtin_mul_overflow(pl->groups, chunks_in(pl, b), &add) ||
             __builtin_add_overflow(n, add, &n))
             return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
     }
     pl->n_items = n;
     int64_t positions = 0; /* saturating: only sizes the thread team */
     for (int64_t b = 0; b < p->B; b++)
-        if (__builtin_add_overflow(positions, seq_len(p, b), &positions))
+        if (__builtin_add_overflow(positions, visible_positions(p, b), &positions))
             positions = INT64_MAX;
     pl->team = ra__team_size(p->num_threads, n, positions, p->Hq, p->D);
 
@@ -399,13 +447,17 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
 
     int64_t k = 0;
     for (int64_t b = 0; b < p->B; b++) {
-        int64_t len = seq_len(p, b), nc = chunks_of(pl, len);
+        int64_t r[2][2];
+        const int nr = visible_ranges(p, b, r);
         pl->item_base[b] = k;
         for (int64_t g = 0; g < pl->groups; g++)
-            for (int64_t c = 0; c < nc; c++, k++) {
-                int64_t t0 = pl->split ? c * pl->split : 0;
-                int64_t t1 = pl->split && t0 + pl->split < len ? t0 + pl->split : len;
-                pl->items[k] = (item){b, g * pl->heads_per_item, t0, t1, k};
+            for (int i = 0; i < nr; i++) {
+                const int64_t lo = r[i][0], hi = r[i][1], nc = chunks_of(pl, hi - lo);
+                for (int64_t c = 0; c < nc; c++, k++) {
+                    int64_t t0 = lo + (pl->split ? c * pl->split : 0);
+                    int64_t t1 = pl->split && t0 + pl->split < hi ? t0 + pl->split : hi;
+                    pl->items[k] = (item){b, g * pl->heads_per_item, t0, t1, k};
+                }
             }
     }
     pl->item_base[p->B] = k;

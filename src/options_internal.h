@@ -11,6 +11,11 @@ struct ra_options {
     int num_threads;
     ra_kernel kernel;
     int64_t split_tokens;
+    /* Score modifiers (0 / NULL: off). sinks and alibi are copies the options own. */
+    float softcap;
+    int64_t window, sink_positions;
+    float *sinks, *alibi;
+    int64_t n_sinks, n_alibi;
 };
 
 /* The defaults, for calls that pass NULL options. */

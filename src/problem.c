@@ -215,12 +215,19 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
             S = INT32_MAX;
     }
 
+    const struct ra_options *op = ra__options_or_default(opts);
+    const int64_t *per_head[] = {&op->n_sinks, &op->n_alibi};
+    const char *per_head_names[] = {"sinks", "ALiBi slopes"};
+    for (int i = 0; i < 2; i++)
+        if (*per_head[i] && *per_head[i] != Hq)
+            return ra__fail(RA_ERR_SHAPE, "%s: the options' %s have %lld entries, but Hq = %lld",
+                            fn, per_head_names[i], (long long)*per_head[i], (long long)Hq);
+
     const ra_tensor *ins[] = {q, k, v, lengths, page_table};
     const char *in_names[] = {"q", req_names[1], req_names[2], "lengths", "page_table"};
     if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, sig->paged ? 5 : 4)))
         return s;
 
-    const struct ra_options *op = ra__options_or_default(opts);
     *p = (ra__problem){
         .B = B, .S = S, .Hq = Hq, .Hkv = Hkv, .G = Hkv ? Hq / Hkv : 0, .D = D,
         .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D], 0},
@@ -233,6 +240,8 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ],
         .normalize = sig->normalize,
         .scale = op->scale, .mask_value = op->mask_value,
+        .softcap = op->softcap, .window = op->window, .sink_positions = op->sink_positions,
+        .sinks = op->sinks, .alibi = op->alibi,
         .block_size = op->block_size, .split_tokens = op->split_tokens,
         .num_threads = op->num_threads, .kernel = op->kernel,
     };

@@ -37,6 +37,10 @@ typedef struct ra__problem {
     int64_t m_sb, m_sh, l_sb, l_sh;
     bool normalize; /* o/l (true) or o*l = un-normalized (false) */
     float scale, mask_value;
+    /* score modifiers (ra_options_set_softcap/window/sinks/alibi); 0 or NULL: off */
+    float softcap;
+    int64_t window, sink_positions;
+    const float *sinks, *alibi; /* [Hq] */
     int64_t block_size, split_tokens;
     int num_threads;
     ra_kernel kernel;
@@ -68,6 +72,12 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
                    const ra_tensor *k, const ra_tensor *v, const ra_tensor *page_table,
                    const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l,
                    ra__problem *p);
+
+/* Whether p uses a score modifier. */
+static inline bool ra__problem_modified(const ra__problem *p)
+{
+    return p->softcap != 0.0f || p->window || p->sinks || p->alibi;
+}
 
 /* Frees what ra__bind allocated for p. */
 void ra__problem_release(ra__problem *p);

@@ -398,6 +398,27 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #undef PV_PF_POS
 }
 
+/* The score modifiers (ra__tile) on the valid lanes of the tile's logits in sb (the layout of
+ * qk_tile); lanes past T keep -inf. */
+RA_INLINE void modify_tile(const ra__tile *t, int64_t g0, const int GT, float *sb)
+{
+    const int TT = 16 / GT;
+    const int64_t steps = (t->T + TT - 1) / TT;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* position of a lane inside its step: lane % TT */
+    const __m512i in_step = _mm512_and_si512(lane, _mm512_set1_epi32(TT - 1));
+    const __m512 slope = t->slopes ? spread_heads(t->slopes + g0, GT, TT) : _mm512_setzero_ps();
+    const float dist0 = (float)(t->last_pos - t->t_first);
+    for (int64_t k = 0; k < steps; k++) {
+        const __m512i pos = _mm512_add_epi32(in_step, _mm512_set1_epi32((int)(k * TT)));
+        const __mmask16 ok = _mm512_cmp_epi32_mask(pos, _mm512_set1_epi32((int)t->T), _MM_CMPINT_LT);
+        const __m512 dist = _mm512_sub_ps(_mm512_set1_ps(dist0), _mm512_cvtepi32_ps(pos));
+        const __m512 x = _mm512_load_ps(sb + 16 * k);
+        _mm512_store_ps(sb + 16 * k, _mm512_mask_mov_ps(x, ok, modify16(x, t->softcap, slope, dist,
+                                                                        t->slopes != NULL)));
+    }
+}
+
 /* One head tile: dtp packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) and, in
  * bit 4, whether the call is paged (rows through ra__tile.k_rows, prefetch targets of rows), so
  * that one macro argument carries them all into the specialization. */
@@ -421,6 +442,8 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     const ra__prefetcher pk = ra__prefetcher_for_heads(&t->pf_k, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(&t->pf_v, g0, GT, t->G, n_pv);
     qk_tile(t, g0, GT, kdt, sb, &pk, paged);
+    if (t->softcap != 0.0f || t->slopes)
+        modify_tile(t, g0, GT, sb);
     softmax_tile(t, g0, GT, sb, ab);
     pv_tile(t, g0, GT, dt % 3, sb, ab, &pv, paged);
 }

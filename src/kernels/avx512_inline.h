@@ -77,6 +77,43 @@ RA_INLINE __m512 exp16(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
+/* tanh(x) to a few ulp: below |x| = 0.625 its odd Taylor polynomial of degree 21 (within 2e-9
+ * of tanh there), above 1 - 2 / (e^(2|x|) + 1), where the cancellation is mild; then the sign
+ * of x. A NaN stays NaN. */
+RA_INLINE __m512 tanh16(__m512 x)
+{
+    const __m512 a = _mm512_abs_ps(x), z = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_set1_ps(9.6915379569294509e-05f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-0.00023912911424355248f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(0.00059002744094558595f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-0.0014558343870513183f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(0.0035921280365724811f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-0.0088632355299021973f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(0.021869488536155203f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-0.053968253968253971f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(0.13333333333333333f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-0.33333333333333331f));
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(a, z), p, a);
+    const __m512 big = _mm512_sub_ps(
+        _mm512_set1_ps(1.0f),
+        _mm512_div_ps(_mm512_set1_ps(2.0f),
+                      _mm512_add_ps(exp16(_mm512_add_ps(a, a)), _mm512_set1_ps(1.0f))));
+    const __m512 r = _mm512_mask_mov_ps(big, _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.625f),
+                                                                 _CMP_LT_OQ), small);
+    return _mm512_or_ps(r, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
+}
+
+/* The score modifiers on 16 logits (kernel.h): soft-cap, then the ALiBi bias -slope * dist for
+ * each lane's slope and distance to the last position. */
+RA_INLINE __m512 modify16(__m512 x, float cap, __m512 slope, __m512 dist, int alibi)
+{
+    if (cap != 0.0f) {
+        const __m512 c = _mm512_set1_ps(cap);
+        x = _mm512_mul_ps(c, tanh16(_mm512_div_ps(x, c)));
+    }
+    return alibi ? _mm512_fnmadd_ps(slope, dist, x) : x;
+}
+
 /* max(a, b) that keeps a NaN of either operand (max_ps returns b when either is NaN). */
 RA_INLINE __m512 nanmax(__m512 a, __m512 b)
 {

@@ -202,6 +202,23 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
     }
 }
 
+/* The score modifiers (ra__rows) on n logit rows (ld floats apart) of item positions pos0 + i,
+ * every head in its lane. */
+static void modify_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, int64_t pos0)
+{
+    const int64_t hq = r->Hkv * r->G;
+    for (int64_t h = 0; h < hq; h += 16) {
+        const __m512 slope = r->slopes ? _mm512_maskz_loadu_ps(lanes(hq - h), r->slopes + h)
+                                       : _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i++) {
+            const __m512 dist = _mm512_set1_ps((float)(r->last_pos - r->t_first - pos0 - i));
+            float *x = s + i * ld + h;
+            _mm512_store_ps(x, modify16(_mm512_load_ps(x), r->softcap, slope, dist,
+                                        r->slopes != NULL));
+        }
+    }
+}
+
 /* The online-softmax update of every head on a tile of n logit rows (ld floats apart): the
  * rows become p = exp(s - m_new), m and l are updated and alpha = exp(m_old - m_new) goes to
  * alpha[h]. The rules are those of the scalar step (softmax_step.c): a NaN logit makes its
@@ -312,6 +329,10 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
                 qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 2, kdt, order);
             else
                 qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 1, kdt, order);
+        }
+        if (r->softcap != 0.0f || r->slopes) { /* the halves' rows: positions t0.., half+t0.. */
+            modify_rows(r, s, na, w->hp, t0);
+            modify_rows(r, s + na * w->hp, nb, w->hp, half + t0);
         }
         softmax_rows(r, s, na + nb, w->hp, w->alpha);
         rescale_o(w->os, w->hq, w->dp, w->alpha);

@@ -12,6 +12,7 @@
 #ifndef RA_KERNEL_H
 #define RA_KERNEL_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,12 @@ typedef struct ra__tile {
     const char *const *k_rows, *const *v_rows;
     size_t k_row_off, v_row_off;
     float scale;
+    /* Score modifiers of the logits before the softmax (ra_options_set_softcap, _alibi):
+     * cap 0 is off; slopes [G] of this KV head's query heads, or NULL. Row i of the tile is
+     * position t_first + i of its sequence, whose last position is last_pos. */
+    float softcap;
+    const float *slopes;
+    int64_t t_first, last_pos;
     float *s; /* [G][s_ld] logits, then probabilities */
     int64_t s_ld;
     float *o;      /* [G][D] running un-normalized output (contiguous) */
@@ -151,6 +158,9 @@ typedef struct ra__rows {
     int64_t page_size, t_first, k_sp, v_sp;
     const float *q;        /* [Hkv*G][D] f32 */
     float scale;
+    float softcap;         /* score modifiers as in ra__tile: slopes [Hkv*G] or NULL */
+    const float *slopes;
+    int64_t last_pos;      /* the sequence's last position (item position i is t_first + i) */
     float *o, *m, *l;      /* [Hkv*G][D], [Hkv*G], [Hkv*G]: the running state */
     float *s;              /* ra__rows_scratch_floats(Hkv*G, D) floats, 64-byte aligned */
 } ra__rows;
@@ -242,6 +252,14 @@ bool ra__kernel_available(ra_kernel k);
 /* AUTO -> the best available family; others unchanged. */
 ra_kernel ra__kernel_resolve(ra_kernel k);
 const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved);
+
+/* The score modifiers of one logit s (see ra__tile): soft-cap, then ALiBi at distance dist. */
+static inline float ra__modify_logit(float s, float cap, const float *slope, float dist)
+{
+    if (cap != 0.0f)
+        s = cap * tanhf(s / cap);
+    return slope ? s - *slope * dist : s;
+}
 
 /* The online-softmax step. exp_row sets s[i] = exp(s[i] - m) for i < n and returns their sum;
  * the portable step uses expf, a kernel family may pass a vector exp. */

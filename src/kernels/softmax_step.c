@@ -9,6 +9,10 @@ void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row)
 {
     for (int64_t g = 0; g < t->G; g++) {
         float *s = t->s + g * t->s_ld;
+        if (t->softcap != 0.0f || t->slopes)
+            for (int64_t i = 0; i < t->T; i++)
+                s[i] = ra__modify_logit(s[i], t->softcap, t->slopes ? t->slopes + g : NULL,
+                                        (float)(t->last_pos - t->t_first - i));
         float mb = -INFINITY;
         for (int64_t i = 0; i < t->T; i++)
             mb = ra__nan_max(mb, s[i]);

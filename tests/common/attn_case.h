@@ -48,6 +48,7 @@ typedef struct tc_opts {
     int64_t split_tokens;
     int num_threads;
     bool null_opts; /* pass NULL options (only with default scale and mask) */
+    const or_modifiers *mod; /* score modifiers to set, or NULL */
 } tc_opts;
 
 typedef struct tc_case {
@@ -61,6 +62,7 @@ typedef struct tc_case {
      * buffers that changed outside the logical elements */
     float *got_o, *got_m, *got_l;
     int64_t stray_writes;
+    bool sinks_set; /* the last tc_run set sinks: a length-0 head is then not empty */
 } tc_case;
 
 /* Builds inputs (random, with NaN past each length for the ragged functions so that reading
@@ -68,6 +70,8 @@ typedef struct tc_case {
 void tc_init(tc_case *c, const tc_params *p);
 /* Recomputes the expectation after a test edited the inputs. */
 void tc_expect(tc_case *c);
+/* The expectation of a ragged function with score modifiers (or_attention_mod). */
+void tc_expect_mod(tc_case *c, const or_modifiers *mod);
 /* Fills the outputs with a NaN sentinel, calls the function, gathers the outputs. Returns the
  * status of ra_options_set_kernel when that fails (RA_ERR_UNSUPPORTED), else the call's. */
 ra_status tc_run(tc_case *c, const tc_opts *o);

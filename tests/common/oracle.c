@@ -407,6 +407,57 @@ void or_attention(const or_dims *d, const or_view *q, const or_view *k, const or
     free(s);
 }
 
+void or_attention_mod(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
+                      const int32_t *lengths, double scale, const or_modifiers *mod,
+                      or_state *out)
+{
+    int64_t group = d->Hkv > 0 ? d->Hq / d->Hkv : 1;
+    double *s = malloc(sizeof(double) * (size_t)(d->S + 1));
+    bool *seen = malloc(sizeof(bool) * (size_t)(d->S + 1));
+    assert_true(s && seen);
+    for (int64_t b = 0; b < d->B; b++) {
+        int64_t len = lengths[b];
+        for (int64_t h = 0; h < d->Hq; h++) {
+            int64_t j = h / group;
+            int64_t bh = b * d->Hq + h;
+            double *o_un = out->o_un + bh * d->D, *o = out->o + bh * d->D;
+            double m = mod->sinks ? (double)mod->sinks[h] : -INFINITY;
+            for (int64_t t = 0; t < len; t++) {
+                seen[t] = !mod->window || t >= len - mod->window || t < mod->sink_positions;
+                if (!seen[t])
+                    continue;
+                double dot = 0.0;
+                for (int64_t x = 0; x < d->D; x++)
+                    dot += or_view_get(q, b, h, x, 0) * or_view_get(k, b, t, j, x);
+                s[t] = scale * dot;
+                if (mod->softcap != 0.0)
+                    s[t] = mod->softcap * tanh(s[t] / mod->softcap);
+                if (mod->alibi)
+                    s[t] -= (double)mod->alibi[h] * (double)(len - 1 - t);
+                if (s[t] > m || isnan(s[t]))
+                    m = isnan(m) ? m : s[t];
+            }
+            double l = mod->sinks && m != -INFINITY ? exp((double)mod->sinks[h] - m) : 0.0;
+            for (int64_t x = 0; x < d->D; x++)
+                o_un[x] = 0.0;
+            for (int64_t t = 0; t < len; t++) {
+                if (!seen[t] || m == -INFINITY)
+                    continue;
+                double p = exp(s[t] - m);
+                l += p;
+                for (int64_t x = 0; x < d->D; x++)
+                    o_un[x] += p * or_view_get(v, b, t, j, x);
+            }
+            for (int64_t x = 0; x < d->D; x++)
+                o[x] = l > 0 ? o_un[x] / l : 0.0;
+            out->m[bh] = m;
+            out->l[bh] = l;
+        }
+    }
+    free(s);
+    free(seen);
+}
+
 /* ---- the seed's reference arithmetic (SPEC section 9) ------------------------------------- */
 
 void or_reference(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,

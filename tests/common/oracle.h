@@ -99,6 +99,21 @@ void or_state_free(or_state *s);
 void or_attention(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
                   const int32_t *lengths, double scale, or_state *out);
 
+/* The score modifiers of ra_options_set_softcap/window/sinks/alibi (0 / NULL: off). */
+typedef struct or_modifiers {
+    double softcap;
+    int64_t window, sink_positions;
+    const float *sinks, *alibi; /* [Hq] */
+} or_modifiers;
+
+/* or_attention with the modifiers, as the header defines them: s = scale * q.k, then
+ * cap * tanh(s / cap), then - slope[h] * (len - 1 - t); only positions t >= len - window or
+ * t < sink_positions when window > 0; the sink joins m and l only. No visible position and no
+ * sink gives the empty state. */
+void or_attention_mod(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
+                      const int32_t *lengths, double scale, const or_modifiers *mod,
+                      or_state *out);
+
 /* SPEC section 9: the seed's reference arithmetic. Logits are rounded to f32, mask_value is
  * added in f32 where t >= lengths[b], probabilities are rounded to v's dtype, the PV sum is
  * rounded to v's dtype, then divided by l. o_un is left as PV (rounded). With length 0 this

@@ -223,6 +223,8 @@ typedef struct pg_opts {
     ra_kernel kernel;
     int64_t block_size, split_tokens;
     int num_threads;
+    bool modifiers; /* soft-cap, a window with sink positions, sinks and ALiBi (test_modifiers
+                     * checks them against the oracle; here paged must equal contiguous) */
 } pg_opts;
 
 static ra_options *make_opts(const pg_opts *o)
@@ -238,6 +240,19 @@ static ra_options *make_opts(const pg_opts *o)
     if (o->split_tokens)
         assert_int_equal(ra_options_set_split_tokens(opts, o->split_tokens), RA_OK);
     assert_int_equal(ra_options_set_num_threads(opts, o->num_threads), RA_OK);
+    if (o->modifiers) {
+        static float per_head[64];
+        for (int h = 0; h < 64; h++)
+            per_head[h] = 0.05f * (float)(h % 7) - 0.1f;
+        const int64_t hs[1] = {8};
+        ra_tensor *t;
+        assert_int_equal(ra_tensor_wrap(&t, RA_DTYPE_F32, 1, hs, NULL, per_head), RA_OK);
+        assert_int_equal(ra_options_set_softcap(opts, 3.0f), RA_OK);
+        assert_int_equal(ra_options_set_window(opts, 45, 3), RA_OK);
+        assert_int_equal(ra_options_set_sinks(opts, t), RA_OK);
+        assert_int_equal(ra_options_set_alibi(opts, t), RA_OK);
+        ra_tensor_destroy(t);
+    }
     return opts;
 }
 
@@ -284,8 +299,8 @@ static bool pg_check(pg_case *c, const pg_opts *o)
              c->p.share_prefix ? " shared" : "", or_dtype_name(c->p.qdt),
              or_dtype_name(c->p.kdt), or_dtype_name(c->p.vdt), ra_kernel_name(o->kernel),
              (long long)o->block_size, (long long)o->split_tokens, o->num_threads);
-    if (eo.rel > 1e-5 || eo.nonfinite || em.rel > 1e-5 || em.nonfinite || el.rel > 1e-5 ||
-        el.nonfinite)
+    if (!o->modifiers && (eo.rel > 1e-5 || eo.nonfinite || em.rel > 1e-5 || em.nonfinite ||
+                          el.rel > 1e-5 || el.nonfinite))
         fail_msg("paged %s: against the oracle o %.3g (%lld non-finite), m %.3g, l %.3g", what,
                  eo.rel, (long long)eo.nonfinite, em.rel, el.rel);
     or_stat_note("ra_paged_gqa o vs oracle", eo.rel);
@@ -398,6 +413,27 @@ static void test_runs_blocks_splits_threads(void **state)
                                  .num_threads = threads};
                     pg_check(&c, &o);
                 }
+            pg_free(&c);
+        }
+}
+
+/* Score modifiers on a paged cache: bitwise the contiguous call with the same options, for
+ * every kernel and page size (8 query heads: the modifiers' per-head tensors). */
+static void test_modifiers_on_pages(void **state)
+{
+    (void)state;
+    static const int64_t pages[] = {1, 16, 64};
+    for (size_t pi = 0; pi < sizeof pages / sizeof pages[0]; pi++)
+        for (int64_t hkv = 1; hkv <= 8; hkv *= 8) {
+            pg_params p = {.B = 4, .Hq = 8, .Hkv = hkv, .S = 200, .D = 32,
+                           .page_size = pages[pi], .shuffle = true, .seed = 600 + pi};
+            pg_case c;
+            pg_init(&c, &p);
+            for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+                pg_opts o = {.kernel = kernels[k], .split_tokens = 32, .num_threads = 2,
+                             .modifiers = true};
+                pg_check(&c, &o);
+            }
             pg_free(&c);
         }
 }
@@ -577,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_runs_blocks_splits_threads),
         cmocka_unit_test(test_batch_composition),
+        cmocka_unit_test(test_modifiers_on_pages),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_output_over_page_table),
         cmocka_unit_test(test_empty_and_table),

@@ -26,7 +26,8 @@ typedef void (*any_fn)(void);
     X(options_set_num_threads) X(options_set_kernel) X(options_set_split_tokens)               \
     X(kernel_resolve) X(kernel_name) X(ragged_mqa) X(ragged_mha) X(ragged_gqa)                 \
     X(reference_mqa) X(reference_mha) X(reference_gqa) X(merge) X(mha_cost_estimate)          \
-    X(paged_gqa)
+    X(paged_gqa) X(options_set_softcap) X(options_set_window) X(options_set_sinks)            \
+    X(options_set_alibi)
 
 struct member {
     const char *symbol;
