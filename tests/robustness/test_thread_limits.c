@@ -130,7 +130,9 @@ int main(void)
     if (getenv(CHILD_MODE_ENV)) {
         tc_case c;
         init_case(&c);
-        return run_calls(&c);
+        int rc = run_calls(&c);
+        tc_free(&c); /* LeakSanitizer checks this process at exit */
+        return rc;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_address_space_too_small_for_a_stack),
