@@ -9,6 +9,7 @@
  * Automatic teams also back off while other work keeps their cores busy (team.h).
  * The pool is per calling thread: a region of n threads leaves n - 1 workers behind, and a
  * smaller team of two or more releases the surplus. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, CLOCK_MONOTONIC under -std=c11 */
 #include <omp.h>
 #include <pthread.h>
 #include <stdbool.h>
