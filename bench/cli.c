@@ -16,8 +16,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "Usage: " PROG " [options]\n"
-        "Times ra_ragged_gqa (decode attention over a [B,S,Hkv,D] K/V cache, q [B,1,Hq,D])\n"
-        "against this machine's read bandwidth and the library's reference path.\n"
+        "Times ra_ragged_gqa (decode attention over a [B,S,Hkv,D] K/V cache, q [B,1,Hq,D]),\n"
+        "or ra_paged_gqa over the same K/V in pages (--paged), against this machine's read\n"
+        "bandwidth and the library's reference path.\n"
         "With no options it runs --quick.\n"
         "\n"
         "What to run\n"
@@ -26,6 +27,10 @@ static void usage(FILE *f)
         "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
         "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
         "  --kernel LIST     auto,blas,portable,avx2,avx512 (timed side by side)  [auto]\n"
+        "  --paged LIST      K/V layouts timed side by side: page sizes for ra_paged_gqa over\n"
+        "                    a pool of NHD pages [num_pages, size, Hkv, D] holding the same\n"
+        "                    K/V bytes, each sequence's pages in a seeded shuffled order; 0 =\n"
+        "                    the contiguous cache (ra_ragged_gqa), e.g. 0,16,256  [0]\n"
         "  --quick           all cases, all dtypes, nproc threads, 10 calls: under a minute\n"
         "  --full            all cases, all dtypes, thread counts 1,2,4..nproc, 20 calls\n"
         "\n"
@@ -63,11 +68,18 @@ static void usage(FILE *f)
         "Columns: median and min ms per call; GB/s = bytes of K and V for sum(lengths) tokens\n"
         "per median call; stream = the same-run two-array read bandwidth with the same threads;\n"
         "%%bw = GB/s / stream; ref_ms and speedup = ra_reference_gqa on a strided view of the\n"
-        "same K/V; rel_err = max |o/l - o_ref| / max |o_ref|; flags = T when the median call\n"
+        "same contiguous K/V (also for paged rows); rel_err = max |o/l - o_ref| / max |o_ref|;\n"
+        "with --paged, page = the page size (contig: contiguous) and vs_contig = median time /\n"
+        "the contiguous row's (same kernel, same rounds); flags = T when the median call\n"
         "took more than %.2fx the fastest, S when the fastest bandwidth pass was more than\n"
         "%.2fx the slowest (both: the machine was busy), %% when %%bw is above 100%%; the\n"
         "warnings after the tables explain them. The tables are printed once every row is\n"
-        "measured; progress goes to stderr.\n",
+        "measured; progress goes to stderr.\n"
+        "\n"
+        "Memory: each page size of --paged builds its own pool (the K/V bytes of sum(lengths),\n"
+        "rounded up to whole pages), filled directly from the generator, and the contiguous\n"
+        "cache is kept beside the pools when 0 is listed or the reference runs: with --paged\n"
+        "0,16,256 case a or b in f32 holds up to 3 x 256 MiB of K/V.\n",
         BENCH_TIME_SPREAD_LIMIT, BENCH_STREAM_SPREAD_LIMIT);
 }
 
@@ -211,6 +223,27 @@ static int add_kernel(bench_config *cfg, const char *flag, const char *name)
     return 0;
 }
 
+/* Keeps the page sizes sorted (contiguous first) and without repeats. */
+static int add_page_size(bench_config *cfg, const char *flag, const char *s)
+{
+    long long v = 0;
+    if (parse_ll(flag, s, 0, BENCH_MAX_PAGE_SIZE, &v))
+        return -1;
+    int i = 0;
+    while (i < cfg->n_page_sizes && cfg->page_sizes[i] < v)
+        i++;
+    if (i < cfg->n_page_sizes && cfg->page_sizes[i] == v)
+        return 0;
+    if (cfg->n_page_sizes >= BENCH_MAX_PAGED)
+        return fail("%s: too many page sizes (the limit is %d)", flag, BENCH_MAX_PAGED);
+    memmove(&cfg->page_sizes[i + 1], &cfg->page_sizes[i],
+            (size_t)(cfg->n_page_sizes - i) * sizeof cfg->page_sizes[0]);
+    cfg->page_sizes[i] = v;
+    cfg->n_page_sizes++;
+    cfg->paged = true;
+    return 0;
+}
+
 /* Every kernel asked for must be able to run here; say so before any work starts. */
 static int check_kernels(const bench_config *cfg)
 {
@@ -285,6 +318,8 @@ static void preset(bench_config *cfg, bool full)
     }
     if (cfg->n_kernels == 0)
         cfg->kernels[cfg->n_kernels++] = RA_KERNEL_AUTO;
+    if (cfg->n_page_sizes == 0)
+        cfg->page_sizes[cfg->n_page_sizes++] = 0;
     if (cfg->reps == 0)
         cfg->reps = full ? 20 : 10;
     if (cfg->ref_reps < 0)
@@ -297,7 +332,7 @@ static void preset(bench_config *cfg, bool full)
 static const char *const k_valued[] = {"--case", "--dtype", "--qdtype", "--threads", "--kernel",
                                        "--reps", "--ref-reps", "--warmup", "--seed", "--json",
                                        "--B", "--S", "--hq", "--hkv", "--D", "--lengths",
-                                       "--block", "--split"};
+                                       "--block", "--split", "--paged"};
 
 static bool takes_value(const char *flag)
 {
@@ -321,6 +356,8 @@ static int apply(bench_config *cfg, custom_flags *custom, const char *flag, cons
         return each_item(cfg, flag, val, add_threads);
     if (!strcmp(flag, "--kernel"))
         return each_item(cfg, flag, val, add_kernel);
+    if (!strcmp(flag, "--paged"))
+        return each_item(cfg, flag, val, add_page_size);
     if (!strcmp(flag, "--qdtype"))
         return parse_float_dtype(val, &cfg->q_dtype)
                    ? fail("--qdtype: unknown dtype '%s' (f32, bf16 or f16)", val)

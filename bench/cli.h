@@ -11,6 +11,9 @@
 
 enum { BENCH_MAX_LIST = 64 };
 
+/* The largest page size --paged takes (the longest named sequence). */
+#define BENCH_MAX_PAGE_SIZE 65536
+
 typedef struct bench_config {
     bench_shape cases[BENCH_MAX_LIST]; /* named cases and/or one custom shape, in run order */
     int n_cases;
@@ -21,6 +24,11 @@ typedef struct bench_config {
     int n_threads;
     ra_kernel kernels[5];
     int n_kernels;
+    /* K/V layouts timed side by side, in increasing order: 0 = the contiguous cache, else the
+     * page size of a paged pool (ra_paged_gqa). Without --paged: {0}. */
+    int64_t page_sizes[BENCH_MAX_PAGED];
+    int n_page_sizes;
+    bool paged; /* --paged was given: the report shows the page size and the ratio columns */
     int reps;     /* timed calls of each ragged kernel per configuration */
     int ref_reps; /* timed calls of the reference path, <= reps; 0 = do not run it */
     int warmup;   /* untimed calls before timing, >= 1 */

@@ -54,6 +54,23 @@ static float uniform(uint64_t seed, uint64_t stream, uint64_t i, float amp)
     return (2.0f * u - 1.0f) * amp;
 }
 
+void bench_fill_uniform_run(void *dst, ra_dtype dtype, size_t n, float amp, uint64_t seed,
+                            uint64_t stream, uint64_t first)
+{
+    if (dtype == RA_DTYPE_F32) {
+        float *d = dst;
+        for (size_t i = 0; i < n; i++)
+            d[i] = uniform(seed, stream, first + i, amp);
+    } else {
+        uint16_t *d = dst;
+        int bf = dtype == RA_DTYPE_BF16;
+        for (size_t i = 0; i < n; i++) {
+            float f = uniform(seed, stream, first + i, amp);
+            d[i] = bf ? bench_f32_to_bf16(f) : bench_f32_to_f16(f);
+        }
+    }
+}
+
 void bench_fill_uniform(void *dst, ra_dtype dtype, size_t n, float amp, uint64_t seed,
                         uint64_t stream)
 {

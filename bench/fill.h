@@ -16,6 +16,12 @@ uint64_t bench_hash3(uint64_t seed, uint64_t stream, uint64_t index);
 void bench_fill_uniform(void *dst, ra_dtype dtype, size_t n, float amp, uint64_t seed,
                         uint64_t stream);
 
+/* The same values as bench_fill_uniform gives elements [first, first + n) of its array, written
+ * to dst[0 .. n-1] by the calling thread alone: pieces of one logical array (the pages of a
+ * paged cache) then hold exactly what the whole array holds. */
+void bench_fill_uniform_run(void *dst, ra_dtype dtype, size_t n, float amp, uint64_t seed,
+                            uint64_t stream, uint64_t first);
+
 uint16_t bench_f32_to_bf16(float f);
 uint16_t bench_f32_to_f16(float f);
 

@@ -87,10 +87,13 @@ int bench_json_open(bench_json *j, const char *path, const bench_config *cfg,
             BENCH_TIME_SPREAD_LIMIT, BENCH_STREAM_SPREAD_LIMIT);
     fprintf(f, "  \"settings\": {\"hot\": %s, \"thp\": %s, \"reps\": %d, \"ref_reps\": %d, "
                "\"warmup\": %d, \"seed\": %llu, \"q_dtype\": \"%s\", \"split_tokens\": %lld, "
-               "\"stream_bytes\": %zu, \"flush_bytes\": %zu},\n  \"results\": [",
+               "\"stream_bytes\": %zu, \"flush_bytes\": %zu, \"page_sizes\": [",
             cfg->hot ? "true" : "false", cfg->thp ? "true" : "false", cfg->reps, cfg->ref_reps,
             cfg->warmup, (unsigned long long)cfg->seed, bench_dtype_name(cfg->q_dtype),
             (long long)cfg->split_tokens, stream_bytes, flush_bytes);
+    for (int i = 0; i < cfg->n_page_sizes; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)cfg->page_sizes[i]);
+    fprintf(f, "]},\n  \"results\": [");
     return 0;
 }
 
@@ -120,6 +123,8 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_int(f, "threads", threads);
     kv_str(f, "kernel_requested", bench_kernel_name(r->kernel_requested));
     kv_str(f, "kernel", r->kernel);
+    kv_int(f, "page_size", r->page_size);
+    kv_int(f, "num_pages", r->num_pages);
     kv_int(f, "calls", r->time.calls);
     kv_num(f, "time_median_s", r->time.median);
     kv_num(f, "time_min_s", r->time.min);
@@ -135,6 +140,9 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_num(f, "ref_time_min_s", r->have_ref ? r->ref_time.min : NAN);
     kv_num(f, "speedup", r->speedup);
     kv_num(f, "max_rel_err", r->max_rel_err);
+    kv_num(f, "time_vs_contiguous", r->vs_contiguous);
+    key(f, "same_as_contiguous");
+    fputs(r->same_as_contiguous < 0 ? "null" : r->same_as_contiguous ? "true" : "false", f);
     kv_bool(f, "unstable_time", r->flags.unstable_time);
     kv_bool(f, "unstable_stream", r->flags.unstable_stream);
     kv_bool(f, "unstable", bench_flags_unstable(r->flags));

@@ -4,10 +4,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-typedef ra_status (*attn_fn)(const ra_options *, const ra_tensor *, const ra_tensor *,
-                             const ra_tensor *, const ra_tensor *, ra_tensor *, ra_tensor *,
-                             ra_tensor *);
+#include <string.h>
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -59,37 +56,50 @@ static int make_options(const bench_config *cfg, const bench_workload *w, int th
     return 0;
 }
 
-static ra_status call_ragged(const ra_options *o, bench_workload *w)
+int bench_n_variants(const bench_config *cfg)
 {
-    return ra_ragged_gqa(o, w->t_q4, w->t_k, w->t_v, w->t_len, w->t_o, w->t_m, w->t_l);
+    return cfg->n_page_sizes * cfg->n_kernels;
 }
 
-static ra_status call_reference(const ra_options *o, bench_workload *w)
+/* A timed call: layout p of w (the contiguous cache or a pool), or the reference (p < 0). */
+static ra_status call(const ra_options *o, bench_workload *w, int p)
 {
-    return ra_reference_gqa(o, w->t_q3, w->t_kref, w->t_vref, w->t_len, w->t_ref_o, NULL, NULL);
+    if (p < 0)
+        return ra_reference_gqa(o, w->t_q3, w->t_kref, w->t_vref, w->t_len, w->t_ref_o, NULL,
+                                NULL);
+    const bench_pool *pool = &w->pools[p];
+    if (pool->page_size == 0)
+        return ra_ragged_gqa(o, w->t_q4, w->t_k, w->t_v, w->t_len, w->t_o, w->t_m, w->t_l);
+    return ra_paged_gqa(o, w->t_q4, pool->t_k, pool->t_v, pool->t_table, w->t_len, w->t_o,
+                        w->t_m, w->t_l);
+}
+
+static const char *call_name(const bench_workload *w, int p)
+{
+    return p < 0 ? "ra_reference_gqa"
+           : w->pools[p].page_size == 0 ? "ra_ragged_gqa"
+                                         : "ra_paged_gqa";
 }
 
 /* One timed call: caches flushed first, or (hot) warmed by an identical untimed call. */
 static int timed_call(const bench_config *cfg, const bench_membw *mb, const ra_options *o,
-                      bench_workload *w, int reference, double *seconds)
+                      bench_workload *w, int p, double *seconds)
 {
-    ra_status (*fn)(const ra_options *, bench_workload *) = reference ? call_reference
-                                                                       : call_ragged;
-    const char *what = reference ? "ra_reference_gqa" : "ra_ragged_gqa";
+    const char *what = call_name(w, p);
     if (cfg->hot) {
-        if (check(fn(o, w), what))
+        if (check(call(o, w, p), what))
             return -1;
     } else {
         bench_membw_flush(mb);
     }
     double t0 = omp_get_wtime();
-    ra_status st = fn(o, w);
+    ra_status st = call(o, w, p);
     *seconds = omp_get_wtime() - t0;
     return check(st, what);
 }
 
 typedef struct samples {
-    double *stream, *ref, *ragged; /* ragged: [kernel][rep] */
+    double *stream, *ref, *ragged; /* ragged: [variant][rep] */
 } samples;
 
 static void free_samples(samples *s)
@@ -99,34 +109,64 @@ static void free_samples(samples *s)
     free(s->ragged);
 }
 
-/* Warm-up: the reference output first, then each kernel's first calls and its error. */
-static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts,
-                   const ra_options *ref_opts, bench_result *out)
+/* The contiguous layout's index in w->pools, or -1. */
+static int contiguous_layout(const bench_workload *w)
 {
-    if (ref_opts && check(call_reference(ref_opts, w), "ra_reference_gqa"))
+    for (int p = 0; p < w->n_pools; p++)
+        if (w->pools[p].page_size == 0)
+            return p;
+    return -1;
+}
+
+/* Warm-up: the reference output first, then each variant's first calls and its error. The
+ * contiguous layout comes first in cfg->page_sizes, so each kernel's contiguous outputs are
+ * kept (in keep, B*Hq*(D+2) floats per kernel) to compare the paged ones with. */
+static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts,
+                   const ra_options *ref_opts, float *keep, bench_result *out)
+{
+    if (ref_opts && check(call(ref_opts, w, -1), "ra_reference_gqa"))
         return -1;
-    for (int k = 0; k < cfg->n_kernels; k++) {
-        for (int i = 0; i < cfg->warmup; i++)
-            if (check(call_ragged(opts[k], w), "ra_ragged_gqa"))
-                return -1;
-        out[k].max_rel_err = ref_opts ? bench_max_rel_error(w) : NAN;
-    }
+    const bench_shape *s = &w->shape;
+    const size_t no = (size_t)(s->B * s->Hq * s->D), nml = (size_t)(s->B * s->Hq);
+    const int contig = contiguous_layout(w);
+    for (int p = 0; p < w->n_pools; p++)
+        for (int k = 0; k < cfg->n_kernels; k++) {
+            bench_result *r = &out[p * cfg->n_kernels + k];
+            for (int i = 0; i < cfg->warmup; i++)
+                if (check(call(opts[k], w, p), call_name(w, p)))
+                    return -1;
+            r->max_rel_err = ref_opts ? bench_max_rel_error(w) : NAN;
+            float *kept = keep + (size_t)k * (no + 2 * nml);
+            r->same_as_contiguous = -1;
+            if (p == contig) {
+                memcpy(kept, w->o, no * sizeof(float));
+                memcpy(kept + no, w->m, nml * sizeof(float));
+                memcpy(kept + no + nml, w->l, nml * sizeof(float));
+            } else if (contig >= 0) {
+                r->same_as_contiguous = !memcmp(kept, w->o, no * sizeof(float)) &&
+                                        !memcmp(kept + no, w->m, nml * sizeof(float)) &&
+                                        !memcmp(kept + no + nml, w->l, nml * sizeof(float));
+            }
+        }
     return 0;
 }
 
-/* Rounds of: one bandwidth pass, then one timed call of each kernel, then (for the first
- * ref_reps <= reps rounds) one of the reference. Interleaving keeps every figure of a row measured in
- * the same minutes, since this VM's bandwidth drifts. */
+/* Rounds of: one bandwidth pass, then one timed call of each variant (layout x kernel), then
+ * (for the first ref_reps <= reps rounds) one of the reference. Interleaving keeps every figure
+ * of a row, and the ratios between rows, measured in the same minutes, since this VM's
+ * bandwidth drifts. */
 static int run_rounds(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
                       int threads, ra_options **opts, const ra_options *ref_opts, samples *s)
 {
     int reps = cfg->reps;
     for (int r = 0; r < reps; r++) {
         s->stream[r] = bench_membw_read_pass(mb, threads);
-        for (int k = 0; k < cfg->n_kernels; k++)
-            if (timed_call(cfg, mb, opts[k], w, 0, &s->ragged[k * reps + r]))
-                return -1;
-        if (ref_opts && r < cfg->ref_reps && timed_call(cfg, mb, ref_opts, w, 1, &s->ref[r]))
+        for (int p = 0; p < w->n_pools; p++)
+            for (int k = 0; k < cfg->n_kernels; k++)
+                if (timed_call(cfg, mb, opts[k], w, p,
+                               &s->ragged[(p * cfg->n_kernels + k) * reps + r]))
+                    return -1;
+        if (ref_opts && r < cfg->ref_reps && timed_call(cfg, mb, ref_opts, w, -1, &s->ref[r]))
             return -1;
     }
     return 0;
@@ -135,27 +175,37 @@ static int run_rounds(const bench_config *cfg, bench_workload *w, const bench_me
 static void summarize(const bench_config *cfg, const bench_workload *w, ra_options **opts,
                       bool have_ref, samples *s, bench_result *out)
 {
-    int reps = cfg->reps;
+    int reps = cfg->reps, nk = cfg->n_kernels;
     double stream = median(s->stream, reps); /* sorts the passes: slowest first */
     double slowest = s->stream[0], fastest = s->stream[reps - 1];
     bench_stats ref = stats_of(s->ref, have_ref ? cfg->ref_reps : 0);
-    for (int k = 0; k < cfg->n_kernels; k++) {
-        bench_result *r = &out[k];
-        r->kernel_requested = cfg->kernels[k];
-        r->kernel = ra_kernel_name(ra_kernel_resolve(opts[k]));
-        r->time = stats_of(s->ragged + k * reps, reps);
-        r->kv_gbs = w->kv_bytes / r->time.median * 1e-9;
-        r->stream_gbs = stream * 1e-9;
-        r->stream_slowest_gbs = slowest * 1e-9;
-        r->stream_fastest_gbs = fastest * 1e-9;
-        r->stream_passes = reps;
-        r->bw_fraction = r->kv_gbs / r->stream_gbs;
-        r->flags = bench_classify(r->time.median, r->time.min, slowest, fastest,
-                                  r->bw_fraction);
-        r->have_ref = have_ref;
-        r->ref_time = ref;
-        r->speedup = have_ref ? ref.median / r->time.median : NAN;
-    }
+    for (int p = 0; p < w->n_pools; p++)
+        for (int k = 0; k < nk; k++) {
+            bench_result *r = &out[p * nk + k];
+            r->kernel_requested = cfg->kernels[k];
+            r->kernel = ra_kernel_name(ra_kernel_resolve(opts[k]));
+            r->page_size = w->pools[p].page_size;
+            r->num_pages = w->pools[p].num_pages;
+            r->time = stats_of(s->ragged + (p * nk + k) * reps, reps);
+            r->kv_gbs = w->kv_bytes / r->time.median * 1e-9;
+            r->stream_gbs = stream * 1e-9;
+            r->stream_slowest_gbs = slowest * 1e-9;
+            r->stream_fastest_gbs = fastest * 1e-9;
+            r->stream_passes = reps;
+            r->bw_fraction = r->kv_gbs / r->stream_gbs;
+            r->flags = bench_classify(r->time.median, r->time.min, slowest, fastest,
+                                      r->bw_fraction);
+            r->have_ref = have_ref;
+            r->ref_time = ref;
+            r->speedup = have_ref ? ref.median / r->time.median : NAN;
+        }
+    /* the contiguous rows are summarized above, before the paged rows read their medians */
+    int c = contiguous_layout(w);
+    for (int p = 0; p < w->n_pools; p++)
+        for (int k = 0; k < nk; k++)
+            out[p * nk + k].vs_contiguous =
+                c >= 0 && p != c ? out[p * nk + k].time.median / out[c * nk + k].time.median
+                                 : NAN;
 }
 
 int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw *mb, int threads,
@@ -164,10 +214,14 @@ int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw 
     ra_options *opts[5] = {NULL};
     ra_options *ref_opts = NULL;
     int reps = cfg->reps, rc = -1;
-    bool have_ref = cfg->ref_reps > 0;
+    /* the reference reads the contiguous cache, which the workload keeps whenever it runs */
+    bool have_ref = cfg->ref_reps > 0 && w->k != NULL;
+    const bench_shape *sh = &w->shape;
+    size_t keep_floats = (size_t)cfg->n_kernels * (size_t)(sh->B * sh->Hq * (sh->D + 2));
+    float *keep = malloc((keep_floats ? keep_floats : 1) * sizeof *keep);
     samples s = {malloc((size_t)reps * sizeof(double)), malloc((size_t)reps * sizeof(double)),
-                 malloc((size_t)(reps * cfg->n_kernels) * sizeof(double))};
-    if (!s.stream || !s.ref || !s.ragged) {
+                 malloc((size_t)(reps * bench_n_variants(cfg)) * sizeof(double))};
+    if (!s.stream || !s.ref || !s.ragged || !keep) {
         fprintf(stderr, "raggedattn-bench: error: out of memory for timings\n");
         goto done;
     }
@@ -177,7 +231,8 @@ int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw 
     /* the reference takes the same options; its kernel choice does not matter to it */
     if (have_ref && make_options(cfg, w, threads, RA_KERNEL_AUTO, &ref_opts))
         goto done;
-    if (warm_up(cfg, w, opts, ref_opts, out) || run_rounds(cfg, w, mb, threads, opts, ref_opts, &s))
+    if (warm_up(cfg, w, opts, ref_opts, keep, out) ||
+        run_rounds(cfg, w, mb, threads, opts, ref_opts, &s))
         goto done;
     summarize(cfg, w, opts, have_ref, &s, out);
     rc = 0;
@@ -186,5 +241,6 @@ done:
         ra_options_destroy(opts[k]);
     ra_options_destroy(ref_opts);
     free_samples(&s);
+    free(keep);
     return rc;
 }

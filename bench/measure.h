@@ -18,6 +18,8 @@ typedef struct bench_stats {
 typedef struct bench_result {
     ra_kernel kernel_requested;
     const char *kernel;     /* ra_kernel_name of what ran */
+    int64_t page_size;      /* 0: ra_ragged_gqa on the contiguous cache; else ra_paged_gqa */
+    int64_t num_pages;      /* of the pool; 0 for the contiguous cache */
     bench_stats time;
     double kv_gbs;          /* kv_bytes / median time, in GB/s (1e9) */
     double stream_gbs;      /* median of the interleaved read passes, same thread count */
@@ -28,11 +30,20 @@ typedef struct bench_result {
     bench_stats ref_time;
     double speedup;         /* reference median / ragged median */
     double max_rel_err;     /* NaN when not measured or when the output holds NaN */
+    /* Paged rows beside a contiguous row of the same kernel: median time / its median time
+     * (same rounds), and whether the warm-up outputs (o, m, l) were bitwise the same, as
+     * ra_paged_gqa promises (1 yes, 0 no). NaN and -1 otherwise. */
+    double vs_contiguous;
+    int same_as_contiguous;
     bench_flags flags;      /* uneven times or bandwidth passes, share above 100% */
 } bench_result;
 
-/* Runs cfg->kernels on w with `threads` threads and fills out[0 .. n_kernels-1].
- * Returns 0, or -1 after printing the library's error to stderr. */
+/* The number of results bench_measure fills: one per (layout, kernel). */
+int bench_n_variants(const bench_config *cfg);
+
+/* Runs every layout of cfg->page_sizes with every kernel of cfg->kernels on w with `threads`
+ * threads, interleaved in the same rounds, and fills out[p * n_kernels + k]. Returns 0, or -1
+ * after printing the library's error to stderr. */
 int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw *mb, int threads,
                   bench_result *out);
 

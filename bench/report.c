@@ -84,6 +84,10 @@ void bench_report_row(bench_report *rep, const bench_workload *w, int threads,
         return;
     rep->rows[rep->n_rows++] = (bench_row){rep->n_cases - 1, w->kv_dtype, threads, *r};
     bench_flag_counts_add(&rep->counts, r->flags);
+    if (r->same_as_contiguous >= 0) {
+        rep->paged_compared++;
+        rep->paged_differ += r->same_as_contiguous == 0;
+    }
 }
 
 static void print_case(const bench_config *cfg, const bench_case_info *c)
@@ -96,17 +100,34 @@ static void print_case(const bench_config *cfg, const bench_case_info *c)
            (long long)c->sum_lengths, (long long)(s->B * s->S),
            (long long)(cfg->block_size > 0 ? cfg->block_size : s->block_size),
            (double)(s->B * s->S * s->Hkv * s->D) * 8.0 / 1048576.0);
-    printf("%-6s %-5s %3s %-8s %10s %10s %7s %7s %6s %10s %8s %9s %5s\n", "case", "kv", "thr",
-           "kernel", "median_ms", "min_ms", "GB/s", "stream", "%bw", "ref_ms", "speedup",
-           "rel_err", "flags");
+    printf("%-6s %-5s %3s ", "case", "kv", "thr");
+    if (cfg->paged)
+        printf("%6s ", "page");
+    printf("%-8s %10s %10s %7s %7s %6s ", "kernel", "median_ms", "min_ms", "GB/s", "stream",
+           "%bw");
+    if (cfg->paged)
+        printf("%9s ", "vs_contig");
+    printf("%10s %8s %9s %5s\n", "ref_ms", "speedup", "rel_err", "flags");
 }
 
-static void print_row(const bench_case_info *c, const bench_row *row)
+static void print_row(const bench_config *cfg, const bench_case_info *c, const bench_row *row)
 {
     const bench_result *r = &row->r;
-    printf("%-6s %-5s %3d %-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", c->shape.name,
-           bench_dtype_name(row->kv_dtype), row->threads, r->kernel, r->time.median * 1e3,
+    printf("%-6s %-5s %3d ", c->shape.name, bench_dtype_name(row->kv_dtype), row->threads);
+    if (cfg->paged) {
+        if (r->page_size == 0)
+            printf("%6s ", "contig");
+        else
+            printf("%6lld ", (long long)r->page_size);
+    }
+    printf("%-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", r->kernel, r->time.median * 1e3,
            r->time.min * 1e3, r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
+    if (cfg->paged) {
+        if (isnan(r->vs_contiguous))
+            printf(" %9s", "-");
+        else
+            printf(" %8.2fx", r->vs_contiguous);
+    }
     if (r->have_ref)
         printf(" %10.2f %7.1fx", r->ref_time.median * 1e3, r->speedup);
     else
@@ -125,10 +146,19 @@ void bench_report_print(const bench_report *rep, const bench_config *cfg)
         print_case(cfg, &rep->cases[c]);
         for (int i = 0; i < rep->n_rows; i++)
             if (rep->rows[i].case_index == c)
-                print_row(&rep->cases[c], &rep->rows[i]);
+                print_row(cfg, &rep->cases[c], &rep->rows[i]);
     }
     bench_print_flag_summary(stdout, &rep->counts, cfg->hot);
+    bench_print_paged_summary(stdout, rep->paged_compared, rep->paged_differ);
     fflush(stdout);
+}
+
+void bench_print_paged_summary(FILE *out, int compared, int differ)
+{
+    if (differ > 0)
+        fprintf(out, "\nwarning: %d of %d paged %s not bitwise the contiguous result of the "
+                "same kernel (o, m\nand l of the warm-up calls); ra_paged_gqa promises the same "
+                "bits.\n", differ, compared, compared == 1 ? "row is" : "rows are");
 }
 
 static bool g_status_line; /* a terminal status line is showing */

@@ -37,6 +37,7 @@ typedef struct bench_report {
     bench_row *rows;
     int n_rows, cap;
     bench_flag_counts counts;
+    int paged_compared, paged_differ; /* paged rows checked against the contiguous bits */
 } bench_report;
 
 /* Room for max_rows rows. Returns 0, or -1 after printing why to stderr. */
@@ -47,8 +48,12 @@ void bench_report_case(bench_report *rep, const bench_workload *w);
 /* Adds a row to the current case's table. */
 void bench_report_row(bench_report *rep, const bench_workload *w, int threads,
                       const bench_result *r);
-/* Every case's table, then the explanation of any flagged rows. */
+/* Every case's table, then the explanation of any flagged rows, and a warning when a paged
+ * result was not bitwise the contiguous one. */
 void bench_report_print(const bench_report *rep, const bench_config *cfg);
+/* The warning about paged rows whose outputs differed from the contiguous ones (nothing when
+ * differ is 0). */
+void bench_print_paged_summary(FILE *out, int compared, int differ);
 
 /* Progress to stderr once the run has lasted 2 s or more: on a terminal one status line that
  * each call overwrites, otherwise "[i/n, t s] what" lines. */

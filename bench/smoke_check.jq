@@ -14,6 +14,7 @@ check(.nproc >= 1; "nproc \(.nproc)"),
 check(.settings.reps == 10 and .settings.ref_reps == 2 and .settings.hot == false;
       "settings \(.settings)"),
 check(.settings.stream_bytes >= 1073741824; "stream_bytes \(.settings.stream_bytes) < 1 GiB"),
+check(.settings.page_sizes == [0]; "without --paged: page_sizes \(.settings.page_sizes)"),
 check(.preset == "custom" and (.args | startswith("--B 3 --S 200")); "preset \(.preset), args \(.args)"),
 check(.flag_limits.time_median_over_min == 1.25 and .flag_limits.stream_fastest_over_slowest == 1.25;
       "flag_limits \(.flag_limits)"),
@@ -29,6 +30,8 @@ check([.results[].kv_dtype] | unique == ["bf16", "f32"]; "dtypes \([.results[].k
   check(.sum_lengths == (.lengths | add); $id + "sum_lengths \(.sum_lengths)"),
   check(.kv_bytes == .sum_lengths * .Hkv * .D * 2 * (.kv_dtype | size_of); $id + "kv_bytes \(.kv_bytes)"),
   check(.calls == 10 and .stream_passes == 10 and .ref_calls == 2; $id + "call counts"),
+  check(.page_size == 0 and .num_pages == 0 and .time_vs_contiguous == null and
+        .same_as_contiguous == null; $id + "paged fields in a contiguous run"),
   check(.time_min_s > 0 and .time_min_s <= .time_median_s; $id + "times \(.time_min_s) \(.time_median_s)"),
   check(.ref_time_min_s > 0 and .ref_time_min_s <= .ref_time_median_s; $id + "reference times"),
   check(.kv_gbs > 0 and close_to(.kv_gbs; .kv_bytes / .time_median_s / 1e9); $id + "kv_gbs \(.kv_gbs)"),

@@ -1,6 +1,7 @@
 #!/bin/sh
 # ctest bench_smoke: runs raggedattn-bench on a tiny custom shape, validates the JSON it writes
-# with jq (smoke_check.jq), and checks that bad flags fail with a clear message.
+# with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq), and checks that
+# bad flags fail with a clear message.
 # Usage: smoke_test.sh BENCH JQ WORKDIR
 set -eu
 bench=$1
@@ -46,6 +47,30 @@ if grep -qE '^custom .* [TS]*%$' "$dir/table.txt"; then
         fail "a share above 100% without the warning"
 fi
 
+# The table of a run without --paged has no paged columns.
+! grep -qE 'vs_contig|  page ' "$dir/table.txt" || fail "paged columns without --paged"
+
+# --paged: the contiguous cache and pools of 1 and 16 positions per page, side by side.
+pjson=$dir/paged.json
+rm -f "$pjson"
+"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32,bf16 \
+    --threads 2 --paged 16,0,1 --reps 4 --ref-reps 1 --json "$pjson" >"$dir/paged.txt" \
+    2>"$dir/paged_progress.txt" || fail "the --paged run exited with status $?"
+cat "$dir/paged.txt"
+"$jq" empty "$pjson" || fail "$pjson is not valid JSON"
+problems=$("$jq" -r -f "$here/smoke_check_paged.jq" "$pjson") ||
+    fail "jq could not run the paged checks"
+[ -z "$problems" ] || fail "$(printf 'paged JSON checks failed:\n%s' "$problems")"
+grep -qE '^case +kv +thr +page +kernel .* vs_contig +ref_ms' "$dir/paged.txt" ||
+    fail "the --paged table has no page and vs_contig columns"
+rows=$(grep -cE '^custom (f32|bf16) +2 +(contig|1|16) ' "$dir/paged.txt")
+[ "$rows" -eq 6 ] || fail "the --paged table has $rows rows of a layout, expected 6"
+[ "$(grep -cE '^custom .* contig .* - +[0-9.]+ ' "$dir/paged.txt")" -eq 2 ] ||
+    fail "contiguous rows must show no vs_contig ratio"
+[ "$(grep -cE '^custom .* +(1|16) [a-z0-9]+ .* [0-9.]+x +[0-9.]+ ' "$dir/paged.txt")" -eq 4 ] ||
+    fail "paged rows must show their vs_contig ratio"
+! grep -q 'not bitwise the contiguous' "$dir/paged.txt" || fail "a paged result differed"
+
 # expect_error STATUS MESSAGE ARGS...: the bench must exit with STATUS and say MESSAGE.
 expect_error() {
     want=$1
@@ -65,12 +90,14 @@ expect_error 2 "unknown kernel 'sse'" --kernel sse
 expect_error 2 "--lengths takes full or random" --lengths some
 expect_error 2 "unknown option '--bogus'" --bogus
 expect_error 2 "--reps needs a value" --reps
+expect_error 2 "--paged takes an integer in [0, 65536], not '-16'" --paged=-16
+expect_error 2 "--paged: too many page sizes (the limit is 8)" --paged 0,1,2,3,4,5,6,7,8
 expect_error 1 "cannot write --json $dir/missing/x.json" --B 1 --S 8 --json "$dir/missing/x.json"
 
 # --help documents every flag the issue asks for.
 help=$("$bench" --help)
 for flag in --case --dtype --threads --json --quick --hot --kernel --reps --B --S --hq --hkv \
-    --D --lengths --block; do
+    --D --lengths --block --paged; do
     echo "$help" | grep -qF -- "$flag" || fail "--help does not mention $flag"
 done
 

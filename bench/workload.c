@@ -18,7 +18,7 @@ const bench_shape bench_named_cases[] = {
 const int bench_n_named_cases = (int)(sizeof bench_named_cases / sizeof bench_named_cases[0]);
 
 /* Generator streams: each tensor gets its own, so adding one never changes another. */
-enum { STREAM_LENGTHS = 1, STREAM_Q, STREAM_K, STREAM_V };
+enum { STREAM_LENGTHS = 1, STREAM_Q, STREAM_K, STREAM_V, STREAM_PAGES };
 
 const bench_shape *bench_find_case(const char *name)
 {
@@ -83,12 +83,13 @@ static int make_views(bench_workload *w)
     const int64_t kvref[4] = {B, Hkv, S, D};
     const int64_t kvref_st[4] = {S * Hkv * D, D, Hkv * D, 1};
     const int64_t lb[1] = {B}, ml[4] = {B, 1, Hq, 1};
+    if (w->k && (wrap(&w->t_k, w->kv_dtype, 4, kv, NULL, w->k, "k") ||
+                 wrap(&w->t_v, w->kv_dtype, 4, kv, NULL, w->v, "v") ||
+                 wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
+                 wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)")))
+        return -1;
     return wrap(&w->t_q4, w->q_dtype, 4, q4, NULL, w->q, "q") ||
            wrap(&w->t_q3, w->q_dtype, 3, q3, NULL, w->q, "q (reference view)") ||
-           wrap(&w->t_k, w->kv_dtype, 4, kv, NULL, w->k, "k") ||
-           wrap(&w->t_v, w->kv_dtype, 4, kv, NULL, w->v, "v") ||
-           wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
-           wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)") ||
            wrap(&w->t_len, RA_DTYPE_I32, 1, lb, NULL, w->lengths, "lengths") ||
            wrap(&w->t_o, RA_DTYPE_F32, 4, q4, NULL, w->o, "o") ||
            wrap(&w->t_m, RA_DTYPE_F32, 4, ml, NULL, w->m, "m") ||
@@ -98,26 +99,128 @@ static int make_views(bench_workload *w)
                : 0;
 }
 
+/* Pool bytes (K and V together) above this fail the run rather than start swapping. */
+#define POOL_LIMIT_GIB 16.0
+
+/* Builds pool->page_size's pool of w (see bench_pool). key: the case's generator key. */
+static int make_pool(bench_workload *w, bench_pool *pool, uint64_t key, bool thp)
+{
+    const bench_shape *s = &w->shape;
+    const int64_t B = s->B, S = s->S, ps = pool->page_size, row = s->Hkv * s->D;
+    const size_t es = bench_dtype_size(w->kv_dtype);
+    pool->max_pages = (S + ps - 1) / ps;
+    pool->num_pages = 0;
+    for (int64_t b = 0; b < B; b++)
+        pool->num_pages += (w->lengths[b] + ps - 1) / ps;
+    double gib = (double)pool->num_pages * (double)(ps * row) * (double)es * 2.0 / 1073741824.0;
+    if (gib > POOL_LIMIT_GIB) {
+        fprintf(stderr, "raggedattn-bench: error: case %s's pool of %lld-position pages would take "
+                "%.1f GiB (limit %.0f)\n", s->name, (long long)ps, gib, POOL_LIMIT_GIB);
+        return -1;
+    }
+    pool->alloc = (size_t)(pool->num_pages * ps * row) * es;
+    pool->k = bench_alloc_big(pool->alloc, thp);
+    pool->v = bench_alloc_big(pool->alloc, thp);
+    pool->table = malloc((size_t)(B * pool->max_pages + 1) * sizeof *pool->table);
+    /* logical page k (the sequences' pages one after another) -> its sequence and pool page */
+    int32_t *seq = malloc((size_t)(pool->num_pages + 1) * sizeof *seq);
+    int32_t *order = malloc((size_t)(pool->num_pages + 1) * sizeof *order);
+    int64_t *first = malloc((size_t)(B + 1) * sizeof *first);
+    int rc = -1;
+    if (!pool->k || !pool->v || !pool->table || !seq || !order || !first) {
+        fprintf(stderr, "raggedattn-bench: error: out of memory for case %s's pool of "
+                "%lld-position pages (%zu MiB of K/V)\n", s->name, (long long)ps,
+                2 * pool->alloc >> 20);
+        goto done;
+    }
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++) {
+        first[b] = n;
+        for (int64_t i = 0, np = (w->lengths[b] + ps - 1) / ps; i < np; i++)
+            seq[n++] = (int32_t)b;
+    }
+    first[B] = n;
+    for (int64_t i = 0; i < n; i++)
+        order[i] = (int32_t)i;
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates, seeded by the case and page size */
+        int64_t j = (int64_t)(bench_hash3(key + (uint64_t)ps, STREAM_PAGES, (uint64_t)i) %
+                              (uint64_t)(i + 1));
+        int32_t x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < pool->max_pages; i++)
+            pool->table[b * pool->max_pages + i] =
+                first[b] + i < first[b + 1] ? order[first[b] + i] : -1;
+    /* Each page from the generator, at the contiguous cache's indices; in parallel, which also
+     * places the pages. */
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t b = seq[k], t0 = (k - first[b]) * ps;
+        const int64_t valid = S - t0 < ps ? S - t0 : ps; /* positions below S */
+        const size_t at = (size_t)((int64_t)order[k] * ps * row) * es;
+        const uint64_t from = (uint64_t)((b * S + t0) * row);
+        void *pk = (char *)pool->k + at, *pv = (char *)pool->v + at;
+        bench_fill_uniform_run(pk, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_K, from);
+        bench_fill_uniform_run(pv, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_V, from);
+        memset((char *)pk + (size_t)(valid * row) * es, 0, (size_t)((ps - valid) * row) * es);
+        memset((char *)pv + (size_t)(valid * row) * es, 0, (size_t)((ps - valid) * row) * es);
+    }
+    const int64_t shape[4] = {pool->num_pages, ps, s->Hkv, s->D};
+    const int64_t tshape[2] = {B, pool->max_pages};
+    if (wrap(&pool->t_k, w->kv_dtype, 4, shape, NULL, pool->k, "k_pages") ||
+        wrap(&pool->t_v, w->kv_dtype, 4, shape, NULL, pool->v, "v_pages") ||
+        wrap(&pool->t_table, RA_DTYPE_I32, 2, tshape, NULL, pool->table, "page_table"))
+        goto done;
+    rc = 0;
+done:
+    free(seq);
+    free(order);
+    free(first);
+    return rc;
+}
+
+static void free_pool(bench_pool *pool)
+{
+    ra_tensor_destroy(pool->t_k);
+    ra_tensor_destroy(pool->t_v);
+    ra_tensor_destroy(pool->t_table);
+    bench_free_big(pool->k);
+    bench_free_big(pool->v);
+    free(pool->table);
+    memset(pool, 0, sizeof *pool);
+}
+
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
-                        ra_dtype q_dtype, uint64_t seed, bool thp)
+                        ra_dtype q_dtype, uint64_t seed, bool thp, const int64_t *page_sizes,
+                        int n_page_sizes, bool contiguous)
 {
     memset(w, 0, sizeof *w);
     w->shape = *shape;
     w->kv_dtype = kv_dtype;
     w->q_dtype = q_dtype;
     const bench_shape *s = &w->shape;
-    size_t kv_elems = (size_t)(s->B * s->S * s->Hkv * s->D);
+    w->n_pools = n_page_sizes < BENCH_MAX_PAGED ? n_page_sizes : BENCH_MAX_PAGED;
+    for (int p = 0; p < w->n_pools; p++) {
+        w->pools[p].page_size = page_sizes[p];
+        contiguous |= page_sizes[p] == 0;
+    }
+    size_t kv_elems = contiguous ? (size_t)(s->B * s->S * s->Hkv * s->D) : 0;
     size_t q_elems = (size_t)(s->B * s->Hq * s->D);
     w->kv_alloc = kv_elems * bench_dtype_size(kv_dtype);
     w->lengths = malloc((size_t)s->B * sizeof *w->lengths);
     w->q = malloc(q_elems * bench_dtype_size(q_dtype));
-    w->k = bench_alloc_big(w->kv_alloc, thp);
-    w->v = bench_alloc_big(w->kv_alloc, thp);
+    if (contiguous) {
+        w->k = bench_alloc_big(w->kv_alloc, thp);
+        w->v = bench_alloc_big(w->kv_alloc, thp);
+    }
     w->o = malloc(q_elems * sizeof(float));
     w->ref_o = malloc(q_elems * sizeof(float));
     w->m = malloc((size_t)(s->B * s->Hq) * sizeof(float));
     w->l = malloc((size_t)(s->B * s->Hq) * sizeof(float));
-    if (!w->lengths || !w->q || !w->k || !w->v || !w->o || !w->ref_o || !w->m || !w->l) {
+    if (!w->lengths || !w->q || (contiguous && (!w->k || !w->v)) || !w->o || !w->ref_o ||
+        !w->m || !w->l) {
         fprintf(stderr, "raggedattn-bench: error: out of memory for case %s (%zu MiB of K/V)\n",
                 s->name, 2 * w->kv_alloc >> 20);
         bench_workload_free(w);
@@ -129,12 +232,19 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     w->kv_bytes = (double)w->sum_lengths * (double)(s->Hkv * s->D) * 2.0 *
                   (double)bench_dtype_size(kv_dtype);
     bench_fill_uniform(w->q, q_dtype, q_elems, 1.0f, key, STREAM_Q);
-    bench_fill_uniform(w->k, kv_dtype, kv_elems, 1.0f, key, STREAM_K);
-    bench_fill_uniform(w->v, kv_dtype, kv_elems, 1.0f, key, STREAM_V);
+    if (contiguous) {
+        bench_fill_uniform(w->k, kv_dtype, kv_elems, 1.0f, key, STREAM_K);
+        bench_fill_uniform(w->v, kv_dtype, kv_elems, 1.0f, key, STREAM_V);
+    }
     if (make_views(w) != 0) {
         bench_workload_free(w);
         return -1;
     }
+    for (int p = 0; p < w->n_pools; p++)
+        if (w->pools[p].page_size > 0 && make_pool(w, &w->pools[p], key, thp) != 0) {
+            bench_workload_free(w);
+            return -1;
+        }
     return 0;
 }
 
@@ -144,6 +254,8 @@ void bench_workload_free(bench_workload *w)
                        w->t_len, w->t_o, w->t_m, w->t_l, w->t_ref_o};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         ra_tensor_destroy(ts[i]);
+    for (int p = 0; p < w->n_pools; p++)
+        free_pool(&w->pools[p]);
     free(w->lengths);
     free(w->q);
     bench_free_big(w->k);

@@ -29,6 +29,23 @@ extern const int bench_n_named_cases;
 const bench_shape *bench_find_case(const char *name);
 const char *bench_lengths_name(bench_lengths l);
 
+/* The cache of a workload as pages of one size, for ra_paged_gqa: NHD pools K and V
+ * [num_pages, page_size, Hkv, D] with ceil(lengths[b] / page_size) pages per sequence, and the
+ * page table [B, max_pages] (max_pages = ceil(S / page_size)). The pages of all sequences sit
+ * in one seeded shuffled order, so a sequence's pages are neither adjacent nor in order. Each
+ * page holds the values the contiguous cache holds at its positions (0 past S), so a call
+ * reads exactly the K/V bytes of the contiguous one. Unused table slots hold -1.
+ * page_size 0 stands for the contiguous cache itself (nothing allocated). */
+enum { BENCH_MAX_PAGED = 8 }; /* layouts per run (--paged) */
+
+typedef struct bench_pool {
+    int64_t page_size, num_pages, max_pages;
+    size_t alloc; /* bytes of each of the K and V pools */
+    void *k, *v;
+    int32_t *table;
+    ra_tensor *t_k, *t_v, *t_table;
+} bench_pool;
+
 typedef struct bench_workload {
     bench_shape shape;
     ra_dtype kv_dtype, q_dtype;
@@ -36,19 +53,24 @@ typedef struct bench_workload {
     int64_t sum_lengths;
     float scale;       /* 1/sqrt(D), as models use (the seed's default 1.0 only changes the data) */
     double kv_bytes;   /* bytes of K and V for sum(lengths) positions: what a call must read */
-    size_t kv_alloc;   /* bytes of each of the K and V buffers */
-    void *q, *k, *v;
+    size_t kv_alloc;   /* bytes of each of the K and V buffers; 0 without a contiguous cache */
+    void *q, *k, *v;   /* k, v: the contiguous [B,S,Hkv,D] cache, or NULL */
     float *o, *m, *l;  /* ra_ragged_gqa's outputs */
     float *ref_o;      /* ra_reference_gqa's normalized output */
     ra_tensor *t_q4, *t_q3, *t_k, *t_v, *t_kref, *t_vref, *t_len;
     ra_tensor *t_o, *t_m, *t_l, *t_ref_o;
+    bench_pool pools[BENCH_MAX_PAGED]; /* one per layout asked for, in the order given */
+    int n_pools;
 } bench_workload;
 
 /* Allocates and fills w for one case and dtype pair from a counter-based generator, so the
- * values depend only on (seed, case), never on the dtype or thread count. Returns 0, or -1 after
- * printing why to stderr. */
+ * values depend only on (seed, case), never on the dtype or thread count. page_sizes[0 ..
+ * n_page_sizes-1] (at most BENCH_MAX_PAGED) are the layouts to build: 0 the contiguous cache,
+ * else a paged pool (bench_pool). contiguous: build the contiguous cache even when 0 is not
+ * listed (the reference path reads it). Returns 0, or -1 after printing why to stderr. */
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
-                        ra_dtype q_dtype, uint64_t seed, bool thp);
+                        ra_dtype q_dtype, uint64_t seed, bool thp, const int64_t *page_sizes,
+                        int n_page_sizes, bool contiguous);
 void bench_workload_free(bench_workload *w);
 
 /* Max |o/l - ref_o| / max |ref_o| over sequences with a length >= 1; NaN if any compared value

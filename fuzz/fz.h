@@ -170,6 +170,7 @@ ra_options *fz_rerun_options(const fz_opts *e, int threads);
 /* ---- the operations, one per entry-point family ----------------------------------------- */
 
 void fz_op_attention(fz_in *in);
+void fz_op_paged(fz_in *in);
 void fz_op_merge(fz_in *in);
 void fz_op_cost(fz_in *in);
 void fz_op_tensor(fz_in *in);

@@ -93,8 +93,7 @@ static fz_expect expect_attention(const fz_attn *a)
     return e;
 }
 
-/* Bulk values of one magnitude class. */
-static double gen_value(fz_rng *r, int cls)
+double fz_attn_value(fz_rng *r, int cls)
 {
     uint64_t x = fz_rng_next(r);
     double u = (double)((int64_t)(x % 257) - 128);
@@ -114,6 +113,43 @@ static double gen_value(fz_rng *r, int cls)
 
 static const double special_values[] = {NAN, INFINITY, -INFINITY, 1e30, -1e30, 1e-41, -0.0,
                                         131008.0};
+
+double fz_attn_special(uint8_t x)
+{
+    return special_values[x % (sizeof special_values / sizeof special_values[0])];
+}
+
+unsigned char **fz_bufs_copy(const fz_case *c)
+{
+    unsigned char **bufs = calloc(FZ_MAX_TENSORS, sizeof *bufs);
+    FZ_CHECK(bufs != NULL, "harness out of memory");
+    for (int i = 0; i < c->n; i++)
+        if (c->buf[i]) {
+            bufs[i] = malloc(c->buf_n[i]);
+            FZ_CHECK(bufs[i] != NULL, "harness out of memory");
+            memcpy(bufs[i], c->buf[i], c->buf_n[i]);
+        }
+    return bufs;
+}
+
+void fz_bufs_free(const fz_case *c, unsigned char **bufs)
+{
+    for (int i = 0; i < c->n; i++)
+        free(bufs[i]);
+    free(bufs);
+}
+
+void fz_bufs_check_same(const fz_case *c, unsigned char **first, const char *what, int threads1,
+                        int threads2)
+{
+    for (int i = 0; i < c->n; i++)
+        for (size_t j = 0; c->buf[i] && j < c->buf_n[i]; j++)
+            FZ_CHECK(first[i][j] == c->buf[i][j], "%s: results differ between %d and %d "
+                     "threads: buffer %d byte %zu: 0x%02x vs 0x%02x (float at byte %zu: "
+                     "%a vs %a)", what, threads1, threads2, i, j, first[i][j], c->buf[i][j],
+                     j & ~(size_t)3, (double)((float *)(void *)first[i])[j / 4],
+                     (double)((float *)(void *)c->buf[i])[j / 4]);
+}
 
 /* Fills lengths, then q, k and v. For the ragged functions, positions past the length may hold
  * poison (NaN, huge values) that must not change anything. */
@@ -163,7 +199,7 @@ static void fill_inputs(fz_in *in, fz_attn *a)
                 }
                 if (masked != (pass == 0))
                     continue;
-                double x = gen_value(&rng, cls[r]);
+                double x = fz_attn_value(&rng, cls[r]);
                 if (masked && poison)
                     x = (fz_rng_next(&rng) & 1) ? NAN : 3e38;
                 fz_put(c, t, idx, x);
@@ -174,7 +210,7 @@ static void fill_inputs(fz_in *in, fz_attn *a)
     for (int i = 0; ns >= 200 && i < 1 + (ns - 200) % 4; i++) {
         fz_tensor *t = &c->t[A_Q + fz_u8(in) % 3];
         uint32_t at = fz_u32(in);
-        double x = special_values[fz_u8(in) % (sizeof special_values / sizeof special_values[0])];
+        double x = fz_attn_special(fz_u8(in));
         int64_t n = t->present ? fz_numel(t) : 0;
         if (n == 0)
             continue;
@@ -298,28 +334,14 @@ void fz_op_attention(fz_in *in)
         fz_attn_check_values(&a);
 
         /* Bitwise the same with another thread count. */
-        unsigned char *first[A_N] = {0};
-        for (int i = 0; i < A_N; i++)
-            if (c->buf[i]) {
-                first[i] = malloc(c->buf_n[i]);
-                FZ_CHECK(first[i] != NULL, "harness out of memory");
-                memcpy(first[i], c->buf[i], c->buf_n[i]);
-            }
+        unsigned char **first = fz_bufs_copy(c);
         fz_restore(c);
         ra_options *o2 = fz_rerun_options(&eo, eo.num_threads == 1 ? 3 : 1);
         s = f->call(o2, h[A_Q], h[A_K], h[A_V], h[A_LEN], (ra_tensor *)h[A_O],
                     (ra_tensor *)h[A_M], (ra_tensor *)h[A_L]);
         FZ_CHECK(s == RA_OK, "%s: rerun with another thread count returned %d", f->name, (int)s);
-        for (int i = 0; i < A_N; i++) {
-            for (size_t j = 0; c->buf[i] && j < c->buf_n[i]; j++)
-                FZ_CHECK(first[i][j] == c->buf[i][j], "%s: results differ between %d and %d "
-                         "threads: buffer %d byte %zu: 0x%02x vs 0x%02x (float at byte %zu: "
-                         "%a vs %a)", f->name, eo.num_threads, eo.num_threads == 1 ? 3 : 1, i,
-                         j, first[i][j], c->buf[i][j], j & ~(size_t)3,
-                         (double)((float *)(void *)first[i])[j / 4],
-                         (double)((float *)(void *)c->buf[i])[j / 4]);
-            free(first[i]);
-        }
+        fz_bufs_check_same(c, first, f->name, eo.num_threads, eo.num_threads == 1 ? 3 : 1);
+        fz_bufs_free(c, first);
         ra_options_destroy(o2);
     }
     ra_options_destroy(opts);

@@ -31,6 +31,11 @@ typedef struct fz_attn {
     fz_case c; /* tensors at A_Q .. A_L */
     int64_t B, Hq, Hkv, S, D;
     float scale, mask;
+    /* A paged cache (ra_paged_gqa): K and V are pools [num_pages, page_size, Hkv, D] and
+     * position t of sequence b is row t % page_size of page table[b][t / page_size]. NULL for
+     * the six seed functions. */
+    const fz_tensor *table;
+    int64_t page_size;
 } fz_attn;
 
 /* Logical index -> tensor index, for tensors of the expected rank. */
@@ -44,5 +49,18 @@ void fz_attn_shape(const fz_fn *f, int role, int64_t B, int64_t Hq, int64_t Hkv,
 
 /* Checks the outputs of a successful call against the double-precision oracle. */
 void fz_attn_check_values(const fz_attn *a);
+
+/* A bulk input value of magnitude class cls (0..7): small, subnormal, huge or spread. */
+double fz_attn_value(fz_rng *r, int cls);
+/* A non-finite or extreme value, chosen by one byte. */
+double fz_attn_special(uint8_t x);
+
+/* Copies every buffer of c (to compare a rerun with); free with fz_bufs_free. */
+unsigned char **fz_bufs_copy(const fz_case *c);
+void fz_bufs_free(const fz_case *c, unsigned char **bufs);
+/* Every buffer of c must equal its copy: the rerun with threads2 threads gave the bits of the
+ * first call, with threads1. */
+void fz_bufs_check_same(const fz_case *c, unsigned char **first, const char *what, int threads1,
+                        int threads2);
 
 #endif

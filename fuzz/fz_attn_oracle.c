@@ -100,6 +100,17 @@ void fz_attn_shape(const fz_fn *f, int role, int64_t B, int64_t Hq, int64_t Hkv,
     }
 }
 
+/* Where K/V element (b, t, j, d) of a's cache lives: through the page table for a paged one. */
+static void kv_at(const fz_attn *a, int64_t b, int64_t t, int64_t j, int64_t d, int64_t idx[4])
+{
+    if (!a->table) {
+        fz_kv_idx(a->fn, b, t, j, d, idx);
+        return;
+    }
+    const int64_t slot[4] = {b, t / a->page_size, 0, 0};
+    set4(idx, fz_get_i32(&a->c, a->table, slot), t % a->page_size, j, d);
+}
+
 /* What one head must produce. */
 typedef struct head {
     bool skip;     /* Inf, overflow or an undefined seed result: only "no crash" is checked */
@@ -140,7 +151,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     }
     for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) {
-            fz_kv_idx(f, b, t, j, d, idx);
+            kv_at(a, b, t, j, d, idx);
             double xk = fz_get(c, k, idx), xv = fz_get(c, v, idx);
             nan_valid |= t < len && (isnan(xk) || isnan(xv));
             nonfinite |= !isfinite(xk) || !isfinite(xv);
@@ -160,7 +171,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
         for (int64_t d = 0; d < D; d++) {
             fz_q_idx(f, b, h, d, idx);
             double xq = fz_get(c, q, idx);
-            fz_kv_idx(f, b, t, j, d, idx);
+            kv_at(a, b, t, j, d, idx);
             double xk = fz_get(c, k, idx);
             dot += xq * xk;
             absdot += fabs(xq * xk);
@@ -209,7 +220,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     for (int64_t d = 0; d < D; d++) {
         double acc = 0, absacc = 0;
         for (int64_t t = 0; t < T; t++) {
-            fz_kv_idx(f, b, t, j, d, idx);
+            kv_at(a, b, t, j, d, idx);
             double xv = fz_get(c, v, idx);
             double p = f->ragged ? w[t] : fz_round_to(v->dt, w[t]);
             acc += p * xv;
