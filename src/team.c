@@ -192,7 +192,7 @@ void ra__team_feedback(int64_t lost_ns, int64_t region_ns)
         backoff_len = backoff_len ? (backoff_len < MAX_BACKOFF ? 2 * backoff_len : MAX_BACKOFF)
                                   : 1;
         backoff_left = backoff_len;
-    } else {
-        backoff_len = 0;
+    } else { /* a calm region shortens the next backoff: busy spells tend to last */
+        backoff_len /= 2;
     }
 }

@@ -18,8 +18,9 @@ int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads
 /* Automatic teams (num_threads 0) back off while the cores are busy with other work. Each team
  * thread measures the time it was not running (a late start, then wall minus CPU time over its
  * work); when that exceeds a quarter of the region and 200 us, the calling thread's next
- * automatic calls run on one thread: 1, then 2, 4, ... up to 64 calls while it keeps happening,
- * then the whole team is tried again. Results never depend on it. */
+ * automatic calls run on one thread: 1, then 2, 4, ... up to 64 calls while it keeps happening
+ * (each calm region halves that length), then the whole team is tried again. Results never
+ * depend on it. */
 typedef struct ra__team_watch {
     int64_t start_ns; /* region entry, wall clock; -1 when the region is not watched */
     int64_t lost_ns;  /* the most any team thread was not running, ns (atomic max) */

@@ -64,14 +64,22 @@ static void *rule_scenario(void *arg)
     while (team(0) == 1)
         ones++;
     record(ones); /* [7] 64 */
-    ra__team_feedback(100000, 2 * MS); /* an uncontended region resets the length */
+    for (int i = 0; i < 6; i++) /* calm regions halve the length: 64 -> 1 */
+        ra__team_feedback(100000, 2 * MS);
+    ra__team_feedback(1 * MS, 2 * MS); /* 1 * 2 */
+    ones = 0;
+    while (team(0) == 1)
+        ones++;
+    record(ones); /* [8] 2 */
+    ra__team_feedback(100000, 2 * MS); /* 2 -> 1 */
+    ra__team_feedback(100000, 2 * MS); /* 1 -> 0 */
     ra__team_feedback(1 * MS, 2 * MS);
-    record(team(0)); /* [8] 1 */
-    record(team(0)); /* [9] full */
-    ra__team_feedback(150000, 300000); /* half the region, but under 200 us: not contended */
+    record(team(0)); /* [9] 1 */
     record(team(0)); /* [10] full */
-    ra__team_feedback(1 * MS, 5 * MS); /* a fifth of the region: not contended */
+    ra__team_feedback(150000, 300000); /* half the region, but under 200 us: not contended */
     record(team(0)); /* [11] full */
+    ra__team_feedback(1 * MS, 5 * MS); /* a fifth of the region: not contended */
+    record(team(0)); /* [12] full */
     return NULL;
 }
 
@@ -83,10 +91,10 @@ static void test_backoff_rule(void **state)
         skip(); /* one processor, or OMP_NUM_THREADS=1: nothing to back off from */
     n_results = 0;
     run_on_new_thread(rule_scenario);
-    assert_int_equal(n_results, 12);
-    const int want[12] = {full_team, 1, full_team, 1, 1, team(2), full_team, 64, 1, full_team,
-                          full_team, full_team};
-    for (int i = 0; i < 12; i++)
+    assert_int_equal(n_results, 13);
+    const int want[13] = {full_team, 1, full_team, 1, 1, team(2), full_team, 64, 2, 1,
+                          full_team, full_team, full_team};
+    for (int i = 0; i < 13; i++)
         if (results[i] != want[i])
             fail_msg("step %d: team %d, expected %d", i, results[i], want[i]);
 }
