@@ -227,11 +227,13 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
                 n_next = tile_at(pl, next, pf_it->t1);
             }
         }
-        /* A paged call reads a tile where its pages are (row pointers), or, for kernels
-         * without them, gathers a tile that spans runs of rows, with the next tile's
-         * prefetches. */
-        const bool by_row = p->pages && kt->row_pointers;
-        const bool gather = p->pages && !by_row && !ra__kv_one_run(p, it->b, t0, t0 + t.T);
+        /* A paged tile that spans runs of rows, or whose next tile does, is read where its pages
+         * are (row pointers, prefetch lists); kernels without row pointers gather it, with the
+         * next tile's prefetches. Tiles of one run take the plain steps. */
+        const bool one_run = ra__kv_one_run(p, it->b, t0, t0 + t.T);
+        const bool by_row = kt->row_pointers &&
+                            (!one_run || !ra__kv_one_run(p, pf_it->b, next, next + n_next));
+        const bool gather = !one_run && !by_row;
         if (gather) {
             ra__kv_gather(p, &p->k, it->b, t0, t.T, it->j0, nh, gk, pf_it->b, next, n_next);
             ra__kv_gather(p, &p->v, it->b, t0, t.T, it->j0, nh, gv, pf_it->b, next, n_next);
