@@ -212,6 +212,8 @@ RA_API ra_status ra_options_set_split_tokens(ra_options *o, int64_t split_tokens
  *                            o = sum_t exp(s_t - m) v_t (the sink adds no value)
  * A state that includes a sink is a complete one: when a sequence is split across calls and
  * merged (ra_merge, raggedattn_mpi), set the sinks on one part only, so the sink counts once.
+ * A window and ALiBi are measured from lengths[b] - 1, the call's own last position, so they
+ * do not apply to a part that does not end where the sequence ends.
  * Setters fail with RA_ERR_INVALID_ARGUMENT on NULL options and bad values; the per-head
  * tensors are copied, and a call whose Hq differs from their length is RA_ERR_SHAPE. */
 
