@@ -118,7 +118,8 @@ static int64_t chunks_in(const plan *pl, int64_t b)
  * does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the item's heads fill
  * whole contiguous rows, the share is a run of rows; when each head's positions are contiguous
  * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. A share
- * of a paged cache that is not one run is a list of rows, written to rows (room for a tile). */
+ * of a paged cache is one or two runs (p, p2), or else a list of rows written to rows (room
+ * for a tile). */
 static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b,
                                     int64_t next, int64_t n_next, int64_t j0, int64_t nh,
                                     int64_t jj, const char **rows)
@@ -136,9 +137,15 @@ static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, 
     } else if (x->st != D) {
         return pf;
     }
-    if (ra__kv_one_run(p, b, t0, t0 + n)) {
+    const int64_t end = t0 + n, e1 = ra__kv_run_end(p, b, t0, end),
+                  e2 = e1 < end ? ra__kv_run_end(p, b, e1, end) : end;
+    if (e2 >= end) { /* one run, or two */
         pf.p = ra__kv_row(p, x, b, t0, j, es);
-        pf.bytes = (size_t)(n * x->st) * es;
+        pf.bytes = (size_t)((e1 - t0) * x->st) * es;
+        if (e1 < end) {
+            pf.p2 = ra__kv_row(p, x, b, e1, j, es);
+            pf.bytes2 = (size_t)((end - e1) * x->st) * es;
+        }
     } else if (n > 0) {
         ra__kv_rows(p, x, b, t0, n, j, rows);
         pf.rows = rows;

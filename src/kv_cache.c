@@ -6,22 +6,23 @@
 #include "kv_cache.h"
 #include "tensor_internal.h"
 
+int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t, int64_t limit)
+{
+    if (!p->pages || limit <= t)
+        return limit;
+    const int64_t ps = p->page_size;
+    const int32_t *page = p->pages + p->page_at[b] + t / ps;
+    int64_t end = (t / ps + 1) * ps;
+    /* pages that follow each other in both pools read as one run */
+    const bool joins = p->k.sp == ps * p->k.st && p->v.sp == ps * p->v.st;
+    for (; joins && end < limit && page[1] == page[0] + 1; page++)
+        end += ps;
+    return end < limit ? end : limit;
+}
+
 bool ra__kv_one_run(const ra__problem *p, int64_t b, int64_t t, int64_t end)
 {
-    if (!p->pages || end <= t)
-        return true;
-    const int64_t ps = p->page_size;
-    const int32_t *page = p->pages + p->page_at[b] + t / ps, *last = p->pages + p->page_at[b] +
-                                                                     (end - 1) / ps;
-    if (page == last)
-        return true;
-    /* pages that follow each other in both pools read as one run */
-    if (p->k.sp != ps * p->k.st || p->v.sp != ps * p->v.st)
-        return false;
-    for (; page < last; page++)
-        if (page[1] != page[0] + 1)
-            return false;
-    return true;
+    return ra__kv_run_end(p, b, t, end) >= end;
 }
 
 void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,

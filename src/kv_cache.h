@@ -31,6 +31,9 @@ static inline const char *ra__kv_row(const ra__problem *p, const ra__operand *x,
  * pages that follow each other in memory. */
 bool ra__kv_one_run(const ra__problem *p, int64_t b, int64_t t, int64_t end);
 
+/* The end of the run of rows that starts at t (as in ra__kv_one_run), or limit if sooner. */
+int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t, int64_t limit);
+
 /* rows[i] = ra__kv_row(p, x, b, t0 + i, j) for i < n (without a division per row). */
 void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                  int64_t j, const char **rows);

@@ -46,13 +46,13 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    /* What of later tiles to prefetch while this one computes: bytes from p, or (a paged
-     * call) n_rows rows of row_bytes each at rows[i]; p and rows NULL: nothing. Kernels that set
-     * self_prefetch in their table spread it over their loops; for the others the core issues
-     * it up front. */
+    /* What of later tiles to prefetch while this one computes: bytes from p; in a paged call
+     * also bytes2 from p2 (a second run of rows), or instead n_rows rows of row_bytes each at
+     * rows[i]; p and rows NULL: nothing. Kernels that set self_prefetch in their table spread
+     * it over their loops; for the others the core issues it up front. */
     struct ra__pf_target {
-        const char *p;
-        size_t bytes;
+        const char *p, *p2;
+        size_t bytes, bytes2;
         const char *const *rows;
         size_t n_rows, row_bytes;
     } pf_k, pf_v;
@@ -70,9 +70,10 @@ typedef struct ra__pf_target ra__pf_target;
  * its compute instead of stalling it in one burst: step i asks for its share of whole cache
  * lines into L2. (The division happens once per loop, not per step.) */
 typedef struct ra__prefetcher {
-    const char *p;           /* lines from p ... */
+    const char *p;           /* lines [0, lines1) from p, the rest from p2 ... */
     const char *const *rows; /* ... or line first + ln at rows[.. >> shift] + 64 (.. & mask) */
-    size_t lines, per, first;
+    size_t lines, per, first, lines1;
+    const char *p2;
     unsigned shift;
 } ra__prefetcher;
 
@@ -81,8 +82,9 @@ typedef struct ra__prefetcher {
 static inline ra__prefetcher ra__prefetcher_part(const ra__pf_target *x, size_t num_a,
                                                  size_t num_b, size_t den, int64_t n)
 {
-    ra__prefetcher pf = {NULL, x->rows, 0, 0, 0, 0};
-    size_t total = x->p ? (x->bytes + 63) >> 6 : 0;
+    ra__prefetcher pf = {NULL, x->rows, 0, 0, 0, 0, NULL, 0};
+    const size_t l1 = x->p ? (x->bytes + 63) >> 6 : 0, l2 = x->p2 ? (x->bytes2 + 63) >> 6 : 0;
+    size_t total = l1 + l2;
     if (x->rows) {
         while (((size_t)1 << pf.shift) < ((x->row_bytes + 63) >> 6))
             pf.shift++;
@@ -92,8 +94,13 @@ static inline ra__prefetcher ra__prefetcher_part(const ra__pf_target *x, size_t 
     pf.lines = b > a && n > 0 ? b - a : 0;
     if (!pf.lines)
         return pf;
-    pf.p = x->p ? x->p + (a << 6) : NULL;
     pf.first = a;
+    if (a < l1) {
+        pf.p = x->p + (a << 6);
+        pf.lines1 = l1 - a < pf.lines ? l1 - a : pf.lines;
+    }
+    if (x->p2)
+        pf.p2 = x->p2 + ((a > l1 ? a - l1 : 0) << 6);
     pf.per = (pf.lines + (size_t)n - 1) / (size_t)n;
     return pf;
 }
@@ -114,11 +121,14 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 /* For targets of either kind (a paged call). */
 static inline void ra__prefetch_step_any(const ra__prefetcher *pf, int64_t i)
 {
+    size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
     if (!pf->rows) {
-        ra__prefetch_step(pf, i);
+        for (size_t ln = lo; ln < hi && ln < pf->lines1; ln++)
+            __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
+        for (size_t ln = lo > pf->lines1 ? lo : pf->lines1; ln < hi; ln++)
+            __builtin_prefetch(pf->p2 + ((ln - pf->lines1) << 6), 0, RA_PF_HINT);
         return;
     }
-    size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
     const size_t mask = ((size_t)1 << pf->shift) - 1;
     for (size_t ln = pf->first + lo, end = pf->first + hi; ln < end;) {
         /* a step's lines lie in one row or two: look each row up once */
