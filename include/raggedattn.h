@@ -156,10 +156,11 @@ RA_API int64_t ra_tensor_stride(const ra_tensor *t, int axis); /* in elements */
 typedef struct ra_options ra_options; /* opaque; NULL wherever accepted means the defaults */
 
 /* Which block kernel computes the ragged functions. AUTO picks the fastest one this CPU runs
- * (AVX-512, then AVX2+FMA, then portable C). BLAS is the design card's path: two cblas_sgemm
- * calls per KV block of at most 1024 positions (plain loops instead when the process loaded a
- * threaded OpenBLAS; the portable kernel when G or D exceeds INT_MAX). Every kernel computes
- * the same function; results agree to f32 rounding. */
+ * (AVX-512, then AVX2+FMA, then portable C). BLAS is the original design's path (see
+ * docs/design.md, "Why BLAS is kept"): two cblas_sgemm calls per KV block of at most 1024
+ * positions (plain loops instead when the process loaded a threaded OpenBLAS; the portable
+ * kernel when G or D exceeds INT_MAX). Every kernel computes the same function; results agree
+ * to f32 rounding. */
 typedef enum ra_kernel {
     RA_KERNEL_AUTO = 0,
     RA_KERNEL_BLAS = 1,

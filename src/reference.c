@@ -1,4 +1,5 @@
-/* The seed's reference_mqa/mha/gqa, transcribed literally (SPEC section 9):
+/* The seed's reference_mqa/mha/gqa, transcribed literally (docs/design.md, "The reference
+ * arithmetic"):
  *   1. logits = scale * (q . k) in f32, over all S positions;
  *   2. mask_value added where t >= length;
  *   3. subtract the max, exp;  4. l = the sum;

@@ -1,7 +1,8 @@
-/* The design card's path: each tile's two products are cblas_sgemm calls, with leading
- * dimensions that cover strided caches. K/V in f16/bf16, or in a layout BLAS cannot describe
- * (feature stride != 1, broadcast or overlapping rows), are converted to f32 scratch first:
- * this OpenBLAS has no bf16 GEMM. Calls go through ra__sgemm (blas_guard.h). */
+/* The BLAS path of the original design (docs/design.md, "Why BLAS is kept"): each tile's two
+ * products are cblas_sgemm calls, with leading dimensions that cover strided caches. K/V in
+ * f16/bf16, or in a layout BLAS cannot describe (feature stride != 1, broadcast or
+ * overlapping rows), are converted to f32 scratch first: this OpenBLAS has no bf16 GEMM.
+ * Calls go through ra__sgemm (blas_guard.h). */
 #include <limits.h>
 
 #include "../blas_guard.h"

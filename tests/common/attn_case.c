@@ -372,7 +372,8 @@ void tc_check(const tc_case *c, double tol, const char *stat_key)
         }
     }
     if (tc_fn_is_ragged(c->p.fn) && !c->sinks_set) {
-        /* SPEC section 3: an empty sequence is exactly the empty partial state. */
+        /* An empty sequence is exactly the empty partial state (docs/design.md, "Edge
+         * cases"). */
         for (int64_t b = 0; b < c->d.B; b++) {
             if (c->lengths[b] != 0)
                 continue;

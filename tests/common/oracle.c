@@ -367,7 +367,7 @@ void or_state_free(or_state *s)
     memset(s, 0, sizeof *s);
 }
 
-/* ---- the attention oracle (SPEC section 1) ------------------------------------------------ */
+/* ---- the attention oracle (docs/design.md, "The attention computed") ---------------------- */
 
 void or_attention(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
                   const int32_t *lengths, double scale, or_state *out)
@@ -458,7 +458,7 @@ void or_attention_mod(const or_dims *d, const or_view *q, const or_view *k, cons
     free(seen);
 }
 
-/* ---- the seed's reference arithmetic (SPEC section 9) ------------------------------------- */
+/* ---- the seed's reference arithmetic (docs/design.md, "The reference arithmetic") --------- */
 
 void or_reference(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
                   const int32_t *lengths, float scale, float mask_value, or_state *out)
@@ -505,7 +505,7 @@ void or_reference(const or_dims *d, const or_view *q, const or_view *k, const or
     free(p);
 }
 
-/* ---- the merge oracle (SPEC section 2) ---------------------------------------------------- */
+/* ---- the merge oracle (docs/design.md, "Output conventions") ------------------------------ */
 
 void or_merge(size_t n, const or_state *parts, or_state *out)
 {

@@ -94,8 +94,8 @@ typedef struct or_state {
 void or_state_alloc(or_state *s, int64_t B, int64_t H, int64_t D);
 void or_state_free(or_state *s);
 
-/* SPEC section 1: exact attention over t < lengths[b] in double. lengths[b] == 0 gives
- * o = o_un = 0, m = -inf, l = 0. */
+/* Exact attention over t < lengths[b] in double (docs/design.md, "The attention computed").
+ * lengths[b] == 0 gives o = o_un = 0, m = -inf, l = 0. */
 void or_attention(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
                   const int32_t *lengths, double scale, or_state *out);
 
@@ -114,15 +114,17 @@ void or_attention_mod(const or_dims *d, const or_view *q, const or_view *k, cons
                       const int32_t *lengths, double scale, const or_modifiers *mod,
                       or_state *out);
 
-/* SPEC section 9: the seed's reference arithmetic. Logits are rounded to f32, mask_value is
- * added in f32 where t >= lengths[b], probabilities are rounded to v's dtype, the PV sum is
- * rounded to v's dtype, then divided by l. o_un is left as PV (rounded). With length 0 this
- * gives the seed's mean of v over all S positions, m ~ mask_value and l = S. */
+/* The seed's reference arithmetic (docs/design.md, "The reference arithmetic"). Logits are
+ * rounded to f32, mask_value is added in f32 where t >= lengths[b], probabilities are rounded
+ * to v's dtype, the PV sum is rounded to v's dtype, then divided by l. o_un is left as PV
+ * (rounded). With length 0 this gives the seed's mean of v over all S positions,
+ * m ~ mask_value and l = S. */
 void or_reference(const or_dims *d, const or_view *q, const or_view *k, const or_view *v,
                   const int32_t *lengths, float scale, float mask_value, or_state *out);
 
-/* SPEC section 2: the log-sum-exp merge of n parts (their m, l, o_un) into out (m = M, l = L,
- * o_un = o * L, o normalized). All-empty gives o = 0, M = -inf, L = 0. */
+/* The log-sum-exp merge (docs/design.md, "Output conventions") of n parts (their m, l, o_un)
+ * into out (m = M, l = L, o_un = o * L, o normalized). All-empty gives o = 0, M = -inf,
+ * L = 0. */
 void or_merge(size_t n, const or_state *parts, or_state *out);
 
 /* ---- comparisons ------------------------------------------------------------------------ */

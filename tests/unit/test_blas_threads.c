@@ -1,9 +1,9 @@
 /* The OpenBLAS the library runs with must not start threads of its own inside the library's
- * OpenMP region (issue 2): the build links Debian's serial OpenBLAS by path with a RUNPATH,
- * and the library asks the loaded OpenBLAS at run time (ra__blas_is_serial). This test checks
- * that the loaded build is the sequential one and that the one door to BLAS (ra__sgemm)
- * computes both products it is used for. (test_determinism checks the forced-BLAS kernel at 1
- * and 2 threads bitwise.) */
+ * OpenMP region (docs/design.md, "Execution model"): the build links Debian's serial
+ * OpenBLAS by path with a RUNPATH, and the library asks the loaded OpenBLAS at run time
+ * (ra__blas_is_serial). This test checks that the loaded build is the sequential one and that
+ * the one door to BLAS (ra__sgemm) computes both products it is used for. (test_determinism
+ * checks the forced-BLAS kernel at 1 and 2 threads bitwise.) */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

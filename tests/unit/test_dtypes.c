@@ -3,8 +3,9 @@
  *
  * Tolerances: ragged functions 1e-5 of max|expected| for every combination, since f16/bf16
  * inputs widen to f32 exactly and only f32 accumulation error remains. Reference functions
- * round to v's dtype twice (SPEC section 9), so one element can move by one ulp of v's dtype:
- * 1e-5 (f32 v), 2e-3 (f16 v), 1e-2 (bf16 v); see test_reference.c. */
+ * round to v's dtype twice (docs/design.md, "The reference arithmetic"), so one element can
+ * move by one ulp of v's dtype: 1e-5 (f32 v), 2e-3 (f16 v), 1e-2 (bf16 v); see
+ * test_reference.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,7 @@
 /* Validation of the six attention functions: one test per rule. Each check asserts the status,
  * that ra_last_error() names the argument, and that every output is byte-for-byte untouched.
- * Every rule is tried on all six functions, which share the validation (SPEC section 9). */
+ * Every rule is tried on all six functions, which share the validation (docs/design.md,
+ * "Validation and errors"). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
-/* Strided views (SPEC section 2: "a strided view of the same logical shape must also work
- * without a copy"): swapped K/V axes, padded rows on every input and output, and broadcast
- * (stride 0) inputs, for all six functions. Padding is filled with NaN, so reading it shows;
+/* Strided views (docs/design.md, "Edge cases": any layout of the logical shape works without
+ * a copy): swapped K/V axes, padded rows on every input and output, and broadcast (stride 0)
+ * inputs, for all six functions. Padding is filled with NaN, so reading it shows;
  * padding of the outputs must keep its sentinel. Tolerances as in test_dtypes.c. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,8 +56,9 @@ static void test_all_layouts(void **state)
                 run_layout((tc_fn)fn, layouts[l], dts[d], (uint64_t)(3000 + fn * 10 + l * 3 + d));
 }
 
-/* The case SPEC section 2 names: a [B,Hkv,S,D] cache (reference_gqa's layout) passed to
- * ra_ragged_gqa as a view of [B,S,Hkv,D], and the other way round for ra_reference_gqa. */
+/* The case docs/design.md names ("Edge cases", strides): a [B,Hkv,S,D] cache (reference_gqa's
+ * layout) passed to ra_ragged_gqa as a view of [B,S,Hkv,D], and the other way round for
+ * ra_reference_gqa. */
 static void test_head_major_cache_for_ragged_gqa(void **state)
 {
     (void)state;

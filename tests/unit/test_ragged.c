@@ -1,6 +1,7 @@
 /* The ragged functions (ra_ragged_mqa/mha/gqa) against the double-precision oracle, on
- * MaxText's test shapes and on the edge cases of SPEC section 3. The edge cases whose contract
- * the reference functions share (block sizes, D, scale, large logits, NaN) run on all six.
+ * MaxText's test shapes and on the edge cases of docs/design.md, "Edge cases". The edge cases
+ * whose contract the reference functions share (block sizes, D, scale, large logits, NaN) run
+ * on all six.
  *
  * Tolerance: 1e-5 of max|expected|. The functions read f16/bf16 inputs exactly into f32 and
  * the oracle reads the same rounded values, so what is left is f32 accumulation error:

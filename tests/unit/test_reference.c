@@ -1,6 +1,6 @@
-/* The reference functions (ra_reference_mqa/mha/gqa): the seed's arithmetic (SPEC section 9),
- * its length-0 result, the mask value, and agreement with the ragged functions where
- * lengths >= 1 (SPEC section 3).
+/* The reference functions (ra_reference_mqa/mha/gqa): the seed's arithmetic (docs/design.md,
+ * "The reference arithmetic"), its length-0 result, the mask value, and agreement with the
+ * ragged functions where lengths >= 1 (docs/design.md, "Edge cases").
  *
  * Tolerances: 1e-5 of max|expected| with f32 v. With f16/bf16 v the seed rounds twice to v's
  * dtype (probabilities, then the PV sum); the library's f32 sums and the oracle's double sums
@@ -154,7 +154,8 @@ static void copy_valid_inputs(tc_case *to, const tc_case *from)
     tc_expect(to);
 }
 
-/* SPEC section 3: where lengths[b] >= 1, ragged and reference agree (f32 v, default mask). */
+/* Where lengths[b] >= 1, ragged and reference agree (f32 v, default mask; docs/design.md,
+ * "The reference arithmetic"). */
 static void test_agrees_with_ragged(void **state)
 {
     (void)state;
