@@ -121,6 +121,9 @@ const char *bench_dtype_name(ra_dtype t)
     case RA_DTYPE_F16: return "f16";
     case RA_DTYPE_BF16: return "bf16";
     case RA_DTYPE_I32: return "i32";
+    case RA_DTYPE_I8: return "i8";
+    case RA_DTYPE_FP8_E4M3: return "fp8_e4m3";
+    case RA_DTYPE_FP8_E5M2: return "fp8_e5m2";
     }
     return "?";
 }

@@ -124,7 +124,13 @@ typedef enum ra_dtype {
     RA_DTYPE_F32 = 0,
     RA_DTYPE_F16 = 1,  /* IEEE binary16 */
     RA_DTYPE_BF16 = 2, /* bfloat16: the top 16 bits of an f32 */
-    RA_DTYPE_I32 = 3
+    RA_DTYPE_I32 = 3,
+    /* Quantized K/V (since 0.2.0): each element is stored as q and means q * scale, the scale
+     * carried by the tensor (ra_tensor_wrap_quantized). */
+    RA_DTYPE_I8 = 4,        /* signed 8-bit integer */
+    RA_DTYPE_FP8_E4M3 = 5,  /* OCP FP8 E4M3 (e4m3fn): exponent bias 7, no infinities, 0x7f and
+                             * 0xff are NaN, largest 448 */
+    RA_DTYPE_FP8_E5M2 = 6   /* OCP FP8 E5M2: the top byte of an IEEE binary16 */
 } ra_dtype;
 
 typedef struct ra_tensor ra_tensor; /* opaque */
@@ -140,6 +146,29 @@ RA_API ra_status ra_tensor_wrap(ra_tensor **out, ra_dtype dtype, int rank, const
 /* A contiguous tensor whose memory the library owns: zeroed and 64-byte aligned, freed by
  * ra_tensor_destroy. Since 0.1.0. */
 RA_API ra_status ra_tensor_create(ra_tensor **out, ra_dtype dtype, int rank, const int64_t *shape);
+
+/* A quantized K or V cache: a view like ra_tensor_wrap of i8 or fp8 data, each element q
+ * standing for q * s, where s is the element of `scale` at the same index, an f32 tensor of the
+ * same rank whose every extent is the data's or 1 (1: one scale along that axis) and whose last
+ * (feature) extent is 1. For a [B,S,Hkv,D] cache: [1,1,1,1] is one scale per tensor,
+ * [1,1,Hkv,1] one per KV head, [B,S,Hkv,1] one per position and head (a paged pool's scales are
+ * shaped like the pool). The handle keeps a view of the scale's memory, which the caller keeps
+ * alive and may update as the cache grows. Errors: RA_ERR_DTYPE (data not i8/fp8, or scale not
+ * f32), RA_ERR_SHAPE (a scale extent that is neither the data's nor 1, or a last extent not
+ * 1), RA_ERR_INVALID_ARGUMENT (NULL scale), and those of ra_tensor_wrap. Only the ragged and
+ * paged functions take quantized K/V; the attention is exact f32 arithmetic on q * s.
+ * Since 0.2.0. */
+RA_API ra_status ra_tensor_wrap_quantized(ra_tensor **out, ra_dtype dtype, int rank,
+                                          const int64_t *shape, const int64_t *strides,
+                                          void *data, const ra_tensor *scale);
+
+/* Quantizes src (f32, f16 or bf16) into dst (same shape; i8, fp8 e4m3 or e5m2) and scale (f32,
+ * shaped as for ra_tensor_wrap_quantized against dst): each scale element is max|x| / qmax over
+ * the elements it covers (qmax 127, 448 or 57344; 1 where they are all 0), and each element is
+ * x / scale rounded to nearest even (saturated to +-qmax; NaN stays NaN in fp8 and is 0 in i8).
+ * Writes nothing on error (RA_ERR_DTYPE, RA_ERR_SHAPE, RA_ERR_INVALID_ARGUMENT, RA_ERR_ALIAS).
+ * Since 0.2.0. */
+RA_API ra_status ra_quantize(const ra_tensor *src, ra_tensor *dst, ra_tensor *scale);
 
 /* Frees the handle (and the memory, if the library owns it). NULL is a no-op. Since 0.1.0. */
 RA_API void ra_tensor_destroy(ra_tensor *t);
@@ -419,6 +448,9 @@ typedef struct ra_api {
     ra_status (*options_set_window)(ra_options *, int64_t, int64_t);
     ra_status (*options_set_sinks)(ra_options *, const ra_tensor *);
     ra_status (*options_set_alibi)(ra_options *, const ra_tensor *);
+    ra_status (*tensor_wrap_quantized)(ra_tensor **, ra_dtype, int, const int64_t *,
+                                       const int64_t *, void *, const ra_tensor *);
+    ra_status (*quantize)(const ra_tensor *, ra_tensor *, ra_tensor *);
     /* New members are appended here, never inserted. */
 } ra_api;
 

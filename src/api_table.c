@@ -45,7 +45,9 @@ RA__PIN(options_set_softcap, 31);
 RA__PIN(options_set_window, 32);
 RA__PIN(options_set_sinks, 33);
 RA__PIN(options_set_alibi, 34);
-_Static_assert(sizeof(ra_api) == 8 + 35 * sizeof(void (*)(void)), "ra_api v2 has 35 functions");
+RA__PIN(tensor_wrap_quantized, 35);
+RA__PIN(quantize, 36);
+_Static_assert(sizeof(ra_api) == 8 + 37 * sizeof(void (*)(void)), "ra_api v2 has 37 functions");
 
 /* The same functions in every table; abi_version echoes the version asked for. */
 #define RA__API_TABLE(version)                                                                 \
@@ -86,6 +88,8 @@ _Static_assert(sizeof(ra_api) == 8 + 35 * sizeof(void (*)(void)), "ra_api v2 has
         .options_set_window = ra_options_set_window,                                          \
         .options_set_sinks = ra_options_set_sinks,                                            \
         .options_set_alibi = ra_options_set_alibi,                                            \
+        .tensor_wrap_quantized = ra_tensor_wrap_quantized,                                    \
+        .quantize = ra_quantize,                                                              \
     }
 
 static const ra_api api_v1 = RA__API_TABLE(1);

@@ -61,6 +61,7 @@ typedef struct plan {
     /* floats into a thread's scratch of its tile row pointers (K then V, row_pointers
      * kernels), and of a paged call's gathered K, then V (gather_floats each) */
     int64_t row_ptrs_at, gather_at, gather_floats;
+    int64_t scales_at; /* quantized K/V: floats into a thread's scratch of a tile's scales */
 } plan;
 
 static int64_t seq_len(const ra__problem *p, int64_t b)
@@ -217,6 +218,8 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
                **v_rows = k_rows + pl->tile, **pf_k_rows = v_rows + pl->tile,
                **pf_v_rows = pf_k_rows + pl->tile;
     char *gk = (char *)(scratch + pl->gather_at), *gv = gk + pl->gather_floats * sizeof(float);
+    float *k_scales = p->k.scale ? scratch + pl->scales_at : NULL;
+    float *v_scales = p->v.scale ? scratch + pl->scales_at + pl->tile : NULL;
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     ra__tile_fn fused_rows = pl->dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
@@ -265,6 +268,12 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.v = gather ? gv + (size_t)(jj * D) * ves : ra__kv_row(p, &p->v, it->b, t0, j, ves);
             t.k_row_off = (size_t)(jj * p->k.sh) * kes;
             t.v_row_off = (size_t)(jj * p->v.sh) * ves;
+            if (k_scales)
+                ra__kv_scales(p, &p->k, it->b, t0, t.T, j, k_scales);
+            if (v_scales)
+                ra__kv_scales(p, &p->v, it->b, t0, t.T, j, v_scales);
+            t.k_scales = k_scales;
+            t.v_scales = v_scales;
             t.o = o + jj * G * D;
             t.m = m + jj * G;
             t.l = l + jj * G;
@@ -352,9 +361,11 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     ra_kernel id = ra__kernel_resolve(p->kernel);
     const ra__kernel_table *kt = ra__kernel_table_for(id);
     bool unit_d = p->k.sd == 1 && p->v.sd == 1;
-    if ((kt->needs_unit_d && !unit_d) ||
+    const bool runs_dtypes = kt->step[p->k.dtype][p->v.dtype] ||
+                             (kt->qk[p->k.dtype] && kt->pv[p->v.dtype]);
+    if ((kt->needs_unit_d && !unit_d) || !runs_dtypes ||
         (kt->id == RA_KERNEL_BLAS && (p->G > INT_MAX || p->D > INT_MAX)))
-        kt = &ra__kernels_portable; /* same function, any layout */
+        kt = &ra__kernels_portable; /* same function, any layout and dtype */
     pl->p = p;
     pl->kt = kt;
     pl->tile = p->block_size < kt->tile_max ? p->block_size : kt->tile_max;
@@ -424,6 +435,9 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     if (p->pages) /* row pointers: a tile's K and V, and the next tile's prefetch shares */
         pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 4, pl->tile, 1, sizeof(char *)) /
                                     sizeof(float));
+    if (p->k.scale || p->v.scale) /* a tile's K and V scales (quantized K/V) */
+        pl->scales_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(float)) /
+                                  sizeof(float));
     if (p->pages && !kt->row_pointers) { /* a gathered tile's K and V rows (at most f32) */
         ra__arena g = {0, false};
         ra__arena_take(&g, pl->tile, pl->heads_per_item, p->D, sizeof(float));

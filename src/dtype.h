@@ -67,7 +67,24 @@ static inline uint16_t ra__f32_to_f16(float f)
     return (uint16_t)(sign | (r >> 13));
 }
 
-/* Element i (already scaled by its stride) of a float tensor, as f32. */
+/* OCP FP8 E4M3 (e4m3fn): sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent 15 with
+ * mantissa 7 is NaN, there are no infinities. */
+static inline float ra__e4m3_to_f32(uint8_t x)
+{
+    const int e = (x >> 3) & 15, m = x & 7;
+    float f = e == 15 && m == 7 ? NAN : e == 0 ? (float)m * 0x1p-9f
+                                               : ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    return (x & 0x80) ? -f : f;
+}
+
+/* OCP FP8 E5M2: the top byte of an IEEE binary16. */
+static inline float ra__e5m2_to_f32(uint8_t x)
+{
+    return ra__f16_to_f32((uint16_t)(x << 8));
+}
+
+/* Element i (already scaled by its stride) of a float tensor, as f32; of a quantized one, its
+ * stored value q (the caller applies the scale). */
 static inline float ra__load_f32(const void *base, ra_dtype dt, int64_t i)
 {
     switch (dt) {
@@ -75,6 +92,12 @@ static inline float ra__load_f32(const void *base, ra_dtype dt, int64_t i)
         return ra__f16_to_f32(((const uint16_t *)base)[i]);
     case RA_DTYPE_BF16:
         return ra__bf16_to_f32(((const uint16_t *)base)[i]);
+    case RA_DTYPE_I8:
+        return (float)((const int8_t *)base)[i];
+    case RA_DTYPE_FP8_E4M3:
+        return ra__e4m3_to_f32(((const uint8_t *)base)[i]);
+    case RA_DTYPE_FP8_E5M2:
+        return ra__e5m2_to_f32(((const uint8_t *)base)[i]);
     default:
         return ((const float *)base)[i];
     }

@@ -48,6 +48,27 @@ void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t 
     }
 }
 
+void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                   int64_t j, float *out)
+{
+    const float *head = x->scale + j * x->c_sh;
+    if (!p->pages) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = head[b * x->c_sb + (t0 + i) * x->c_st];
+        return;
+    }
+    const int64_t ps = p->page_size;
+    const int32_t *page = p->pages + p->page_at[b] + t0 / ps;
+    int64_t in = t0 % ps;
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = head[*page * x->c_sp + in * x->c_st];
+        if (++in == ps) {
+            in = 0;
+            page++;
+        }
+    }
+}
+
 /* The bytes of heads [j0, j0 + nh) of one row, when they are contiguous; else 0. */
 static size_t heads_bytes(const ra__operand *x, int64_t nh, int64_t D, size_t es)
 {

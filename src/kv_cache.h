@@ -38,6 +38,10 @@ int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t, int64_t limit
 void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                  int64_t j, const char **rows);
 
+/* out[i] = the scale of position t0 + i of sequence b, KV head j, in quantized x. */
+void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                   int64_t j, float *out);
+
 /* Copies positions [t0, t0 + n) of KV heads [j0, j0 + nh) of x into dst, dense [n][nh][D] in
  * x's dtype, and meanwhile prefetches the rows of positions [next, next + n_next) of the same
  * heads (possibly of another sequence, nb), one row per row copied. */

@@ -160,10 +160,17 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
             return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, req_names[i]);
 
     const ra_tensor *fin[] = {q, k, v};
-    for (int i = 0; i < 3; i++)
-        if (!is_float_dtype(fin[i]->dtype))
-            return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected f32, f16 or bf16", fn,
-                            req_names[i], ra__dtype_name(fin[i]->dtype));
+    for (int i = 0; i < 3; i++) {
+        const bool quantized = i > 0 && ra__dtype_quantized(fin[i]->dtype);
+        if (!is_float_dtype(fin[i]->dtype) && !quantized)
+            return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected f32, f16 or bf16%s", fn,
+                            req_names[i], ra__dtype_name(fin[i]->dtype),
+                            i > 0 ? ", or i8/fp8 with scales" : "");
+        if (quantized && !fin[i]->scale)
+            return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: %s has dtype %s but no scale: wrap it "
+                            "with ra_tensor_wrap_quantized", fn, req_names[i],
+                            ra__dtype_name(fin[i]->dtype));
+    }
     const ra_tensor *ints[] = {lengths, page_table};
     const char *int_names[] = {"lengths", "page_table"};
     for (int i = 0; i < (sig->paged ? 2 : 1); i++)
@@ -227,6 +234,12 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
     const char *in_names[] = {"q", req_names[1], req_names[2], "lengths", "page_table"};
     if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, sig->paged ? 5 : 4)))
         return s;
+    for (int i = 0; i < 3; i++) /* and the scales of quantized K/V */
+        for (int j = 1; j < 3 && outs[i]; j++)
+            if (fin[j]->scale && outs[i]->span_lo < fin[j]->scale_hi &&
+                fin[j]->scale_lo < outs[i]->span_hi)
+                return ra__fail(RA_ERR_ALIAS, "%s: output %s overlaps the scales of %s", fn,
+                                out_names[i], req_names[j]);
 
     *p = (ra__problem){
         .B = B, .S = S, .Hq = Hq, .Hkv = Hkv, .G = Hkv ? Hq / Hkv : 0, .D = D,
@@ -245,6 +258,20 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         .block_size = op->block_size, .split_tokens = op->split_tokens,
         .num_threads = op->num_threads, .kernel = op->kernel,
     };
+    ra__operand *kv_ops[2] = {&p->k, &p->v};
+    for (int i = 0; i < 2; i++) { /* the scales' strides per role, as the data's */
+        const ra_tensor *t = fin[i + 1];
+        if (!t->scale)
+            continue;
+        int64_t c[RA_R_COUNT] = {0};
+        for (int a = 0; a < sig->kv.rank; a++)
+            c[sig->kv.role[a]] = t->scale_strides[a];
+        kv_ops[i]->scale = t->scale;
+        kv_ops[i]->c_sb = c[RA_R_B];
+        kv_ops[i]->c_st = c[RA_R_S] + c[RA_R_PS];
+        kv_ops[i]->c_sh = c[RA_R_HKV];
+        kv_ops[i]->c_sp = c[RA_R_NP];
+    }
     int32_t *len = p->len_inline;
     if ((uint64_t)B > sizeof p->len_inline / sizeof p->len_inline[0] &&
         !(len = ra__alloc(sizeof(int32_t) * (size_t)B)))

@@ -14,6 +14,10 @@ typedef struct ra__operand {
     ra_dtype dtype;
     int64_t sb, st, sh, sd; /* batch, position, head, feature; 0 where the axis is absent */
     int64_t sp;             /* a paged cache's pool: between pages (sb is 0 then) */
+    /* A quantized operand's scales (element means q * scale): the scale of (b, t, j) is at
+     * scale + b*c_sb + t*c_st + j*c_sh (paged: page*c_sp + row*c_st + j*c_sh); else NULL. */
+    const float *scale;
+    int64_t c_sb, c_st, c_sh, c_sp;
 } ra__operand;
 
 typedef struct ra__problem {

@@ -98,10 +98,10 @@ static void reference_item(const ra__problem *p, int64_t b, int64_t j, const ref
 
 ra_status ra__reference(const ra__problem *p)
 {
-    if (ra__problem_modified(p))
+    if (ra__problem_modified(p) || p->k.scale || p->v.scale)
         return ra__fail(RA_ERR_UNSUPPORTED, "reference: the reference functions compute the "
-                        "seed's arithmetic, without soft-cap, window, sinks or ALiBi; use the "
-                        "ragged functions for those");
+                        "seed's arithmetic, without soft-cap, window, sinks, ALiBi or quantized "
+                        "K/V; use the ragged functions for those");
     if (p->B == 0 || p->Hq == 0)
         return RA_OK;
     if (p->S > INT_MAX || p->G > INT_MAX || p->D > INT_MAX)

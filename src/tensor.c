@@ -16,6 +16,10 @@ size_t ra__dtype_size(ra_dtype dt)
     case RA_DTYPE_F16:
     case RA_DTYPE_BF16:
         return 2;
+    case RA_DTYPE_I8:
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        return 1;
     }
     return 0;
 }
@@ -31,6 +35,12 @@ const char *ra__dtype_name(ra_dtype dt)
         return "bf16";
     case RA_DTYPE_I32:
         return "i32";
+    case RA_DTYPE_I8:
+        return "i8";
+    case RA_DTYPE_FP8_E4M3:
+        return "fp8_e4m3";
+    case RA_DTYPE_FP8_E5M2:
+        return "fp8_e5m2";
     }
     return "unknown";
 }
@@ -118,6 +128,10 @@ static ra_status describe(ra_tensor *t, ra_dtype dtype, int rank, const int64_t 
     t->numel = numel;
     t->span_lo = 0;
     t->span_hi = 0;
+    t->scale = NULL;
+    for (int i = 0; i < RA__MAX_RANK; i++)
+        t->scale_strides[i] = 0;
+    t->scale_lo = t->scale_hi = 0;
     (void)last;
     return RA_OK;
 }
@@ -154,6 +168,52 @@ ra_status ra_tensor_wrap(ra_tensor **out, ra_dtype dtype, int rank, const int64_
     *t = tmp;
     t->data = data;
     t->owned = false;
+    set_span(t);
+    *out = t;
+    return RA_OK;
+}
+
+ra_status ra_tensor_wrap_quantized(ra_tensor **out, ra_dtype dtype, int rank,
+                                   const int64_t *shape, const int64_t *strides, void *data,
+                                   const ra_tensor *scale)
+{
+    static const char *fn = "ra_tensor_wrap_quantized";
+    if (!out || !scale)
+        return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !out ? "out" : "scale");
+    if (!ra__dtype_quantized(dtype))
+        return ra__fail(RA_ERR_DTYPE, "%s: dtype %s is not i8, fp8_e4m3 or fp8_e5m2", fn,
+                        ra__dtype_name(dtype));
+    if (scale->dtype != RA_DTYPE_F32)
+        return ra__fail(RA_ERR_DTYPE, "%s: scale has dtype %s, expected f32", fn,
+                        ra__dtype_name(scale->dtype));
+    ra_tensor tmp;
+    ra_status s = describe(&tmp, dtype, rank, shape, strides, fn);
+    if (s != RA_OK)
+        return s;
+    char want[96], got[96];
+    for (int i = 0; i < rank; i++) {
+        const int64_t e = scale->shape[i];
+        if (scale->rank != rank || (e != shape[i] && e != 1) || (i == rank - 1 && e != 1))
+            return ra__fail(RA_ERR_SHAPE, "%s: scale has shape %s; for data %s each extent "
+                            "must be the data's or 1, and the last 1", fn,
+                            ra__shape_str(scale, got, sizeof got),
+                            ra__shape_str(&tmp, want, sizeof want));
+        tmp.scale_strides[i] = e == 1 ? 0 : scale->strides[i];
+    }
+    if (!data && tmp.numel > 0)
+        return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: data is NULL for a tensor of %lld "
+                        "elements", fn, (long long)tmp.numel);
+    if (!scale->data && tmp.numel > 0)
+        return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: scale has no data", fn);
+    ra_tensor *t = ra__alloc(sizeof *t);
+    if (!t)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate the handle", fn);
+    *t = tmp;
+    t->data = data;
+    t->owned = false;
+    t->scale = scale->data;
+    t->scale_lo = scale->span_lo;
+    t->scale_hi = scale->span_hi;
     set_span(t);
     *out = t;
     return RA_OK;

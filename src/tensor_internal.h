@@ -20,7 +20,19 @@ struct ra_tensor {
      * (empty when the tensor has no elements), and the element count. */
     uintptr_t span_lo, span_hi;
     int64_t numel;
+    /* A quantized tensor's scales (ra_tensor_wrap_quantized): element i means
+     * data[i] * scale[i], with scale_strides 0 along the axes the scale covers whole; NULL
+     * scale for any other tensor. scale_span is the scale's byte range, for overlap checks. */
+    const float *scale;
+    int64_t scale_strides[RA__MAX_RANK];
+    uintptr_t scale_lo, scale_hi;
 };
+
+/* i8 and the fp8 formats: dtypes that mean q * scale. */
+static inline bool ra__dtype_quantized(ra_dtype dt)
+{
+    return dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2;
+}
 
 size_t ra__dtype_size(ra_dtype dt); /* 0 for an unknown dtype */
 const char *ra__dtype_name(ra_dtype dt);

@@ -387,6 +387,8 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
  *   head-by-head walk. */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
+    if (k > RA_DTYPE_BF16 || v > RA_DTYPE_BF16) /* quantized K/V: no row walk */
+        return false;
     return G == 1 || G == 2 || (G == 4 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
 }
 

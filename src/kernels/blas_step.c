@@ -53,6 +53,12 @@ static void qk_bf16(const ra__tile *t) { qk(t, RA_DTYPE_BF16); }
 static void pv_f32(const ra__tile *t) { pv(t, RA_DTYPE_F32); }
 static void pv_f16(const ra__tile *t) { pv(t, RA_DTYPE_F16); }
 static void pv_bf16(const ra__tile *t) { pv(t, RA_DTYPE_BF16); }
+static void qk_i8(const ra__tile *t) { qk(t, RA_DTYPE_I8); }
+static void qk_e4m3(const ra__tile *t) { qk(t, RA_DTYPE_FP8_E4M3); }
+static void qk_e5m2(const ra__tile *t) { qk(t, RA_DTYPE_FP8_E5M2); }
+static void pv_i8(const ra__tile *t) { pv(t, RA_DTYPE_I8); }
+static void pv_e4m3(const ra__tile *t) { pv(t, RA_DTYPE_FP8_E4M3); }
+static void pv_e5m2(const ra__tile *t) { pv(t, RA_DTYPE_FP8_E5M2); }
 
 /* One (batch, KV head) per work item and the caller's block size per GEMM, as on the TPU
  * grid; no split-KV by default (split_tokens 0 keeps whole sequences in one item). */
@@ -63,7 +69,7 @@ const ra__kernel_table ra__kernels_blas = {
     .all_heads_per_item = false,
     .needs_unit_d = false,
     .needs_conv = true,
-    .qk = {qk_f32, qk_f16, qk_bf16},
+    .qk = {qk_f32, qk_f16, qk_bf16, NULL, qk_i8, qk_e4m3, qk_e5m2},
     .softmax = ra__softmax_step_portable,
-    .pv = {pv_f32, pv_f16, pv_bf16},
+    .pv = {pv_f32, pv_f16, pv_bf16, NULL, pv_i8, pv_e4m3, pv_e5m2},
 };

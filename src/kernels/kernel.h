@@ -18,6 +18,10 @@
 
 #include "raggedattn.h"
 
+/* Kernel tables index their steps by the K and V ra_dtype (f32, f16, bf16, and the quantized
+ * i8, fp8 e4m3 and e5m2); a NULL entry is a combination the family does not run. */
+#define RA__KV_DTYPES 7
+
 typedef struct ra__tile {
     int64_t G, D; /* query heads in the group, head dimension */
     int64_t T;    /* positions in this tile, 1..tile_max */
@@ -41,6 +45,10 @@ typedef struct ra__tile {
     float softcap;
     const float *slopes;
     int64_t t_first, last_pos;
+    /* Quantized K/V: the scale of each of the tile's positions for this KV head (kernels read
+     * the stored values q; the logits are multiplied by k_scales[i] before the modifiers, and
+     * the probabilities by v_scales[i] after the sum, before the p.V); NULL otherwise. */
+    const float *k_scales, *v_scales;
     float *s; /* [G][s_ld] logits, then probabilities */
     int64_t s_ld;
     float *o;      /* [G][D] running un-normalized output (contiguous) */
@@ -220,22 +228,22 @@ typedef struct ra__kernel_table {
     bool q_pairs_for_bf16_k; /* wants ra__tile.qp when K is bf16 */
     bool row_pointers;       /* has step_rows (and step_bf16_dot_rows where it has dot steps) */
     /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
-    ra__tile_fn qk[3];
+    ra__tile_fn qk[RA__KV_DTYPES];
     ra__tile_fn softmax;
-    ra__tile_fn pv[3];
+    ra__tile_fn pv[RA__KV_DTYPES];
     /* ... or one fused step [K dtype][V dtype] that does all three (NULL: use the three). */
-    ra__tile_fn step[3][3];
+    ra__tile_fn step[RA__KV_DTYPES][RA__KV_DTYPES];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
-    ra__tile_fn step_bf16_dot[3];
+    ra__tile_fn step_bf16_dot[RA__KV_DTYPES];
     /* The fused steps again for paged calls: rows through ra__tile.k_rows/v_rows, prefetch
      * targets of either kind (ra__prefetch_step_any). Kernels without them get a paged tile
      * that spans runs of rows gathered into a dense buffer. */
-    ra__tile_fn step_rows[3][3];
-    ra__tile_fn step_bf16_dot_rows[3];
+    ra__tile_fn step_rows[RA__KV_DTYPES][RA__KV_DTYPES];
+    ra__tile_fn step_bf16_dot_rows[RA__KV_DTYPES];
     /* Whole items in row order [K dtype][V dtype] where rows_serve(G, K dtype, V dtype) says
      * they pay (NULL: none); the core uses them when the K/V rows of an item's heads are
      * contiguous. */
-    ra__rows_fn rows[3][3];
+    ra__rows_fn rows[RA__KV_DTYPES][RA__KV_DTYPES];
     bool (*rows_serve)(int64_t G, ra_dtype k, ra_dtype v);
 } ra__kernel_table;
 

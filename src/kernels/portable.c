@@ -30,6 +30,9 @@
 RA__DEFINE_PORTABLE(f32, RA_DTYPE_F32)
 RA__DEFINE_PORTABLE(f16, RA_DTYPE_F16)
 RA__DEFINE_PORTABLE(bf16, RA_DTYPE_BF16)
+RA__DEFINE_PORTABLE(i8, RA_DTYPE_I8)
+RA__DEFINE_PORTABLE(e4m3, RA_DTYPE_FP8_E4M3)
+RA__DEFINE_PORTABLE(e5m2, RA_DTYPE_FP8_E5M2)
 
 const ra__kernel_table ra__kernels_portable = {
     .id = RA_KERNEL_PORTABLE,
@@ -38,7 +41,7 @@ const ra__kernel_table ra__kernels_portable = {
     .all_heads_per_item = true,
     .needs_unit_d = false,
     .needs_conv = false,
-    .qk = {qk_f32, qk_f16, qk_bf16},
+    .qk = {qk_f32, qk_f16, qk_bf16, NULL, qk_i8, qk_e4m3, qk_e5m2},
     .softmax = ra__softmax_step_portable,
-    .pv = {pv_f32, pv_f16, pv_bf16},
+    .pv = {pv_f32, pv_f16, pv_bf16, NULL, pv_i8, pv_e4m3, pv_e5m2},
 };

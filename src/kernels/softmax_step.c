@@ -9,6 +9,9 @@ void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row)
 {
     for (int64_t g = 0; g < t->G; g++) {
         float *s = t->s + g * t->s_ld;
+        if (t->k_scales)
+            for (int64_t i = 0; i < t->T; i++)
+                s[i] *= t->k_scales[i];
         if (t->softcap != 0.0f || t->slopes)
             for (int64_t i = 0; i < t->T; i++)
                 s[i] = ra__modify_logit(s[i], t->softcap, t->slopes ? t->slopes + g : NULL,
@@ -25,6 +28,9 @@ void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row)
             continue;
         }
         float sum = exp_row(s, t->T, m_new);
+        if (t->v_scales) /* l sums p; the p.V takes p times each position's V scale */
+            for (int64_t i = 0; i < t->T; i++)
+                s[i] *= t->v_scales[i];
         float alpha = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
         t->l[g] = t->l[g] * alpha + sum;
         t->m[g] = m_new;

@@ -93,7 +93,50 @@ float or_round_to(ra_dtype dt, float x)
 
 size_t or_dtype_size(ra_dtype dt)
 {
+    if (dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2)
+        return 1;
     return (dt == RA_DTYPE_F16 || dt == RA_DTYPE_BF16) ? 2 : 4;
+}
+
+/* FP8 codes by their definition: sign, exponent field e with bias `bias`, mantissa field m of
+ * `mbits` bits; e = 0 is subnormal. E4M3 (e4m3fn) has no infinities, and e = 15, m = 7 is NaN;
+ * E5M2 follows binary16 (e = 31: infinity or NaN). */
+static double fp8_value(uint8_t x, int mbits, int bias, bool e4m3)
+{
+    const int e = (x & 0x7f) >> mbits, m = x & ((1 << mbits) - 1), emax = e4m3 ? 15 : 31;
+    double v;
+    if (e4m3 && e == emax && m == (1 << mbits) - 1)
+        return NAN;
+    if (!e4m3 && e == emax)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexp((double)m, 1 - bias - mbits);
+    else
+        v = ldexp(1.0 + (double)m / (double)(1 << mbits), e - bias);
+    return (x & 0x80) ? -v : v;
+}
+
+double or_fp8_to_f64(ra_dtype dt, uint8_t x)
+{
+    return dt == RA_DTYPE_FP8_E4M3 ? fp8_value(x, 3, 7, true) : fp8_value(x, 2, 15, false);
+}
+
+/* The code nearest to x, ties to the even code (by searching every code). */
+static uint8_t fp8_nearest(ra_dtype dt, double x)
+{
+    uint8_t best = 0;
+    double best_d = INFINITY;
+    for (int c = 0; c < 256; c++) {
+        double v = or_fp8_to_f64(dt, (uint8_t)c);
+        if (!isfinite(v))
+            continue;
+        double d = fabs(v - x);
+        if (d < best_d || (d == best_d && (c & 1) == 0 && ((v < 0) == (x < 0)))) {
+            best = (uint8_t)c;
+            best_d = d;
+        }
+    }
+    return isnan(x) ? (dt == RA_DTYPE_FP8_E4M3 ? 0x7f : 0x7e) : best;
 }
 
 const char *or_dtype_name(ra_dtype dt)
@@ -107,6 +150,12 @@ const char *or_dtype_name(ra_dtype dt)
         return "bf16";
     case RA_DTYPE_I32:
         return "i32";
+    case RA_DTYPE_I8:
+        return "i8";
+    case RA_DTYPE_FP8_E4M3:
+        return "fp8_e4m3";
+    case RA_DTYPE_FP8_E5M2:
+        return "fp8_e5m2";
     }
     return "?";
 }
@@ -236,6 +285,11 @@ static double load(const void *data, ra_dtype dt, int64_t off)
         memcpy(&i, p, 4);
         return i;
     }
+    case RA_DTYPE_I8:
+        return (double)*(const int8_t *)p;
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        return or_fp8_to_f64(dt, *p);
     }
     return NAN;
 }
@@ -268,6 +322,13 @@ void or_buf_set(or_buf *b, const int64_t *idx, double x)
         memcpy(p, &i, 4);
         break;
     }
+    case RA_DTYPE_I8: /* the stored value q, rounded and saturated */
+        *(int8_t *)p = (int8_t)(isnan(x) ? 0 : fmax(-128.0, fmin(127.0, nearbyint(x))));
+        break;
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        *p = fp8_nearest(b->dtype, x);
+        break;
     }
 }
 

@@ -18,6 +18,8 @@ uint16_t or_f32_to_f16(float x);
 float or_f16_to_f32(uint16_t h);
 uint16_t or_f32_to_bf16(float x);
 float or_bf16_to_f32(uint16_t h);
+/* An FP8 code's value (E4M3 as e4m3fn, E5M2 as binary16's top byte). */
+double or_fp8_to_f64(ra_dtype dt, uint8_t x);
 /* x rounded to dtype dt and back (identity for f32). */
 float or_round_to(ra_dtype dt, float x);
 size_t or_dtype_size(ra_dtype dt);
