@@ -100,12 +100,13 @@ typedef enum ra_status {
     RA_ERR_INVALID_ARGUMENT = 1, /* NULL where not allowed, bad option value, rank outside 1..4 */
     RA_ERR_SHAPE = 2,            /* ranks/dims that do not fit together, Hq % Hkv != 0 */
     RA_ERR_DTYPE = 3,            /* a dtype that this argument does not take */
-    RA_ERR_LENGTH = 4,           /* lengths[b] < 0 or > S */
+    RA_ERR_LENGTH = 4,           /* lengths[b] < 0 or > S; a page index outside the pool */
     RA_ERR_OVERFLOW = 5,         /* sizes or offsets that do not fit in int64/size_t */
     RA_ERR_OUT_OF_MEMORY = 6,
     RA_ERR_ALIAS = 7,            /* an output overlaps an input or another output */
     RA_ERR_INTERNAL = 8,
-    RA_ERR_UNSUPPORTED = 9       /* a kernel this CPU or build cannot run */
+    RA_ERR_UNSUPPORTED = 9       /* a kernel this CPU or build cannot run; a score modifier or
+                                  * quantized K/V given to a reference function */
     /* more may be added with new values; values are never reused */
 } ra_status;
 
@@ -289,7 +290,8 @@ RA_API const char *ra_kernel_name(ra_kernel kernel);
  * ragged functions return the empty state o = 0, m = -inf, l = 0 for it, as for length 0 (the
  * one answer under which split-KV, ra_merge and sharding agree with a single call;
  * FlashAttention does the same for fully masked rows), while the reference functions keep the
- * seed's arithmetic, exp(-inf - -inf) = NaN.
+ * seed's arithmetic: NaN (exp(-inf - -inf)) when the masked positions' logits are -inf too, as
+ * when the length is S, and otherwise the masked rows' weights, as at length 0.
  *
  * lengths are read once, while the arguments are validated; a caller that changes them during
  * the call gets the result for the values read then, never a read out of bounds.

@@ -45,6 +45,7 @@ typedef struct plan {
     ra__tile_fn dot_rows; /* the same reading row pointers (a paged tile), or NULL */
     ra__rows_fn rows;   /* the kernel's row-order item, when it serves this problem, or NULL */
     uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when dot runs, else NULL */
+    bool *no_dot;       /* [B] when dot runs: entries whose q has a bf16 subnormal */
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
                          * ra__tile.qp) when the kernel wants it, else NULL */
     int64_t qp_ld;
@@ -221,8 +222,9 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     float *k_scales = p->k.scale ? scratch + pl->scales_at : NULL;
     float *v_scales = p->v.scale ? scratch + pl->scales_at + pl->tile : NULL;
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
-    ra__tile_fn fused = pl->dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
-    ra__tile_fn fused_rows = pl->dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
+    const bool dot = pl->dot && !pl->no_dot[it->b];
+    ra__tile_fn fused = dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
+    ra__tile_fn fused_rows = dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = tile_at(pl, t0, it->t1);
@@ -414,6 +416,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_pending = ra__arena_take(&a, p->B, 1, 1, sizeof(int64_t));
     size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
+    size_t at_no_dot = ra__arena_take(&a, pl->dot ? p->B : 0, 1, 1, sizeof(bool));
     size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
     /* tensor.c keeps o's [.., Hq, D] f32 bytes within int64_t, so Hq*D < 2^61: neither stride
      * below can overflow; the check guards against that changing */
@@ -462,6 +465,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->pending = (int64_t *)(base + at_pending);
     pl->qf = (float *)(base + at_q);
     pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
+    pl->no_dot = pl->dot ? (bool *)(base + at_no_dot) : NULL;
     pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
     pl->part_o = (float *)(base + at_o);
     pl->part_ml = (float *)(base + at_ml);
@@ -493,12 +497,14 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
 /* q of every (b, head) into f32 [B][Hq][D] (one row at a time, so the copies stay in cache),
  * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) and the even/odd
  * split for bf16 K (qp: element 32c + 2j + e of a row goes to 32c + 16e + j, padding 0).
- * Returns whether qb holds a subnormal, which the bf16 pair products would read as 0. */
-static bool prepare_q(const ra__problem *p, const plan *pl)
+ * Marks in no_dot the batch entries whose q holds a bf16 subnormal, which the pair products
+ * would read as 0: those take the exact steps, and the others keep theirs, so a sequence's
+ * result does not depend on its neighbours. */
+static void prepare_q(const ra__problem *p, const plan *pl)
 {
     const int64_t D = p->D, full = D & ~(int64_t)31;
-    bool subnormal = false;
-    for (int64_t b = 0; b < p->B; b++)
+    for (int64_t b = 0; b < p->B; b++) {
+        bool subnormal = false;
         for (int64_t h = 0; h < p->Hq; h++) {
             const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
             float *qf = pl->qf + r * D;
@@ -521,7 +527,9 @@ static bool prepare_q(const ra__problem *p, const plan *pl)
                     row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[d];
             }
         }
-    return subnormal;
+        if (pl->no_dot)
+            pl->no_dot[b] = subnormal;
+    }
 }
 
 ra_status ra__decode(const ra__problem *p)
@@ -533,8 +541,7 @@ ra_status ra__decode(const ra__problem *p)
     ra_status s = build_plan(p, &pl, &block);
     if (s != RA_OK)
         return s;
-    if (prepare_q(p, &pl))
-        pl.dot = NULL; /* bf16 pair products read subnormal q as 0 */
+    prepare_q(p, &pl);
 
     int64_t next_item = 0; /* the first item no thread has claimed */
     /* One synchronization per call, the region's end: the thread that completes a batch

@@ -10,12 +10,12 @@
     X(RA_ERR_INVALID_ARGUMENT, "invalid argument (NULL, bad option value or rank)")         \
     X(RA_ERR_SHAPE, "tensor shapes do not fit together")                                    \
     X(RA_ERR_DTYPE, "a tensor has a dtype this argument does not take")                     \
-    X(RA_ERR_LENGTH, "a sequence length is outside [0, S]")                                 \
+    X(RA_ERR_LENGTH, "a sequence length or a page-table index is out of range")             \
     X(RA_ERR_OVERFLOW, "a size or offset does not fit in int64_t/size_t")                   \
     X(RA_ERR_OUT_OF_MEMORY, "out of memory")                                                \
     X(RA_ERR_ALIAS, "an output overlaps an input, another output or itself")                \
     X(RA_ERR_INTERNAL, "internal error")                                                    \
-    X(RA_ERR_UNSUPPORTED, "not supported by this CPU or build")
+    X(RA_ERR_UNSUPPORTED, "not supported by this CPU, build or function")
 
 /* Record a printf-style message for this thread and return s, so that callers can write
  * `return ra__fail(RA_ERR_SHAPE, "q: ...", ...);`. */

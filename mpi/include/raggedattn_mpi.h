@@ -30,6 +30,11 @@
  *   - Deterministic: the ranks are combined in rank order, so a given rank count gives the same
  *     bits on every run and, with RA_MPI_ALL_RANKS, on every rank. Different rank counts agree
  *     to f32 rounding.
+ *   - Score modifiers (ra_options_set_*): soft-cap applies per position, so set it on every
+ *     rank; set sinks on one rank only, so they count once. A window and ALiBi are measured
+ *     from a call's own last position, which a shard does not know: do not set them on a
+ *     sharded call (the layer cannot see them in the options and does not check).
+ *   - Quantized K/V shards (ra_tensor_wrap_quantized) work as on one machine.
  */
 #ifndef RAGGEDATTN_MPI_H
 #define RAGGEDATTN_MPI_H

@@ -130,6 +130,45 @@ static void test_bf16_subnormal_q_k(void **state)
     }
 }
 
+/* A bf16 subnormal in one sequence's q sends that sequence to the exact steps; the other
+ * sequences keep the pair products, so each gives the bits it gives alone. */
+static void test_bf16_subnormal_q_leaves_neighbours_alone(void **state)
+{
+    (void)state;
+    tc_params p = {.fn = TC_RAGGED_GQA, .B = 2, .Hq = 32, .Hkv = 8, .S = 64, .D = 128,
+                   .qdt = RA_DTYPE_BF16, .kdt = RA_DTYPE_BF16, .vdt = RA_DTYPE_BF16,
+                   .seed = 460};
+    tc_case both, alone;
+    tc_init(&both, &p);
+    view_put(&both.qv, 0, 3, 7, 0, 1e-39f); /* sequence 0 only */
+    tc_expect(&both);
+    assert_int_equal(tc_run(&both, NULL), RA_OK);
+    tc_check(&both, 1e-5, NULL);
+    /* sequence 1 alone: the same inputs, B = 1 */
+    tc_params p1 = p;
+    p1.B = 1;
+    int32_t len1[1] = {both.lengths[1]};
+    p1.lengths = len1;
+    tc_init(&alone, &p1);
+    const int64_t H = p.Hq, D = p.D, S = p.S, J = p.Hkv;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t d = 0; d < D; d++)
+            view_put(&alone.qv, 0, h, d, 0, (float)or_view_get(&both.qv, 1, h, d, 0));
+    for (int64_t t = 0; t < S; t++)
+        for (int64_t j = 0; j < J; j++)
+            for (int64_t d = 0; d < D; d++) {
+                view_put(&alone.kv, 0, t, j, d, (float)or_view_get(&both.kv, 1, t, j, d));
+                view_put(&alone.vv, 0, t, j, d, (float)or_view_get(&both.vv, 1, t, j, d));
+            }
+    tc_expect(&alone);
+    assert_int_equal(tc_run(&alone, NULL), RA_OK);
+    tc_check(&alone, 1e-5, NULL);
+    assert_memory_equal(alone.got_o, both.got_o + H * D, sizeof(float) * (size_t)(H * D));
+    assert_memory_equal(alone.got_m, both.got_m + H, sizeof(float) * (size_t)H);
+    tc_free(&both);
+    tc_free(&alone);
+}
+
 /* ---- NaN and Inf ------------------------------------------------------------------------- */
 
 /* Puts x into one valid position of q, k or v (which = 0, 1, 2) for head h = 1 of batch 1, runs,
@@ -607,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_huge_logits),
         cmocka_unit_test(test_subnormals),
         cmocka_unit_test(test_bf16_subnormal_q_k),
+        cmocka_unit_test(test_bf16_subnormal_q_leaves_neighbours_alone),
         cmocka_unit_test(test_nan_inf_propagate_per_head),
         cmocka_unit_test(test_all_logits_minus_inf),
         cmocka_unit_test(test_minus_inf_chunks_merge_exactly),
