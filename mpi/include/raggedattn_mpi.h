@@ -34,7 +34,7 @@
  *     rank; set sinks on one rank only, so they count once. A window and ALiBi are measured
  *     from a call's own last position, which a shard does not know: do not set them on a
  *     sharded call (the layer cannot see them in the options and does not check).
- *   - Quantized K/V shards (ra_tensor_wrap_quantized) work as on one machine.
+ *   - Quantized K/V shards (ra_tensor_wrap_quantized) go to the local call unchanged.
  */
 #ifndef RAGGEDATTN_MPI_H
 #define RAGGEDATTN_MPI_H
