@@ -121,10 +121,10 @@ static int64_t chunks_in(const plan *pl, int64_t b)
  * whole contiguous rows, the share is a run of rows; when each head's positions are contiguous
  * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. A share
  * of a paged cache is one or two runs (p, p2), or else a list of rows written to rows (room
- * for a tile). */
+ * for a tile); first_run_only keeps its first run, for kernels that prefetch from p alone. */
 static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b,
                                     int64_t next, int64_t n_next, int64_t j0, int64_t nh,
-                                    int64_t jj, const char **rows)
+                                    int64_t jj, const char **rows, bool first_run_only)
 {
     const int64_t D = p->D;
     const size_t es = ra__dtype_size(x->dtype);
@@ -140,8 +140,11 @@ static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, 
         return pf;
     }
     const int64_t end = t0 + n, e1 = ra__kv_run_end(p, b, t0, end),
-                  e2 = e1 < end ? ra__kv_run_end(p, b, e1, end) : end;
-    if (e2 >= end) { /* one run, or two */
+                  e2 = e1 < end && !first_run_only ? ra__kv_run_end(p, b, e1, end) : end;
+    if (first_run_only && e1 < end) { /* kernels that take contiguous targets only */
+        pf.p = ra__kv_row(p, x, b, t0, j, es);
+        pf.bytes = (size_t)((e1 - t0) * x->st) * es;
+    } else if (e2 >= end) { /* one run, or two */
         pf.p = ra__kv_row(p, x, b, t0, j, es);
         pf.bytes = (size_t)((e1 - t0) * x->st) * es;
         if (e1 < end) {
@@ -161,6 +164,15 @@ static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, 
 static int64_t tile_at(const plan *pl, int64_t t0, int64_t t1)
 {
     return t1 - t0 < pl->tile ? t1 - t0 : pl->tile;
+}
+
+/* A row-order item's scales of quantized x: at its first position (of a contiguous cache) and
+ * first KV head; NULL when x is not quantized. */
+static const float *rows_scale(const ra__problem *p, const ra__operand *x, const item *it)
+{
+    if (!x->scale)
+        return NULL;
+    return x->scale + (p->pages ? 0 : it->b * x->c_sb + it->t0 * x->c_st) + it->j0 * x->c_sh;
 }
 
 /* Claims the next unclaimed work item (n_items when none is left). */
@@ -200,6 +212,9 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             .k_st = p->k.st, .k_sh = p->k.sh, .v_st = p->v.st, .v_sh = p->v.sh,
             .pages = paged ? p->pages + p->page_at[it->b] : NULL, .page_size = p->page_size,
             .t_first = it->t0, .k_sp = p->k.sp, .v_sp = p->v.sp,
+            .k_scale = rows_scale(p, &p->k, it), .v_scale = rows_scale(p, &p->v, it),
+            .ks_st = p->k.c_st, .ks_sh = p->k.c_sh, .ks_sp = p->k.c_sp,
+            .vs_st = p->v.c_st, .vs_sh = p->v.c_sh, .vs_sp = p->v.c_sp,
             .q = pl->qf + (it->b * p->Hq + it->j0 * G) * D, .scale = p->scale,
             .softcap = p->softcap, .slopes = p->alibi ? p->alibi + it->j0 * G : NULL,
             .last_pos = seq_len(p, it->b) - 1,
@@ -280,10 +295,12 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.m = m + jj * G;
             t.l = l + jj * G;
             const int64_t n_pf = gather ? 0 : n_next;
+            /* self-prefetching kernels without paged steps read p alone */
+            const bool first_run_only = kt->self_prefetch && !by_row;
             t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
-                                    pf_k_rows);
+                                    pf_k_rows, first_run_only);
             t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
-                                    pf_v_rows);
+                                    pf_v_rows, first_run_only);
             if (!kt->self_prefetch) {
                 ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
                 ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);

@@ -217,7 +217,7 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
                        const ra__prefetcher *pf, const int paged)
 {
     const int TT = 16 / GT;
-    const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
+    const size_t es = RA_ES(kdt);
     const int64_t T = t->T, k_st = t->k_st;
     const char *k = t->k;
     const __m512 scale = _mm512_set1_ps(t->scale);
@@ -318,7 +318,7 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
                        const int paged)
 {
     const int TT = 16 / GT, U = PV_U(GT), FW = PV_FW(GT), NC = FW / 16;
-    const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
+    const size_t es = RA_ES(vdt);
     const int64_t T = t->T, D = t->D, v_st = t->v_st;
     const char *v = t->v;
     float *o = t->o + g0 * D;
@@ -398,8 +398,32 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #undef PV_PF_POS
 }
 
-/* The score modifiers (ra__tile) on the valid lanes of the tile's logits in sb (the layout of
- * qk_tile); lanes past T keep -inf. */
+/* scales[i] of each lane's position (lane g*TT + i of step k is position k*TT + i). */
+RA_INLINE __m512 position_scales(const float *scales, int64_t k, const int TT, __mmask16 ok)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 s = _mm512_maskz_loadu_ps(lanes(TT), scales + k * TT);
+    return _mm512_maskz_permutexvar_ps(ok, _mm512_and_si512(lane, _mm512_set1_epi32(TT - 1)), s);
+}
+
+/* Quantized V: the tile's probabilities in sb times each position's V scale, after the
+ * softmax summed them into l and before the p.V. */
+RA_INLINE void scale_p_tile(const ra__tile *t, const int GT, float *sb)
+{
+    const int TT = 16 / GT;
+    const int64_t steps = (t->T + TT - 1) / TT;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i in_step = _mm512_and_si512(lane, _mm512_set1_epi32(TT - 1));
+    for (int64_t k = 0; k < steps; k++) {
+        const __m512i pos = _mm512_add_epi32(in_step, _mm512_set1_epi32((int)(k * TT)));
+        const __mmask16 ok = _mm512_cmp_epi32_mask(pos, _mm512_set1_epi32((int)t->T), _MM_CMPINT_LT);
+        _mm512_store_ps(sb + 16 * k, _mm512_mul_ps(_mm512_load_ps(sb + 16 * k),
+                                                   position_scales(t->v_scales, k, TT, ok)));
+    }
+}
+
+/* The K scales of quantized K, then the score modifiers (ra__tile), on the valid lanes of the
+ * tile's logits in sb (the layout of qk_tile); lanes past T keep -inf. */
 RA_INLINE void modify_tile(const ra__tile *t, int64_t g0, const int GT, float *sb)
 {
     const int TT = 16 / GT;
@@ -413,18 +437,21 @@ RA_INLINE void modify_tile(const ra__tile *t, int64_t g0, const int GT, float *s
         const __m512i pos = _mm512_add_epi32(in_step, _mm512_set1_epi32((int)(k * TT)));
         const __mmask16 ok = _mm512_cmp_epi32_mask(pos, _mm512_set1_epi32((int)t->T), _MM_CMPINT_LT);
         const __m512 dist = _mm512_sub_ps(_mm512_set1_ps(dist0), _mm512_cvtepi32_ps(pos));
-        const __m512 x = _mm512_load_ps(sb + 16 * k);
+        __m512 x = _mm512_load_ps(sb + 16 * k);
+        if (t->k_scales)
+            x = _mm512_mask_mul_ps(x, ok, x, position_scales(t->k_scales, k, TT, ok));
         _mm512_store_ps(sb + 16 * k, _mm512_mask_mov_ps(x, ok, modify16(x, t->softcap, slope, dist,
                                                                         t->slopes != NULL)));
     }
 }
 
-/* One head tile: dtp packs the K and V dtypes (3 * k + v, k may be KDT_BF16_DOT) and, in
- * bit 4, whether the call is paged (rows through ra__tile.k_rows, prefetch targets of rows), so
+/* One head tile: dtp packs the K and V dtypes (8 * k + v, k may be KDT_BF16_DOT) and, in
+ * bit 6, whether the call is paged (rows through ra__tile.k_rows, prefetch targets of rows), so
  * that one macro argument carries them all into the specialization. */
+#define RA__DTP(k, v, paged) (8 * (k) + (v) + 64 * (paged))
 RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dtp)
 {
-    const int dt = dtp & 15, paged = dtp >> 4;
+    const int kd = (dtp >> 3) & 7, vdt = dtp & 7, paged = dtp >> 6;
     float sb[TILE * 8] __attribute__((aligned(64))); /* logits, then p: TILE*GT floats */
     float ab[16] __attribute__((aligned(64)));
     const int TT = 16 / GT;
@@ -434,18 +461,20 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
      * miss buffers fill, and the memory then idles while it computes. */
     /* A single head gains nothing from pair products: its QK loop is bound by the K loads, and
      * they measured 10% slower (MHA, D=64) than splitting K into f32, so it does that. */
-    const int kdt = dt / 3 == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : dt / 3;
+    const int kdt = kd == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : kd;
     const int64_t W = QK_WIDTH(kdt);
     const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
     const int U = PV_U(GT), FW = PV_FW(GT);
-    const int64_t n_pv = (PF_FINE_PV(GT, dt % 3) ? T : (T + U - 1) / U) * ((D + FW - 1) / FW);
+    const int64_t n_pv = (PF_FINE_PV(GT, vdt) ? T : (T + U - 1) / U) * ((D + FW - 1) / FW);
     const ra__prefetcher pk = ra__prefetcher_for_heads(&t->pf_k, g0, GT, t->G, n_qk);
     const ra__prefetcher pv = ra__prefetcher_for_heads(&t->pf_v, g0, GT, t->G, n_pv);
     qk_tile(t, g0, GT, kdt, sb, &pk, paged);
-    if (t->softcap != 0.0f || t->slopes)
+    if (t->k_scales || t->softcap != 0.0f || t->slopes)
         modify_tile(t, g0, GT, sb);
     softmax_tile(t, g0, GT, sb, ab);
-    pv_tile(t, g0, GT, dt % 3, sb, ab, &pv, paged);
+    if (t->v_scales)
+        scale_p_tile(t, GT, sb);
+    pv_tile(t, g0, GT, vdt, sb, ab, &pv, paged);
 }
 
 /* Eight-head tiles read each K/V row once per tile instead of twice: MQA with 8 heads
@@ -457,8 +486,7 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
 #define RA__STEP(kd, vd, paged, name)                                                         \
     static void name(const ra__tile *t)                                                       \
     {                                                                                         \
-        RA__FOR_HEAD_TILES_8(head_tile_step, t,                                               \
-                             3 * RA_DTYPE_##kd + RA_DTYPE_##vd + 16 * (paged),               \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t, RA__DTP(RA_DTYPE_##kd, RA_DTYPE_##vd, paged), \
                              WITH8(RA_DTYPE_##kd));                                           \
     }
 #define RA__STEPS(kd, vd)                                                                     \
@@ -473,6 +501,9 @@ RA__STEPS(F16, BF16)
 RA__STEPS(BF16, F32)
 RA__STEPS(BF16, F16)
 RA__STEPS(BF16, BF16)
+RA__STEPS(I8, I8)
+RA__STEPS(FP8_E4M3, FP8_E4M3)
+RA__STEPS(FP8_E5M2, FP8_E5M2)
 #undef RA__STEPS
 #undef RA__STEP
 
@@ -480,8 +511,8 @@ RA__STEPS(BF16, BF16)
 #define RA__STEP_DOT(vd, paged, name)                                                         \
     static void name(const ra__tile *t)                                                       \
     {                                                                                         \
-        RA__FOR_HEAD_TILES_8(head_tile_step, t,                                               \
-                             3 * KDT_BF16_DOT + RA_DTYPE_##vd + 16 * (paged), 0);             \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t, RA__DTP(KDT_BF16_DOT, RA_DTYPE_##vd, paged), \
+                             0);                                                              \
     }
 RA__STEP_DOT(F32, 0, step_DOT_F32)
 RA__STEP_DOT(F16, 0, step_DOT_F16)
@@ -495,16 +526,28 @@ RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
     .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = 2048,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
     .self_prefetch = true, .q_pairs_for_bf16_k = true, .row_pointers = true,                  \
-    .rows = {{ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16, ra__avx512_rows_F32_BF16},      \
-             {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16, ra__avx512_rows_F16_BF16},      \
-             {ra__avx512_rows_BF16_F32, ra__avx512_rows_BF16_F16, ra__avx512_rows_BF16_BF16}},  \
+    .rows = {[RA_DTYPE_F32] = {ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16,               \
+                               ra__avx512_rows_F32_BF16},                                      \
+             [RA_DTYPE_F16] = {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16,               \
+                               ra__avx512_rows_F16_BF16},                                      \
+             [RA_DTYPE_BF16] = {ra__avx512_rows_BF16_F32, ra__avx512_rows_BF16_F16,            \
+                                ra__avx512_rows_BF16_BF16},                                    \
+             [RA_DTYPE_I8] = {[RA_DTYPE_I8] = ra__avx512_rows_I8_I8},                          \
+             [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = ra__avx512_rows_FP8_E4M3_FP8_E4M3},  \
+             [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = ra__avx512_rows_FP8_E5M2_FP8_E5M2}}, \
     .rows_serve = ra__avx512_rows_serve,                                                      \
-    .step = {{step_F32_F32, step_F32_F16, step_F32_BF16},                                     \
-             {step_F16_F32, step_F16_F16, step_F16_BF16},                                     \
-             {step_BF16_F32, step_BF16_F16, step_BF16_BF16}},                                 \
-    .step_rows = {{paged_F32_F32, paged_F32_F16, paged_F32_BF16},                             \
-                  {paged_F16_F32, paged_F16_F16, paged_F16_BF16},                             \
-                  {paged_BF16_F32, paged_BF16_F16, paged_BF16_BF16}}
+    .step = {[RA_DTYPE_F32] = {step_F32_F32, step_F32_F16, step_F32_BF16},                    \
+             [RA_DTYPE_F16] = {step_F16_F32, step_F16_F16, step_F16_BF16},                    \
+             [RA_DTYPE_BF16] = {step_BF16_F32, step_BF16_F16, step_BF16_BF16},                \
+             [RA_DTYPE_I8] = {[RA_DTYPE_I8] = step_I8_I8},                                    \
+             [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = step_FP8_E4M3_FP8_E4M3},            \
+             [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = step_FP8_E5M2_FP8_E5M2}},           \
+    .step_rows = {[RA_DTYPE_F32] = {paged_F32_F32, paged_F32_F16, paged_F32_BF16},            \
+                  [RA_DTYPE_F16] = {paged_F16_F32, paged_F16_F16, paged_F16_BF16},            \
+                  [RA_DTYPE_BF16] = {paged_BF16_F32, paged_BF16_F16, paged_BF16_BF16},        \
+                  [RA_DTYPE_I8] = {[RA_DTYPE_I8] = paged_I8_I8},                              \
+                  [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = paged_FP8_E4M3_FP8_E4M3},      \
+                  [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = paged_FP8_E5M2_FP8_E5M2}}
 
 const ra__kernel_table ra__kernels_avx512 = {RA__AVX512_TABLE};
 

@@ -11,18 +11,38 @@
 
 #define RA_INLINE static inline __attribute__((always_inline))
 
-/* 16 elements at element index i of a K/V row, as f32; lanes outside mk read nothing. */
+/* 16 elements at element index i of a K/V row, as f32 (of a quantized row, the stored values
+ * q, which the caller scales); lanes outside mk read nothing. */
 RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
 {
     if (!mk) /* past the row: form no pointer beyond it */
         return _mm512_setzero_ps();
     if (dt == RA_DTYPE_F32)
         return _mm512_maskz_loadu_ps(mk, (const float *)base + i);
+    if (dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2) {
+        const __m128i b = _mm_maskz_loadu_epi8(mk, (const uint8_t *)base + i);
+        if (dt == RA_DTYPE_I8)
+            return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+        const __m256i w = _mm256_cvtepu8_epi16(b);
+        if (dt == RA_DTYPE_FP8_E5M2) /* the top byte of a binary16 */
+            return _mm512_cvtph_ps(_mm256_slli_epi16(w, 8));
+        /* e4m3 as a binary16 with the exponent bias 15 instead of 7 (exact, subnormals too),
+         * times 2^8; 0x7f and 0xff are NaN */
+        const __m256i mag = _mm256_and_si256(w, _mm256_set1_epi16(0x7f));
+        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
+                                          _mm256_slli_epi16(mag, 7));
+        const __m512 f = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+        return _mm512_mask_mov_ps(f, _mm256_cmpeq_epi16_mask(mag, _mm256_set1_epi16(0x7f)),
+                                  _mm512_set1_ps(NAN));
+    }
     __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + i);
     if (dt == RA_DTYPE_F16)
         return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+
+/* Bytes per element of a K/V dtype (the bf16 pair steps' pseudo-dtype reads bf16). */
+#define RA_ES(dt) ((dt) == RA_DTYPE_F32 ? 4 : (dt) >= RA_DTYPE_I8 ? 1 : 2)
 
 RA_INLINE __mmask16 lanes(int64_t n)
 {

@@ -117,7 +117,7 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
                            const int NP, const int kdt, const int order)
 {
     const int HPV = 16 / (G * NP); /* KV heads per vector of logits */
-    const size_t es = kdt == RA_DTYPE_F32 ? 4 : 2;
+    const size_t es = RA_ES(kdt);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -172,7 +172,7 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
                            const char *const vpos[2], const float *const row[2], const int G,
                            const int NP, const int vdt, const int order)
 {
-    const size_t es = vdt == RA_DTYPE_F32 ? 4 : 2;
+    const size_t es = RA_ES(vdt);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
     pin_order(order, &dp, &mult);
     const __mmask16 tail = lanes(D - Dw);
@@ -214,6 +214,34 @@ static void modify_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, int6
             float *x = s + i * ld + h;
             _mm512_store_ps(x, modify16(_mm512_load_ps(x), r->softcap, slope, dist,
                                         r->slopes != NULL));
+        }
+    }
+}
+
+/* Quantized K or V: n rows (ld floats apart) of item positions pos0 + i, every head in its
+ * lane, times the scale of their (position, KV head) at scale (st, sh, sp as in ra__rows). */
+static void scale_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, int64_t pos0,
+                       const float *scale, int64_t st, int64_t sh, int64_t sp)
+{
+    const int64_t hq = r->Hkv * r->G;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int shift = r->G == 2 ? 1 : 0; /* lane h reads KV head h / G (G is 1 or 2 here) */
+    int64_t t = r->t_first + pos0, in = r->pages ? t % r->page_size : 0;
+    const int32_t *page = r->pages ? r->pages + t / r->page_size : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = scale + (page ? *page * sp + in * st : (pos0 + i) * st);
+        for (int64_t h = 0; h < hq; h += 16) {
+            const __mmask16 mk = lanes(hq - h);
+            const __m512i head = _mm512_srli_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)h)),
+                                                   (unsigned)shift);
+            const __m512i idx = _mm512_mullo_epi32(head, _mm512_set1_epi32((int)sh));
+            const __m512 f = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, row, 4);
+            float *x = s + i * ld + h;
+            _mm512_store_ps(x, _mm512_mask_mul_ps(_mm512_load_ps(x), mk, _mm512_load_ps(x), f));
+        }
+        if (page && ++in == r->page_size) {
+            in = 0;
+            page++;
         }
     }
 }
@@ -299,7 +327,7 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
                            const int vdt, const int order)
 {
     const int64_t half = (r->T + 1) / 2, per = r->tile / 2 > 1 ? r->tile / 2 : 1;
-    const size_t kes = kdt == RA_DTYPE_F32 ? 4 : 2, ves = vdt == RA_DTYPE_F32 ? 4 : 2;
+    const size_t kes = RA_ES(kdt), ves = RA_ES(vdt);
     float *s = w->logits;
     /* The rows of a phase's positions, [half][position], K then V, and of a paged cache also
      * the AHEAD positions after them: a paged call prefetches each row AHEAD positions early,
@@ -329,11 +357,21 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
             else
                 qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 1, kdt, order);
         }
+        if (r->k_scale) { /* quantized K: the logits times their scales, first */
+            scale_rows(r, s, na, w->hp, t0, r->k_scale, r->ks_st, r->ks_sh, r->ks_sp);
+            scale_rows(r, s + na * w->hp, nb, w->hp, half + t0, r->k_scale, r->ks_st, r->ks_sh,
+                       r->ks_sp);
+        }
         if (r->softcap != 0.0f || r->slopes) { /* the halves' rows: positions t0.., half+t0.. */
             modify_rows(r, s, na, w->hp, t0);
             modify_rows(r, s + na * w->hp, nb, w->hp, half + t0);
         }
         softmax_rows(r, s, na + nb, w->hp, w->alpha);
+        if (r->v_scale) { /* quantized V: p times the scales, after l summed p */
+            scale_rows(r, s, na, w->hp, t0, r->v_scale, r->vs_st, r->vs_sh, r->vs_sp);
+            scale_rows(r, s + na * w->hp, nb, w->hp, half + t0, r->v_scale, r->vs_st, r->vs_sh,
+                       r->vs_sp);
+        }
         rescale_o(w->os, w->hq, w->dp, w->alpha);
         rows_from(r, r->v, r->v_st, r->v_sp, t0, ka, ves, at[0]);
         rows_from(r, r->v, r->v_st, r->v_sp, half + t0, kb, ves, at[1]);
@@ -387,8 +425,6 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
  *   head-by-head walk. */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
-    if (k > RA_DTYPE_BF16 || v > RA_DTYPE_BF16) /* quantized K/V: no row walk */
-        return false;
     return G == 1 || G == 2 || (G == 4 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
 }
 
@@ -413,4 +449,7 @@ RA__ROWS(F16, BF16)
 RA__ROWS(BF16, F32)
 RA__ROWS(BF16, F16)
 RA__ROWS(BF16, BF16)
+RA__ROWS(I8, I8)
+RA__ROWS(FP8_E4M3, FP8_E4M3)
+RA__ROWS(FP8_E5M2, FP8_E5M2)
 #undef RA__ROWS

@@ -174,6 +174,11 @@ typedef struct ra__rows {
      * pages[(t_first + i) / page_size], pages k_sp and v_sp elements apart. */
     const int32_t *pages;
     int64_t page_size, t_first, k_sp, v_sp;
+    /* Quantized K/V: the scale of item position i, KV head j of the item, is at
+     * k_scale + i * ks_st + j * ks_sh (of a paged cache: through the pages, ks_sp apart);
+     * NULL otherwise. Likewise V. */
+    const float *k_scale, *v_scale;
+    int64_t ks_st, ks_sh, ks_sp, vs_st, vs_sh, vs_sp;
     const float *q;        /* [Hkv*G][D] f32 */
     float scale;
     float softcap;         /* score modifiers as in ra__tile: slopes [Hkv*G] or NULL */
@@ -263,6 +268,9 @@ void ra__avx512_rows_F16_BF16(const ra__rows *r);
 void ra__avx512_rows_BF16_F32(const ra__rows *r);
 void ra__avx512_rows_BF16_F16(const ra__rows *r);
 void ra__avx512_rows_BF16_BF16(const ra__rows *r);
+void ra__avx512_rows_I8_I8(const ra__rows *r);
+void ra__avx512_rows_FP8_E4M3_FP8_E4M3(const ra__rows *r);
+void ra__avx512_rows_FP8_E5M2_FP8_E5M2(const ra__rows *r);
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v);
 
 /* Whether this CPU and build can run a kernel family. */
