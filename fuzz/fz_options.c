@@ -152,6 +152,8 @@ static void set_per_head(fz_in *in, ra_options *o, fz_mods *e, int64_t Hq, bool 
     }
     const int64_t lengths[] = {Hq, Hq, Hq, Hq, Hq, Hq + 1, Hq > 0 ? Hq - 1 : 0, 1, 0, 65};
     const int64_t n = lengths[(form >> 4) % 10];
+    FZ_CHECK(n <= FZ_MAX_HEADS, "%s: %lld heads exceed the harness's FZ_MAX_HEADS", what,
+             (long long)n);
     const uint8_t shape = fz_u8(in);
     static const ra_dtype other_dt[] = {RA_DTYPE_F16, RA_DTYPE_BF16, RA_DTYPE_I32};
     const ra_dtype dt = shape % 8 == 7 ? other_dt[(shape >> 3) % 3] : RA_DTYPE_F32;
