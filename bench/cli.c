@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@ static void usage(FILE *f)
         "With no options it runs --quick.\n"
         "\n"
         "What to run\n"
-        "  --case NAME       a named workload (below), or 'all'; repeatable, or a comma list\n"
+        "  --case NAME       a named workload (below), or 'all' (every one but w); repeatable,\n"
+        "                    or a comma list\n"
         "  --dtype LIST      K/V dtypes among f32,bf16,f16, or 'all'  [all]\n"
         "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
         "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
@@ -33,6 +35,15 @@ static void usage(FILE *f)
         "                    the contiguous cache (ra_ragged_gqa), e.g. 0,16,256  [0]\n"
         "  --quick           all cases, all dtypes, nproc threads, 10 calls: under a minute\n"
         "  --full            all cases, all dtypes, thread counts 1,2,4..nproc, 20 calls\n"
+        "\n"
+        "Score modifiers (any of these times each row twice in the same rounds: plain, and with\n"
+        "the modifiers; case w brings its own window of 4096 unless --window is given)\n"
+        "  --softcap CAP     soft-cap the logits: CAP * tanh(s / CAP), CAP > 0 (Gemma 2: 50)\n"
+        "  --window W[:N]    attend to the last W positions and the first N (sink positions,\n"
+        "                    StreamingLLM)  [N: 0]\n"
+        "  --sinks           a per-head sink logit in the softmax denominator (gpt-oss), drawn\n"
+        "                    from --seed, uniform in [-2, 2)\n"
+        "  --alibi           ALiBi with BLOOM's slopes 2^(-8(h+1)/Hq), h = 0..Hq-1\n"
         "\n"
         "A custom shape (any of these adds a case named 'custom'; unset ones come from 'seed')\n"
         "  --B N --S N --hq N --hkv N --D N\n"
@@ -70,7 +81,11 @@ static void usage(FILE *f)
         "%%bw = GB/s / stream; ref_ms and speedup = ra_reference_gqa on a strided view of the\n"
         "same contiguous K/V (also for paged rows); rel_err = max |o/l - o_ref| / max |o_ref|;\n"
         "with --paged, page = the page size (contig: contiguous) and vs_contig = median time /\n"
-        "the contiguous row's (same kernel, same rounds); flags = T when the median call\n"
+        "the contiguous row's (same kernel, same rounds); with modifiers, modifiers = what the\n"
+        "row ran with (- plain, e.g. cap30, win4096+4 for 4 sink positions, sinks, alibi) and\n"
+        "vs_plain = median time / the plain row's (same layout and kernel); a windowed row's\n"
+        "bytes count only the positions it reads, and modified rows have no reference\n"
+        "columns (the reference computes no modifiers); flags = T when the median call\n"
         "took more than %.2fx the fastest, S when the fastest bandwidth pass was more than\n"
         "%.2fx the slowest (both: the machine was busy), %% when %%bw is above 100%%; the\n"
         "warnings after the tables explain them. The tables are printed once every row is\n"
@@ -174,14 +189,14 @@ static int each_item(bench_config *cfg, const char *flag, const char *list, item
 static int add_case(bench_config *cfg, const char *flag, const char *name)
 {
     if (strcmp(name, "all") == 0) {
-        for (int i = 0; i < bench_n_named_cases; i++)
+        for (int i = 0; i < bench_n_preset_cases; i++)
             if (add_case(cfg, flag, bench_named_cases[i].name))
                 return -1;
         return 0;
     }
     const bench_shape *s = bench_find_case(name);
     if (!s)
-        return fail("%s: no workload named '%s' (named: seed, a, b, c, d, all)", flag, name);
+        return fail("%s: no workload named '%s' (named: seed, a, b, c, d, w, all)", flag, name);
     if (cfg->n_cases >= BENCH_MAX_LIST)
         return fail("%s: too many cases (the limit is 64)", flag);
     cfg->cases[cfg->n_cases++] = *s;
@@ -335,7 +350,7 @@ static void preset(bench_config *cfg, bool full)
 static const char *const k_valued[] = {"--case", "--dtype", "--qdtype", "--threads", "--kernel",
                                        "--reps", "--ref-reps", "--warmup", "--seed", "--json",
                                        "--B", "--S", "--hq", "--hkv", "--D", "--lengths",
-                                       "--block", "--split", "--paged"};
+                                       "--block", "--split", "--paged", "--softcap", "--window"};
 
 static bool takes_value(const char *flag)
 {
@@ -343,6 +358,38 @@ static bool takes_value(const char *flag)
         if (strcmp(flag, k_valued[i]) == 0)
             return true;
     return false;
+}
+
+/* --softcap CAP: a finite CAP > 0 that stays so as a float (0 would mean no soft-cap). */
+static int parse_softcap(const char *s, float *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0.0) || !isfinite((float)v) ||
+        (float)v == 0.0f)
+        return fail("--softcap takes a finite number > 0, not '%s'", s);
+    *out = (float)v;
+    return 0;
+}
+
+/* --window W[:N]: W >= 1 positions, N >= 0 sink positions. */
+static int parse_window(const char *s, bench_mods *m)
+{
+    char w[64];
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    if (n >= sizeof w)
+        return fail("--window takes W or W:N, not '%s'", s);
+    memcpy(w, s, n);
+    w[n] = '\0';
+    long long window = 0, sinks = 0;
+    if (parse_ll("--window", w, 1, INT64_MAX, &window) ||
+        (colon && parse_ll("--window's sink positions", colon + 1, 0, INT64_MAX, &sinks)))
+        return -1;
+    m->window = window;
+    m->sink_positions = sinks;
+    return 0;
 }
 
 static int apply(bench_config *cfg, custom_flags *custom, const char *flag, const char *val)
@@ -361,6 +408,10 @@ static int apply(bench_config *cfg, custom_flags *custom, const char *flag, cons
         return each_item(cfg, flag, val, add_kernel);
     if (!strcmp(flag, "--paged"))
         return each_item(cfg, flag, val, add_page_size);
+    if (!strcmp(flag, "--softcap"))
+        return parse_softcap(val, &cfg->mods.softcap);
+    if (!strcmp(flag, "--window"))
+        return parse_window(val, &cfg->mods);
     if (!strcmp(flag, "--qdtype"))
         return parse_float_dtype(val, &cfg->q_dtype)
                    ? fail("--qdtype: unknown dtype '%s' (f32, bf16 or f16)", val)
@@ -478,6 +529,10 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
             cfg->thp = true;
         else if (!strcmp(flag, "--no-ref"))
             cfg->ref_reps = 0;
+        else if (!strcmp(flag, "--sinks"))
+            cfg->mods.sinks = true;
+        else if (!strcmp(flag, "--alibi"))
+            cfg->mods.alibi = true;
         else
             return fail("unknown option '%s'", arg);
     }

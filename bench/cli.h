@@ -29,6 +29,9 @@ typedef struct bench_config {
     int64_t page_sizes[BENCH_MAX_PAGED];
     int n_page_sizes;
     bool paged; /* --paged was given: the report shows the page size and the ratio columns */
+    /* --softcap, --window, --sinks, --alibi: each configuration also runs with these (a case
+     * may add its own window, bench_case_mods) beside the plain call */
+    bench_mods mods;
     int reps;     /* timed calls of each ragged kernel per configuration */
     int ref_reps; /* timed calls of the reference path, <= reps; 0 = do not run it */
     int warmup;   /* untimed calls before timing, >= 1 */

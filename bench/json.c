@@ -93,7 +93,12 @@ int bench_json_open(bench_json *j, const char *path, const bench_config *cfg,
             (long long)cfg->split_tokens, stream_bytes, flush_bytes);
     for (int i = 0; i < cfg->n_page_sizes; i++)
         fprintf(f, "%s%lld", i ? ", " : "", (long long)cfg->page_sizes[i]);
-    fprintf(f, "]},\n  \"results\": [");
+    /* the flags' modifiers; a case may add its own window (each result says what it ran) */
+    const bench_mods *m = &cfg->mods;
+    fprintf(f, "], \"modifiers\": {\"softcap\": %.9g, \"window\": %lld, \"sink_positions\": "
+               "%lld, \"sinks\": %s, \"alibi\": %s}},\n  \"results\": [",
+            (double)m->softcap, (long long)m->window, (long long)m->sink_positions,
+            m->sinks ? "true" : "false", m->alibi ? "true" : "false");
     return 0;
 }
 
@@ -128,7 +133,15 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_int(f, "calls", r->time.calls);
     kv_num(f, "time_median_s", r->time.median);
     kv_num(f, "time_min_s", r->time.min);
-    kv_num(f, "kv_bytes", w->kv_bytes);
+    char label[96];
+    kv_str(f, "modifiers", bench_mods_label(&r->mods, label, sizeof label));
+    kv_num(f, "softcap", r->mods.softcap);
+    kv_int(f, "window", r->mods.window);
+    kv_int(f, "sink_positions", r->mods.sink_positions);
+    kv_bool(f, "sinks", r->mods.sinks);
+    kv_bool(f, "alibi", r->mods.alibi);
+    kv_int(f, "visible_positions", r->visible_positions);
+    kv_num(f, "kv_bytes", r->kv_bytes);
     kv_num(f, "kv_gbs", r->kv_gbs);
     kv_num(f, "stream_gbs", r->stream_gbs);
     kv_num(f, "stream_slowest_gbs", r->stream_slowest_gbs);
@@ -143,6 +156,8 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_num(f, "time_vs_contiguous", r->vs_contiguous);
     key(f, "same_as_contiguous");
     fputs(r->same_as_contiguous < 0 ? "null" : r->same_as_contiguous ? "true" : "false", f);
+    kv_num(f, "plain_time_median_s", r->plain_time_median);
+    kv_num(f, "vs_plain", r->vs_plain);
     kv_bool(f, "unstable_time", r->flags.unstable_time);
     kv_bool(f, "unstable_stream", r->flags.unstable_stream);
     kv_bool(f, "unstable", bench_flags_unstable(r->flags));

@@ -1,6 +1,7 @@
-/* raggedattn-bench: ra_ragged_gqa's (or, with --paged, ra_paged_gqa's) time per call, its
- * effective K/V bandwidth as a share of the machine's own read bandwidth measured alongside,
- * and its speed and error against the library's reference path. */
+/* raggedattn-bench: ra_ragged_gqa's (or, with --paged, ra_paged_gqa's) time per call, plain
+ * and with score modifiers, its effective K/V bandwidth as a share of the machine's own read
+ * bandwidth measured alongside, and its speed and error against the library's reference
+ * path. */
 #include <omp.h>
 #include <stdio.h>
 
@@ -20,7 +21,7 @@ enum {
 static int run_workload(const bench_config *cfg, bench_workload *w, const bench_membw *mb,
                         bench_json *json, bench_report *rep, double start, int *done, int total)
 {
-    bench_result res[BENCH_MAX_PAGED * 5];
+    bench_result res[BENCH_MAX_PAGED * 5 * 2]; /* layouts x kernels x plain, modified */
     for (int t = 0; t < cfg->n_threads; t++) {
         char what[128];
         snprintf(what, sizeof what, "case %s, K/V %s, %d thread%s", w->shape.name,
@@ -28,7 +29,7 @@ static int run_workload(const bench_config *cfg, bench_workload *w, const bench_
         bench_progress(start, ++*done, total, what);
         if (bench_measure(cfg, w, mb, cfg->threads[t], res))
             return -1;
-        for (int k = 0; k < bench_n_variants(cfg); k++) {
+        for (int k = 0; k < bench_n_variants(cfg, &w->shape); k++) {
             bench_report_row(rep, w, cfg->threads[t], &res[k]);
             if (json->f)
                 bench_json_result(json, cfg, w, cfg->threads[t], &res[k]);
@@ -48,8 +49,8 @@ static int run(const bench_config *cfg, const bench_membw *mb, bench_json *json,
              * as much again for each page size of --paged */
             bench_workload w;
             if (bench_workload_init(&w, &cfg->cases[c], cfg->kv_dtypes[d], cfg->q_dtype,
-                                    cfg->seed, cfg->thp, cfg->page_sizes, cfg->n_page_sizes,
-                                    cfg->ref_reps > 0))
+                                    cfg->seed, cfg->thp, &cfg->mods, cfg->page_sizes,
+                                    cfg->n_page_sizes, cfg->ref_reps > 0))
                 return -1;
             if (d == 0)
                 bench_report_case(rep, &w);
@@ -77,8 +78,10 @@ int main(int argc, char **argv)
         return 1;
     bench_membw mb;
     bench_report rep;
-    if (bench_report_init(&rep, cfg.n_cases * cfg.n_kv_dtypes * cfg.n_threads *
-                                    bench_n_variants(&cfg))) {
+    int rows = 0;
+    for (int c = 0; c < cfg.n_cases; c++)
+        rows += cfg.n_kv_dtypes * cfg.n_threads * bench_n_variants(&cfg, &cfg.cases[c]);
+    if (bench_report_init(&rep, rows)) {
         bench_json_abandon(&json);
         return 1;
     }

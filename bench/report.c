@@ -74,7 +74,9 @@ void bench_report_case(bench_report *rep, const bench_workload *w)
 {
     if (rep->n_cases >= BENCH_MAX_LIST)
         return;
-    rep->cases[rep->n_cases++] = (bench_case_info){w->shape, w->sum_lengths};
+    rep->cases[rep->n_cases++] =
+        (bench_case_info){w->shape, w->sum_lengths, w->mods, w->visible_positions};
+    rep->modified |= bench_mods_any(&w->mods);
 }
 
 void bench_report_row(bench_report *rep, const bench_workload *w, int threads,
@@ -90,7 +92,20 @@ void bench_report_row(bench_report *rep, const bench_workload *w, int threads,
     }
 }
 
-static void print_case(const bench_config *cfg, const bench_case_info *c)
+/* Width of the modifiers column: its header, or the longest label of the run. */
+static int mods_width(const bench_report *rep)
+{
+    int width = (int)strlen("modifiers");
+    for (int c = 0; c < rep->n_cases; c++) {
+        char label[96];
+        int n = (int)strlen(bench_mods_label(&rep->cases[c].mods, label, sizeof label));
+        width = n > width ? n : width;
+    }
+    return width;
+}
+
+static void print_case(const bench_report *rep, const bench_config *cfg,
+                       const bench_case_info *c)
 {
     const bench_shape *s = &c->shape;
     printf("\n== case %s (%s): B=%lld S=%lld Hq=%lld Hkv=%lld D=%lld, lengths %s "
@@ -100,17 +115,28 @@ static void print_case(const bench_config *cfg, const bench_case_info *c)
            (long long)c->sum_lengths, (long long)(s->B * s->S),
            (long long)(cfg->block_size > 0 ? cfg->block_size : s->block_size),
            (double)(s->B * s->S * s->Hkv * s->D) * 8.0 / 1048576.0);
+    if (bench_mods_any(&c->mods)) {
+        char label[96];
+        printf("modifiers %s: the modified calls read %lld of the %lld positions\n",
+               bench_mods_label(&c->mods, label, sizeof label), (long long)c->visible_positions,
+               (long long)c->sum_lengths);
+    }
     printf("%-6s %-5s %3s ", "case", "kv", "thr");
     if (cfg->paged)
         printf("%6s ", "page");
-    printf("%-8s %10s %10s %7s %7s %6s ", "kernel", "median_ms", "min_ms", "GB/s", "stream",
-           "%bw");
+    printf("%-8s ", "kernel");
+    if (rep->modified)
+        printf("%-*s ", mods_width(rep), "modifiers");
+    printf("%10s %10s %7s %7s %6s ", "median_ms", "min_ms", "GB/s", "stream", "%bw");
     if (cfg->paged)
         printf("%9s ", "vs_contig");
+    if (rep->modified)
+        printf("%8s ", "vs_plain");
     printf("%10s %8s %9s %5s\n", "ref_ms", "speedup", "rel_err", "flags");
 }
 
-static void print_row(const bench_config *cfg, const bench_case_info *c, const bench_row *row)
+static void print_row(const bench_report *rep, const bench_config *cfg,
+                      const bench_case_info *c, const bench_row *row)
 {
     const bench_result *r = &row->r;
     printf("%-6s %-5s %3d ", c->shape.name, bench_dtype_name(row->kv_dtype), row->threads);
@@ -120,13 +146,24 @@ static void print_row(const bench_config *cfg, const bench_case_info *c, const b
         else
             printf("%6lld ", (long long)r->page_size);
     }
-    printf("%-8s %10.3f %10.3f %7.1f %7.1f %5.1f%%", r->kernel, r->time.median * 1e3,
-           r->time.min * 1e3, r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
+    printf("%-8s ", r->kernel);
+    if (rep->modified) {
+        char label[96];
+        printf("%-*s ", mods_width(rep), bench_mods_label(&r->mods, label, sizeof label));
+    }
+    printf("%10.3f %10.3f %7.1f %7.1f %5.1f%%", r->time.median * 1e3, r->time.min * 1e3,
+           r->kv_gbs, r->stream_gbs, 100.0 * r->bw_fraction);
     if (cfg->paged) {
         if (isnan(r->vs_contiguous))
             printf(" %9s", "-");
         else
             printf(" %8.2fx", r->vs_contiguous);
+    }
+    if (rep->modified) {
+        if (isnan(r->vs_plain))
+            printf(" %8s", "-");
+        else
+            printf(" %7.2fx", r->vs_plain);
     }
     if (r->have_ref)
         printf(" %10.2f %7.1fx", r->ref_time.median * 1e3, r->speedup);
@@ -143,10 +180,10 @@ static void print_row(const bench_config *cfg, const bench_case_info *c, const b
 void bench_report_print(const bench_report *rep, const bench_config *cfg)
 {
     for (int c = 0; c < rep->n_cases; c++) {
-        print_case(cfg, &rep->cases[c]);
+        print_case(rep, cfg, &rep->cases[c]);
         for (int i = 0; i < rep->n_rows; i++)
             if (rep->rows[i].case_index == c)
-                print_row(cfg, &rep->cases[c], &rep->rows[i]);
+                print_row(rep, cfg, &rep->cases[c], &rep->rows[i]);
     }
     bench_print_flag_summary(stdout, &rep->counts, cfg->hot);
     bench_print_paged_summary(stdout, rep->paged_compared, rep->paged_differ);

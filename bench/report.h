@@ -21,6 +21,8 @@ void bench_print_preamble(const bench_config *cfg, const bench_membw *mb, const 
 typedef struct bench_case_info {
     bench_shape shape;
     int64_t sum_lengths;
+    bench_mods mods;           /* of its modified rows (none: plain rows only) */
+    int64_t visible_positions; /* what its modified calls read */
 } bench_case_info;
 
 typedef struct bench_row {
@@ -38,6 +40,7 @@ typedef struct bench_report {
     int n_rows, cap;
     bench_flag_counts counts;
     int paged_compared, paged_differ; /* paged rows checked against the contiguous bits */
+    bool modified; /* some case runs with modifiers: the tables show their columns */
 } bench_report;
 
 /* Room for max_rows rows. Returns 0, or -1 after printing why to stderr. */

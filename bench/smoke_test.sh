@@ -1,7 +1,7 @@
 #!/bin/sh
 # ctest bench_smoke: runs raggedattn-bench on a tiny custom shape, validates the JSON it writes
-# with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq), and checks that
-# bad flags fail with a clear message.
+# with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq) and with score
+# modifiers (smoke_check_mods.jq), and checks that bad flags fail with a clear message.
 # Usage: smoke_test.sh BENCH JQ WORKDIR
 set -eu
 bench=$1
@@ -47,8 +47,10 @@ if grep -qE '^custom .* [TS]*%$' "$dir/table.txt"; then
         fail "a share above 100% without the warning"
 fi
 
-# The table of a run without --paged has no paged columns.
+# The table of a run without --paged has no paged columns, and one without modifiers none of
+# theirs.
 ! grep -qE 'vs_contig|  page ' "$dir/table.txt" || fail "paged columns without --paged"
+! grep -qE 'modifiers|vs_plain' "$dir/table.txt" || fail "modifier columns without modifiers"
 
 # --paged: the contiguous cache and pools of 1 and 16 positions per page, side by side.
 pjson=$dir/paged.json
@@ -71,6 +73,29 @@ rows=$(grep -cE '^custom (f32|bf16) +2 +(contig|1|16) ' "$dir/paged.txt")
     fail "paged rows must show their vs_contig ratio"
 ! grep -q 'not bitwise the contiguous' "$dir/paged.txt" || fail "a paged result differed"
 
+# Score modifiers: every configuration runs plain and modified in the same rounds, on the
+# contiguous cache and on pages of 16 (smoke_check_mods.jq).
+mjson=$dir/mods.json
+rm -f "$mjson"
+"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32 \
+    --threads 2 --softcap 30 --window 50:4 --sinks --alibi --paged 0,16 --reps 3 --ref-reps 1 \
+    --json "$mjson" >"$dir/mods.txt" 2>"$dir/mods_progress.txt" ||
+    fail "the modifier run exited with status $?"
+cat "$dir/mods.txt"
+"$jq" empty "$mjson" || fail "$mjson is not valid JSON"
+problems=$("$jq" -r -f "$here/smoke_check_mods.jq" "$mjson") ||
+    fail "jq could not run the modifier checks"
+[ -z "$problems" ] || fail "$(printf 'modifier JSON checks failed:\n%s' "$problems")"
+grep -qE '^case +kv +thr +page +kernel +modifiers +median_ms .* vs_contig +vs_plain +ref_ms' \
+    "$dir/mods.txt" || fail "the modifier table has no modifiers and vs_plain columns"
+grep -q '^modifiers cap30,win50+4,sinks,alibi: the modified calls read [0-9]* of the [0-9]* ' \
+    "$dir/mods.txt" || fail "the case header does not name the modifiers"
+[ "$(grep -cE '^custom f32 +2 +(contig|16) +[a-z0-9]+ +- +[0-9.]+ .* - +[0-9.]+ +[0-9.]+x ' \
+    "$dir/mods.txt")" -eq 2 ] || fail "plain rows must show no vs_plain and their reference"
+[ "$(grep -cE '^custom f32 .* cap30,win50\+4,sinks,alibi .* [0-9.]+x +- +- +- +[TS%-]+$' \
+    "$dir/mods.txt")" -eq 2 ] || fail "modified rows must show vs_plain and no reference columns"
+! grep -q 'not bitwise the contiguous' "$dir/mods.txt" || fail "a paged modified result differed"
+
 # expect_error STATUS MESSAGE ARGS...: the bench must exit with STATUS and say MESSAGE.
 expect_error() {
     want=$1
@@ -92,13 +117,20 @@ expect_error 2 "unknown option '--bogus'" --bogus
 expect_error 2 "--reps needs a value" --reps
 expect_error 2 "--paged takes an integer in [0, 65536], not '-16'" --paged=-16
 expect_error 2 "--paged: too many page sizes (the limit is 8)" --paged 0,1,2,3,4,5,6,7,8
+expect_error 2 "--softcap takes a finite number > 0, not '0'" --softcap 0
+expect_error 2 "--softcap takes a finite number > 0, not 'nan'" --softcap nan
+expect_error 2 "--window takes an integer in [1, " --window 0
+expect_error 2 "--window's sink positions takes an integer in [0, " --window 64:-1
+expect_error 2 "--sinks takes no value" --sinks=1
 expect_error 1 "cannot write --json $dir/missing/x.json" --B 1 --S 8 --json "$dir/missing/x.json"
 
 # --help documents every flag the issue asks for.
 help=$("$bench" --help)
 for flag in --case --dtype --threads --json --quick --hot --kernel --reps --B --S --hq --hkv \
-    --D --lengths --block --paged; do
+    --D --lengths --block --paged --softcap --window --sinks --alibi; do
     echo "$help" | grep -qF -- "$flag" || fail "--help does not mention $flag"
 done
+echo "$help" | grep -qE '^  w +B=1 +S=65536 +Hq=32 +Hkv=8 +D=128 ' ||
+    fail "--help does not list case w"
 
 echo "bench_smoke: OK"

@@ -160,7 +160,8 @@ static void test_pools(void)
     const ra_dtype dts[] = {RA_DTYPE_F32, RA_DTYPE_BF16};
     for (int d = 0; d < 2; d++) {
         bench_workload w, again;
-        if (bench_workload_init(&w, &shape, dts[d], RA_DTYPE_F32, 42, false, sizes, 4, false)) {
+        if (bench_workload_init(&w, &shape, dts[d], RA_DTYPE_F32, 42, false, NULL, sizes, 4,
+                                false)) {
             CHECK(0, "bench_workload_init failed");
             return;
         }
@@ -172,8 +173,8 @@ static void test_pools(void)
             check_call(&w, &w.pools[p]);
         }
         /* the same seed gives the same pages; without 0 and the reference, no contiguous cache */
-        if (bench_workload_init(&again, &shape, dts[d], RA_DTYPE_F32, 42, false, sizes + 1, 3,
-                                false)) {
+        if (bench_workload_init(&again, &shape, dts[d], RA_DTYPE_F32, 42, false, NULL,
+                                sizes + 1, 3, false)) {
             CHECK(0, "bench_workload_init failed");
             bench_workload_free(&w);
             return;

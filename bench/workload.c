@@ -9,16 +9,20 @@
 #include "fill.h"
 
 const bench_shape bench_named_cases[] = {
-    {"seed", 4, 512, 32, 8, 128, BENCH_LEN_RANDOM_BELOW, 256, "MaxText's test shape"},
-    {"a", 8, 4096, 32, 8, 128, BENCH_LEN_RANDOM, 256, "GQA, ragged batch"},
-    {"b", 1, 32768, 32, 8, 128, BENCH_LEN_FULL, 256, "GQA, one long sequence"},
-    {"c", 32, 1024, 8, 8, 64, BENCH_LEN_RANDOM, 256, "MHA"},
-    {"d", 1, 65536, 8, 1, 128, BENCH_LEN_FULL, 256, "MQA, one long sequence"},
+    {"seed", 4, 512, 32, 8, 128, BENCH_LEN_RANDOM_BELOW, 256, "MaxText's test shape", 0},
+    {"a", 8, 4096, 32, 8, 128, BENCH_LEN_RANDOM, 256, "GQA, ragged batch", 0},
+    {"b", 1, 32768, 32, 8, 128, BENCH_LEN_FULL, 256, "GQA, one long sequence", 0},
+    {"c", 32, 1024, 8, 8, 64, BENCH_LEN_RANDOM, 256, "MHA", 0},
+    {"d", 1, 65536, 8, 1, 128, BENCH_LEN_FULL, 256, "MQA, one long sequence", 0},
+    /* by name only, so the presets stay as they were (its plain calls read 512 MiB of f32 K/V,
+     * twice case b); without --window its modified calls use its own window of 4096 */
+    {"w", 1, 65536, 32, 8, 128, BENCH_LEN_FULL, 256, "GQA, window of 4096 (by name only)", 4096},
 };
 const int bench_n_named_cases = (int)(sizeof bench_named_cases / sizeof bench_named_cases[0]);
+const int bench_n_preset_cases = 5;
 
 /* Generator streams: each tensor gets its own, so adding one never changes another. */
-enum { STREAM_LENGTHS = 1, STREAM_Q, STREAM_K, STREAM_V, STREAM_PAGES };
+enum { STREAM_LENGTHS = 1, STREAM_Q, STREAM_K, STREAM_V, STREAM_PAGES, STREAM_SINKS };
 
 const bench_shape *bench_find_case(const char *name)
 {
@@ -36,6 +40,58 @@ const char *bench_lengths_name(bench_lengths l)
     case BENCH_LEN_RANDOM_BELOW: return "random_below_S";
     }
     return "?";
+}
+
+bool bench_mods_any(const bench_mods *m)
+{
+    return m->softcap != 0.0f || m->window > 0 || m->sinks || m->alibi;
+}
+
+bench_mods bench_case_mods(const bench_mods *flags, const bench_shape *s)
+{
+    bench_mods m = *flags;
+    if (m.window == 0 && s->window > 0) {
+        m.window = s->window;
+        m.sink_positions = 0;
+    }
+    return m;
+}
+
+const char *bench_mods_label(const bench_mods *m, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    /* appends one name, with a comma after the first; snprintf truncates a short buffer */
+#define ADD(...)                                                                           \
+    do {                                                                                   \
+        if (n < size && n > 0)                                                             \
+            n += (size_t)snprintf(buf + n, size - n, ",");                                 \
+        if (n < size)                                                                      \
+            n += (size_t)snprintf(buf + n, size - n, __VA_ARGS__);                         \
+    } while (0)
+    if (m->softcap != 0.0f)
+        ADD("cap%g", (double)m->softcap);
+    if (m->window > 0 && m->sink_positions > 0)
+        ADD("win%lld+%lld", (long long)m->window, (long long)m->sink_positions);
+    else if (m->window > 0)
+        ADD("win%lld", (long long)m->window);
+    if (m->sinks)
+        ADD("sinks");
+    if (m->alibi)
+        ADD("alibi");
+#undef ADD
+    if (n == 0)
+        snprintf(buf, size, "-");
+    return buf;
+}
+
+int64_t bench_visible_positions(int64_t len, int64_t window, int64_t sink_positions)
+{
+    if (window <= 0 || window >= len)
+        return len;
+    /* the last `window` positions, and the sink positions that lie before them */
+    int64_t before = len - window;
+    return window + (sink_positions < before ? sink_positions : before);
 }
 
 static uint64_t case_key(const char *name)
@@ -94,7 +150,9 @@ static int make_views(bench_workload *w)
            wrap(&w->t_o, RA_DTYPE_F32, 4, q4, NULL, w->o, "o") ||
            wrap(&w->t_m, RA_DTYPE_F32, 4, ml, NULL, w->m, "m") ||
            wrap(&w->t_l, RA_DTYPE_F32, 4, ml, NULL, w->l, "l") ||
-           wrap(&w->t_ref_o, RA_DTYPE_F32, 4, q4, NULL, w->ref_o, "reference o")
+           wrap(&w->t_ref_o, RA_DTYPE_F32, 4, q4, NULL, w->ref_o, "reference o") ||
+           wrap(&w->t_sinks, RA_DTYPE_F32, 1, &s->Hq, NULL, w->sinks, "sinks") ||
+           wrap(&w->t_alibi, RA_DTYPE_F32, 1, &s->Hq, NULL, w->alibi, "ALiBi slopes")
                ? -1
                : 0;
 }
@@ -193,8 +251,8 @@ static void free_pool(bench_pool *pool)
 }
 
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
-                        ra_dtype q_dtype, uint64_t seed, bool thp, const int64_t *page_sizes,
-                        int n_page_sizes, bool contiguous)
+                        ra_dtype q_dtype, uint64_t seed, bool thp, const bench_mods *mods,
+                        const int64_t *page_sizes, int n_page_sizes, bool contiguous)
 {
     memset(w, 0, sizeof *w);
     w->shape = *shape;
@@ -219,8 +277,10 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     w->ref_o = malloc(q_elems * sizeof(float));
     w->m = malloc((size_t)(s->B * s->Hq) * sizeof(float));
     w->l = malloc((size_t)(s->B * s->Hq) * sizeof(float));
+    w->sinks = malloc((size_t)(s->Hq + 1) * sizeof(float));
+    w->alibi = malloc((size_t)(s->Hq + 1) * sizeof(float));
     if (!w->lengths || !w->q || (contiguous && (!w->k || !w->v)) || !w->o || !w->ref_o ||
-        !w->m || !w->l) {
+        !w->m || !w->l || !w->sinks || !w->alibi) {
         fprintf(stderr, "raggedattn-bench: error: out of memory for case %s (%zu MiB of K/V)\n",
                 s->name, 2 * w->kv_alloc >> 20);
         bench_workload_free(w);
@@ -231,6 +291,17 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     make_lengths(w, key);
     w->kv_bytes = (double)w->sum_lengths * (double)(s->Hkv * s->D) * 2.0 *
                   (double)bench_dtype_size(kv_dtype);
+    const bench_mods none = {0};
+    w->mods = bench_case_mods(mods ? mods : &none, s);
+    w->visible_positions = 0;
+    for (int64_t b = 0; b < s->B; b++)
+        w->visible_positions +=
+            bench_visible_positions(w->lengths[b], w->mods.window, w->mods.sink_positions);
+    w->kv_bytes_visible = (double)w->visible_positions * (double)(s->Hkv * s->D) * 2.0 *
+                          (double)bench_dtype_size(kv_dtype);
+    bench_fill_uniform_run(w->sinks, RA_DTYPE_F32, (size_t)s->Hq, 2.0f, key, STREAM_SINKS, 0);
+    for (int64_t h = 0; h < s->Hq; h++)
+        w->alibi[h] = (float)exp2(-8.0 * (double)(h + 1) / (double)s->Hq);
     bench_fill_uniform(w->q, q_dtype, q_elems, 1.0f, key, STREAM_Q);
     if (contiguous) {
         bench_fill_uniform(w->k, kv_dtype, kv_elems, 1.0f, key, STREAM_K);
@@ -250,8 +321,8 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
 
 void bench_workload_free(bench_workload *w)
 {
-    ra_tensor *ts[] = {w->t_q4, w->t_q3, w->t_k, w->t_v, w->t_kref, w->t_vref,
-                       w->t_len, w->t_o, w->t_m, w->t_l, w->t_ref_o};
+    ra_tensor *ts[] = {w->t_q4, w->t_q3, w->t_k, w->t_v, w->t_kref, w->t_vref, w->t_len,
+                       w->t_o, w->t_m, w->t_l, w->t_ref_o, w->t_sinks, w->t_alibi};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         ra_tensor_destroy(ts[i]);
     for (int p = 0; p < w->n_pools; p++)
@@ -264,6 +335,8 @@ void bench_workload_free(bench_workload *w)
     free(w->ref_o);
     free(w->m);
     free(w->l);
+    free(w->sinks);
+    free(w->alibi);
     memset(w, 0, sizeof *w);
 }
 

@@ -21,11 +21,35 @@ typedef struct bench_shape {
     bench_lengths lengths;
     int64_t block_size;
     const char *note;
+    int64_t window; /* the case's own attention window (0: none), used unless --window is given */
 } bench_shape;
 
-/* The named cases, in their canonical order. */
+/* Score modifiers a run times beside the plain call (ra_options_set_softcap, _window, _sinks,
+ * _alibi). Zero / false: not used. */
+typedef struct bench_mods {
+    float softcap;
+    int64_t window, sink_positions;
+    bool sinks; /* a per-head sink logit drawn from the seed, uniform in [-2, 2) */
+    bool alibi; /* BLOOM's slopes 2^(-8(h+1)/Hq), h = 0..Hq-1 */
+} bench_mods;
+
+bool bench_mods_any(const bench_mods *m);
+/* The modifiers a case runs with: the flags', with the case's own window when the flags set
+ * none. */
+bench_mods bench_case_mods(const bench_mods *flags, const bench_shape *s);
+/* The table's and the JSON's name for m: "-" for none, else the modifiers joined by commas in
+ * the order cap, win, sinks, alibi, e.g. "cap30", "win4096+4" (4 sink positions),
+ * "cap50,win4096,sinks,alibi". */
+const char *bench_mods_label(const bench_mods *m, char *buf, size_t size);
+/* Positions of a sequence of length len that a windowed call reads, by the library's rule:
+ * t >= len - window or t < sink_positions (all of them when window is 0). */
+int64_t bench_visible_positions(int64_t len, int64_t window, int64_t sink_positions);
+
+/* The named cases, in their canonical order; the first bench_n_preset_cases make up 'all' and
+ * the presets, the others run only when named. */
 extern const bench_shape bench_named_cases[];
 extern const int bench_n_named_cases;
+extern const int bench_n_preset_cases;
 const bench_shape *bench_find_case(const char *name);
 const char *bench_lengths_name(bench_lengths l);
 
@@ -53,6 +77,11 @@ typedef struct bench_workload {
     int64_t sum_lengths;
     float scale;       /* 1/sqrt(D), as models use (the seed's default 1.0 only changes the data) */
     double kv_bytes;   /* bytes of K and V for sum(lengths) positions: what a call must read */
+    bench_mods mods;   /* what the modified calls use (bench_case_mods); none: plain only */
+    int64_t visible_positions; /* positions the modified calls read, summed over the batch */
+    double kv_bytes_visible;   /* bytes of K and V at those positions */
+    float *sinks, *alibi;      /* [Hq] per-head values for --sinks and --alibi */
+    ra_tensor *t_sinks, *t_alibi;
     size_t kv_alloc;   /* bytes of each of the K and V buffers; 0 without a contiguous cache */
     void *q, *k, *v;   /* k, v: the contiguous [B,S,Hkv,D] cache, or NULL */
     float *o, *m, *l;  /* ra_ragged_gqa's outputs */
@@ -64,13 +93,14 @@ typedef struct bench_workload {
 } bench_workload;
 
 /* Allocates and fills w for one case and dtype pair from a counter-based generator, so the
- * values depend only on (seed, case), never on the dtype or thread count. page_sizes[0 ..
+ * values depend only on (seed, case), never on the dtype or thread count. mods: the modifier
+ * flags (the case may add its window; NULL: none). page_sizes[0 ..
  * n_page_sizes-1] (at most BENCH_MAX_PAGED) are the layouts to build: 0 the contiguous cache,
  * else a paged pool (bench_pool). contiguous: build the contiguous cache even when 0 is not
  * listed (the reference path reads it). Returns 0, or -1 after printing why to stderr. */
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
-                        ra_dtype q_dtype, uint64_t seed, bool thp, const int64_t *page_sizes,
-                        int n_page_sizes, bool contiguous);
+                        ra_dtype q_dtype, uint64_t seed, bool thp, const bench_mods *mods,
+                        const int64_t *page_sizes, int n_page_sizes, bool contiguous);
 void bench_workload_free(bench_workload *w);
 
 /* Max |o/l - ref_o| / max |ref_o| over sequences with a length >= 1; NaN if any compared value

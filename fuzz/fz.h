@@ -153,24 +153,54 @@ ra_kernel fz_kernel_auto(void);
 
 /* ---- options ---------------------------------------------------------------------------- */
 
+/* Per-head modifier tensors hold at most this many values (Hq is at most 64 here). */
+enum { FZ_MAX_HEADS = 80 };
+
+/* The score modifiers (ra_options_set_softcap, _window, _sinks, _alibi) as the options hold
+ * them after the setters that succeeded: 0 (softcap, window) and 0 entries mean off. */
+typedef struct fz_mods {
+    float softcap;
+    int64_t window, sink_positions;
+    int64_t n_sinks, n_alibi; /* the length the setter took; a call needs it to equal Hq */
+    float sinks[FZ_MAX_HEADS], alibi[FZ_MAX_HEADS];
+} fz_mods;
+
+/* Some modifier is on: the reference functions must refuse the call (RA_ERR_UNSUPPORTED). */
+bool fz_mods_active(const fz_mods *m);
+/* Position t of a sequence of length len counts under m's window (true without one). */
+bool fz_visible(const fz_mods *m, int64_t len, int64_t t);
+/* One line naming m's settings, for FZ_DEBUG case descriptions. */
+void fz_mods_describe(const fz_mods *m);
+
 /* The settings a call runs with, as far as the harness knows them (defaults from the header). */
 typedef struct fz_opts {
     int64_t block_size, split_tokens;
     float scale, mask;
     int num_threads;
     ra_kernel kernel;
+    fz_mods mods;
 } fz_opts;
 
 /* NULL (the defaults) or options set from the fuzz bytes; every setter's status is checked
  * against the header's rules and *e tracks the accepted values. */
 ra_options *fz_build_options(fz_in *in, fz_opts *e);
-/* The accepted settings of e with another thread count. */
+/* The modifier bytes of an input: a trailer [bytes][n][0x6D][0xD6] at its end, which
+ * fz_split_mods cuts off *in (so the operation reads what precedes it) and returns as its own
+ * stream; {NULL, 0} when the input has no trailer, as no input made before the modifiers has. */
+fz_in fz_split_mods(fz_in *in);
+/* With a trailer (mods->p set): creates *o if it is NULL, then makes the setter calls the
+ * trailer describes (any modifier, valid or not, repeated or cleared) and checks each status;
+ * e->mods tracks what the options hold. Hq: the call's query heads, to size the tensors.
+ * Without a trailer it does nothing. */
+void fz_build_modifiers(fz_in *mods, ra_options **o, fz_opts *e, int64_t Hq);
+/* The accepted settings of e (modifiers included) with another thread count. */
 ra_options *fz_rerun_options(const fz_opts *e, int threads);
 
 /* ---- the operations, one per entry-point family ----------------------------------------- */
 
-void fz_op_attention(fz_in *in);
-void fz_op_paged(fz_in *in);
+/* mods: the input's modifier trailer (fz_split_mods). */
+void fz_op_attention(fz_in *in, fz_in *mods);
+void fz_op_paged(fz_in *in, fz_in *mods);
 void fz_op_merge(fz_in *in);
 void fz_op_cost(fz_in *in);
 void fz_op_tensor(fz_in *in);

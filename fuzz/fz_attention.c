@@ -1,7 +1,8 @@
-/* The attention operation: one of the six functions on fuzz-built tensors and options.
- * Checks the status against the harness's own reading of the rules, that nothing is written on
- * failure (and nothing outside the outputs on success), the values against the oracle, and that
- * a rerun with another thread count gives the same bits. */
+/* The attention operation: one of the six functions on fuzz-built tensors and options (with
+ * score modifiers when the input ends in a modifier trailer). Checks the status against the
+ * harness's own reading of the rules, that nothing is written on failure (and nothing outside
+ * the outputs on success), the values against the oracle, and that a rerun with another thread
+ * count gives the same bits. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,10 @@ static fz_expect expect_attention(const fz_attn *a)
         else if (Hkv == 0 || Hq % Hkv != 0)
             e.must |= FZ_BIT(RA_ERR_SHAPE);
         if (D == 0)
+            e.must |= FZ_BIT(RA_ERR_SHAPE);
+        /* per-head modifier tensors of another length than Hq */
+        if ((a->mods->n_sinks && a->mods->n_sinks != Hq) ||
+            (a->mods->n_alibi && a->mods->n_alibi != Hq))
             e.must |= FZ_BIT(RA_ERR_SHAPE);
         for (int r = 0; r < A_N; r++) {
             if (!t[r].present)
@@ -90,6 +95,9 @@ static fz_expect expect_attention(const fz_attn *a)
                 e.may |= FZ_BIT(RA_ERR_ALIAS);
         }
     }
+    /* The reference functions compute the seed's arithmetic only. */
+    if (!f->ragged && fz_mods_active(a->mods))
+        e.must |= FZ_BIT(RA_ERR_UNSUPPORTED);
     return e;
 }
 
@@ -151,8 +159,8 @@ void fz_bufs_check_same(const fz_case *c, unsigned char **first, const char *wha
                      (double)((float *)(void *)c->buf[i])[j / 4]);
 }
 
-/* Fills lengths, then q, k and v. For the ragged functions, positions past the length may hold
- * poison (NaN, huge values) that must not change anything. */
+/* Fills lengths, then q, k and v. For the ragged functions, positions past the length, and
+ * those a window leaves out, may hold poison (NaN, huge values) that must not change anything. */
 static void fill_inputs(fz_in *in, fz_attn *a)
 {
     fz_case *c = &a->c;
@@ -195,7 +203,8 @@ static void fill_inputs(fz_in *in, fz_attn *a)
                 if (structured) {
                     int64_t b = idx[0], tpos = f->kv == 2 ? idx[2] : idx[1];
                     int64_t lidx[4] = {b, 0, 0, 0};
-                    masked = b >= len->shape[0] || tpos >= fz_get_i32(c, len, lidx);
+                    const int32_t n = b < len->shape[0] ? fz_get_i32(c, len, lidx) : 0;
+                    masked = b >= len->shape[0] || tpos >= n || !fz_visible(a->mods, n, tpos);
                 }
                 if (masked != (pass == 0))
                     continue;
@@ -230,7 +239,7 @@ static const int64_t tab_s[] = {0, 1, 2, 3, 5, 8, 16, 31, 32, 33, 40, 63, 64, 65
                                 129, 200, 255, 256, 257, 300, 7, 17};
 static const ra_dtype tab_dt[] = {RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16};
 
-void fz_op_attention(fz_in *in)
+void fz_op_attention(fz_in *in, fz_in *mods)
 {
     fz_attn a;
     memset(&a, 0, sizeof a);
@@ -247,8 +256,10 @@ void fz_op_attention(fz_in *in)
 
     fz_opts eo;
     ra_options *opts = fz_build_options(in, &eo);
+    fz_build_modifiers(mods, &opts, &eo, a.Hq);
     a.scale = eo.scale;
     a.mask = eo.mask;
+    a.mods = &eo.mods;
 
     fz_case *c = &a.c;
     c->n = A_N;
@@ -281,6 +292,7 @@ void fz_op_attention(fz_in *in)
                 (long long)a.Hq, (long long)a.Hkv, (long long)a.S, (long long)a.D,
                 opts ? "set" : "NULL", (long long)eo.block_size, (long long)eo.split_tokens,
                 eo.num_threads, (int)eo.kernel, (double)eo.scale, (double)eo.mask);
+        fz_mods_describe(&eo.mods);
         static const char *const names[] = {"q", "k", "v", "lengths", "o", "m", "l"};
         for (int r = 0; r < A_N; r++) {
             const fz_tensor *t = &c->t[r];

@@ -36,6 +36,8 @@ typedef struct fz_attn {
      * the six seed functions. */
     const fz_tensor *table;
     int64_t page_size;
+    /* The score modifiers the options hold (never NULL; all off for inputs without them). */
+    const fz_mods *mods;
 } fz_attn;
 
 /* Logical index -> tensor index, for tensors of the expected rank. */

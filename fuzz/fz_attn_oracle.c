@@ -5,7 +5,15 @@
  *   - so every softmax weight is within a factor e^(+-2 delta) of the exact one;
  *   - sums of n terms add (n+8) * 2^-23 relative error; the seed's roundings to v's dtype may
  *     land one unit apart from ours (2 eps_v each), and vector exp adds ~1e-6.
- * On top of that every bound carries the project's 1e-5 relative tolerance. */
+ * On top of that every bound carries the project's 1e-5 relative tolerance.
+ * The score modifiers of the header apply to the ragged and paged functions in its order:
+ *   - cap * tanh(s / cap), whose slope is at most 1 (so a logit's bounds map through it), plus
+ *     a vector tanh's few ulp and the roundings of s / cap and of the product;
+ *   - - slope * (len - 1 - t), computed in f32 within 4 units of the terms' size;
+ *   - only positions t >= len - window or t < sink_positions;
+ *   - a sink logit in m and l only.
+ * A position whose weight cannot exceed e^-100 of the largest is left out of the error bound of
+ * the others, and its weight is added to the bounds on its own. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -113,9 +121,10 @@ static void kv_at(const fz_attn *a, int64_t b, int64_t t, int64_t j, int64_t d, 
 
 /* What one head must produce. */
 typedef struct head {
-    bool skip;     /* Inf, overflow or an undefined seed result: only "no crash" is checked */
-    bool must_nan; /* a NaN in a valid position: o must contain NaN */
-    bool empty;    /* ragged, length 0: exactly o = 0, m = -inf, l = 0 */
+    bool skip;      /* Inf, overflow or an undefined seed result: only "no crash" is checked */
+    bool must_nan;  /* a NaN in a valid position: o must contain NaN */
+    bool empty;     /* ragged, length 0: exactly o = 0, m = -inf, l = 0 */
+    bool sink_only; /* ragged, length 0 with a sink: exactly o = 0, m = the sink, l = 1 */
     double m, l, tol_m, tol_l, tol_o;
     double *o; /* [D], in the function's convention */
 } head;
@@ -133,15 +142,22 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     const int64_t D = a->D, S = a->S, j = h / (a->Hq / a->Hkv);
     const int64_t T = f->ragged ? len : S; /* positions that enter the arithmetic */
     const double eps = 0x1p-24, eps_v = f->ragged ? 0 : fz_dtype_eps(v->dt);
+    /* a reference call with a modifier fails, so only ragged ones get here with one */
+    const fz_mods *md = a->mods;
+    const double cap = md->softcap, slope = md->n_alibi ? md->alibi[h] : 0;
+    const double sink = md->n_sinks ? md->sinks[h] : -INFINITY;
     int64_t idx[4];
-    r->skip = r->must_nan = r->empty = false;
+    r->skip = r->must_nan = r->empty = r->sink_only = false;
     r->m = r->l = r->tol_m = r->tol_l = r->tol_o = 0;
     if (f->ragged && len == 0) {
-        r->empty = true;
+        r->empty = sink == -INFINITY;
+        r->sink_only = !r->empty;
+        r->m = sink;
         return;
     }
 
-    /* Non-finite inputs: a NaN in a valid position must show; otherwise skip the values. */
+    /* Non-finite inputs: a NaN in a valid position must show; otherwise skip the values.
+     * Positions a window leaves out are never read, whatever they hold. */
     bool nan_valid = false, nonfinite = false;
     for (int64_t d = 0; d < D; d++) {
         fz_q_idx(f, b, h, d, idx);
@@ -149,24 +165,34 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
         nan_valid |= isnan(x);
         nonfinite |= !isfinite(x);
     }
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < T; t++) {
+        if (!fz_visible(md, len, t))
+            continue;
         for (int64_t d = 0; d < D; d++) {
             kv_at(a, b, t, j, d, idx);
             double xk = fz_get(c, k, idx), xv = fz_get(c, v, idx);
             nan_valid |= t < len && (isnan(xk) || isnan(xv));
             nonfinite |= !isfinite(xk) || !isfinite(xv);
         }
+    }
     if (nonfinite) {
         r->skip = true;
         r->must_nan = nan_valid && len > 0;
         return;
     }
 
-    double *s = malloc((size_t)(T ? T : 1) * sizeof *s), *w = malloc((size_t)(T ? T : 1) * sizeof *w);
-    double *lo = malloc((size_t)(T ? T : 1) * sizeof *lo), *hi = malloc((size_t)(T ? T : 1) * sizeof *hi);
-    FZ_CHECK(s && w && lo && hi, "harness out of memory");
-    double A = 0, V = 0;
+    const size_t nt = (size_t)(T ? T : 1);
+    double *s = malloc(nt * sizeof *s), *w = malloc(nt * sizeof *w);
+    double *lo = malloc(nt * sizeof *lo), *hi = malloc(nt * sizeof *hi);
+    bool *seen = malloc(nt * sizeof *seen);
+    FZ_CHECK(s && w && lo && hi && seen, "harness out of memory");
+    double A = 0, V = 0, bias_max = 0;
+    int64_t n_seen = 0;
     for (int64_t t = 0; t < T; t++) {
+        seen[t] = fz_visible(md, len, t);
+        if (!seen[t])
+            continue;
+        n_seen++;
         double dot = 0, absdot = 0;
         for (int64_t d = 0; d < D; d++) {
             fz_q_idx(f, b, h, d, idx);
@@ -190,36 +216,65 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
             hi[t] = f32r(f32r(s[t] + delta) + a->mask);
             s[t] = f32r(f32r(s[t]) + a->mask);
         }
+        if (cap != 0) { /* monotonic: the bounds map through it */
+            /* f32 tanh to a few ulp of its value, s / cap rounded (absolutely so where it is
+             * subnormal, which a huge cap multiplies back), the product rounded */
+            const double big = fmax(fabs(lo[t]), fabs(hi[t]));
+            const double tc = 16 * eps * fmin(cap, big) + 2 * eps * big + (cap + 1) * 0x1p-149;
+            s[t] = cap * tanh(s[t] / cap);
+            lo[t] = cap * tanh(lo[t] / cap) - tc;
+            hi[t] = cap * tanh(hi[t] / cap) + tc;
+        }
+        if (slope != 0) {
+            const double bias = slope * (double)(len - 1 - t);
+            const double err = 4 * eps * (fabs(bias) + fabs(s[t]));
+            s[t] -= bias;
+            lo[t] -= bias + err;
+            hi[t] -= bias - err;
+            bias_max = fmax(bias_max, fabs(bias));
+        }
     }
-    if (A > 1e37 || V * (double)(T + 1) > 1e37) { /* f32 arithmetic may overflow */
+    if (A > 1e37 || V * (double)(T + 1) > 1e37 || bias_max > 1e37) { /* f32 may overflow */
         r->skip = true;
         goto out;
     }
 
-    double m = -INFINITY, m_lo = -INFINITY, m_hi = -INFINITY, width = 0;
-    for (int64_t t = 0; t < T; t++) {
-        m = fmax(m, s[t]), m_lo = fmax(m_lo, lo[t]), m_hi = fmax(m_hi, hi[t]);
-        width = fmax(width, hi[t] - lo[t]);
-    }
+    double m = sink, m_lo = sink, m_hi = sink;
+    for (int64_t t = 0; t < T; t++)
+        if (seen[t])
+            m = fmax(m, s[t]), m_lo = fmax(m_lo, lo[t]), m_hi = fmax(m_hi, hi[t]);
     if (!isfinite(m) || !isfinite(m_lo) || !isfinite(m_hi)) { /* e.g. mask = -inf, len 0 */
         r->skip = true;
         goto out;
     }
-    const double dlt = width + (m_hi - m_lo); /* bound on |error of (s_t - m)| */
-    double l = 0, P = 0;
+    /* Weights below e^-100 (even at their bounds' top) only add their size to the bounds. */
+    double width = 0, neglect = 0;
     for (int64_t t = 0; t < T; t++) {
-        w[t] = exp(s[t] - m);
+        if (!seen[t])
+            continue;
+        if (hi[t] < m_lo - 100)
+            neglect += exp(hi[t] - m_lo);
+        else
+            width = fmax(width, hi[t] - lo[t]);
+    }
+    const double dlt = width + (m_hi - m_lo); /* bound on |error of (s_t - m)| */
+    double l = sink == -INFINITY ? 0 : exp(sink - m), P = 0;
+    for (int64_t t = 0; t < T; t++) {
+        w[t] = seen[t] ? exp(s[t] - m) : 0;
         l += w[t];
     }
-    const double sum_err = (double)(T + 8) * 2 * eps;
+    const int64_t terms = n_seen + (sink != -INFINITY);
+    const double sum_err = (double)(terms + 8) * 2 * eps;
     r->m = m;
     r->tol_m = fmax(m_hi - m, m - m_lo) + 2 * eps * fabs(m) + 1e-30;
     r->l = l;
-    /* l is a sum of T weights of at most 1, one of which is 1: it lies in [1, T]. */
-    r->tol_l = fmin(l * (expm1(dlt) + sum_err + 2e-6 + 1e-5), (double)T);
+    /* l is a sum of weights of at most 1, one of which is 1: it lies in [1, terms]. */
+    r->tol_l = fmin(l * (expm1(dlt) + sum_err + 2e-6 + 1e-5), (double)terms) + neglect;
     for (int64_t d = 0; d < D; d++) {
         double acc = 0, absacc = 0;
         for (int64_t t = 0; t < T; t++) {
+            if (!seen[t])
+                continue;
             kv_at(a, b, t, j, d, idx);
             double xv = fz_get(c, v, idx);
             double p = f->ragged ? w[t] : fz_round_to(v->dt, w[t]);
@@ -237,7 +292,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     }
     /* |o_n error| <= (max weighted |v|) * relative error of the weights and sums. */
     double rel = fmin(2.0, 2 * expm1(2 * dlt)) + 6 * eps_v + 2 * sum_err + 2e-6 + 1e-5;
-    double tol_on = (f->ragged ? V : P / l) * rel;
+    double tol_on = (f->ragged ? V : P / l) * rel + V * neglect;
     /* Rounding near the subnormal range is absolute, not relative: each of the T products,
      * their sum and the division may each lose up to one step of the subnormal grid (f32's for
      * the ragged path, which computes in f32; v's dtype for the reference, which rounds p and
@@ -245,13 +300,14 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     double sub = f->ragged || v->dt == RA_DTYPE_F32 ? 0x1p-149
                  : v->dt == RA_DTYPE_BF16          ? 0x1p-133
                                                    : 0x1p-24;
-    tol_on += (double)(T + 2) * sub * fmax(1.0, V);
+    tol_on += (double)(n_seen + 2) * sub * fmax(1.0, V);
     r->tol_o = f->normalized ? tol_on : V * r->tol_l + (l + r->tol_l) * tol_on;
 out:
     free(s);
     free(w);
     free(lo);
     free(hi);
+    free(seen);
 }
 
 void fz_attn_check_values(const fz_attn *a)
@@ -279,7 +335,7 @@ void fz_attn_check_values(const fz_attn *a)
                 fz_o_idx(f, b, h, d, idx);
                 double go = fz_get(c, o, idx);
                 any_nan |= isnan(go);
-                if (r.empty)
+                if (r.empty || r.sink_only)
                     FZ_CHECK(go == 0.0, "%s b=%lld h=%lld d=%lld: length 0 must give o = 0, got %g",
                              f->name, (long long)b, (long long)h, (long long)d, go);
                 else if (!r.skip)
@@ -291,11 +347,13 @@ void fz_attn_check_values(const fz_attn *a)
             if (r.must_nan)
                 FZ_CHECK(any_nan, "%s b=%lld h=%lld: a NaN input in a valid position did not "
                          "reach o", f->name, (long long)b, (long long)h);
-            if (r.empty) {
-                FZ_CHECK(!m->present || gm == -INFINITY, "%s b=%lld h=%lld: length 0 must give "
-                         "m = -inf, got %g", f->name, (long long)b, (long long)h, gm);
-                FZ_CHECK(!l->present || gl == 0.0, "%s b=%lld h=%lld: length 0 must give l = 0, "
-                         "got %g", f->name, (long long)b, (long long)h, gl);
+            if (r.empty || r.sink_only) {
+                /* no position: the empty state, or the sink's alone (weight exp(0) = 1) */
+                FZ_CHECK(!m->present || gm == r.m, "%s b=%lld h=%lld: length 0 must give "
+                         "m = %g, got %g", f->name, (long long)b, (long long)h, r.m, gm);
+                FZ_CHECK(!l->present || gl == (r.empty ? 0.0 : 1.0), "%s b=%lld h=%lld: length "
+                         "0 must give l = %g, got %g", f->name, (long long)b, (long long)h,
+                         r.empty ? 0.0 : 1.0, gl);
             } else if (!r.skip) {
                 FZ_CHECK(!m->present || fabs(gm - r.m) <= r.tol_m,
                          "%s b=%lld h=%lld len=%lld: m = %.9g, oracle %.9g, tol %.3g", f->name,

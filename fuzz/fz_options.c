@@ -3,11 +3,13 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fz.h"
 
-static const fz_opts default_opts = {256, 0, 1.0f, -0.7f * FLT_MAX, 0, RA_KERNEL_AUTO};
+static const fz_opts default_opts = {.block_size = 256, .scale = 1.0f, .mask = -0.7f * FLT_MAX,
+                                     .kernel = RA_KERNEL_AUTO}; /* the rest 0: no modifiers */
 
 static void check_setter(ra_status got, bool valid, ra_status bad, bool lenient, const char *what)
 {
@@ -94,6 +96,184 @@ ra_options *fz_build_options(fz_in *in, fz_opts *e)
     return o;
 }
 
+/* ---- score modifiers -------------------------------------------------------------------- */
+
+bool fz_mods_active(const fz_mods *m)
+{
+    return m->softcap != 0.0f || m->window != 0 || m->n_sinks > 0 || m->n_alibi > 0;
+}
+
+bool fz_visible(const fz_mods *m, int64_t len, int64_t t)
+{
+    /* t >= len - window, written so that no huge window or bad length overflows */
+    return m->window <= 0 || t < m->sink_positions || m->window >= len - t;
+}
+
+void fz_mods_describe(const fz_mods *m)
+{
+    fprintf(stderr, "  modifiers: softcap %a, window %lld, sink_positions %lld, %lld sinks, "
+            "%lld slopes\n", (double)m->softcap, (long long)m->window,
+            (long long)m->sink_positions, (long long)m->n_sinks, (long long)m->n_alibi);
+    for (int64_t i = 0; i < m->n_sinks; i++)
+        fprintf(stderr, "    sinks[%lld] = %a\n", (long long)i, (double)m->sinks[i]);
+    for (int64_t i = 0; i < m->n_alibi; i++)
+        fprintf(stderr, "    slopes[%lld] = %a\n", (long long)i, (double)m->alibi[i]);
+}
+
+fz_in fz_split_mods(fz_in *in)
+{
+    fz_in none = {NULL, 0};
+    const size_t n = in->n;
+    if (n < 3 || in->p[n - 2] != 0x6D || in->p[n - 1] != 0xD6)
+        return none;
+    size_t k = in->p[n - 3];
+    if (k > n - 3)
+        k = n - 3;
+    in->n = n - 3 - k;
+    fz_in mods = {in->p + in->n, k};
+    return mods;
+}
+
+/* A per-head tensor for set_sinks (is_sinks) or set_alibi, built from the fuzz bytes: mostly
+ * f32 [Hq], sometimes another length (the call then fails with RA_ERR_SHAPE), 0 elements,
+ * another dtype or rank, strided or broadcast, with a NaN or an infinity planted. Sets it, checks
+ * the status against the header, and on success records the values in e. The tensor's memory is
+ * poisoned and freed right after: the options must hold a copy. */
+static void set_per_head(fz_in *in, ra_options *o, fz_mods *e, int64_t Hq, bool is_sinks)
+{
+    const char *what = is_sinks ? "set_sinks" : "set_alibi";
+    const uint8_t form = fz_u8(in);
+    if (form % 16 == 15) { /* NULL turns the modifier off */
+        fz_mark_last_error();
+        ra_status s = is_sinks ? ra_options_set_sinks(o, NULL) : ra_options_set_alibi(o, NULL);
+        FZ_CHECK(s == RA_OK, "%s(NULL) returned %d", what, (int)s);
+        *(is_sinks ? &e->n_sinks : &e->n_alibi) = 0;
+        return;
+    }
+    const int64_t lengths[] = {Hq, Hq, Hq, Hq, Hq, Hq + 1, Hq > 0 ? Hq - 1 : 0, 1, 0, 65};
+    const int64_t n = lengths[(form >> 4) % 10];
+    FZ_CHECK(n <= FZ_MAX_HEADS, "%s: %lld heads exceed the harness's FZ_MAX_HEADS", what,
+             (long long)n);
+    const uint8_t shape = fz_u8(in);
+    static const ra_dtype other_dt[] = {RA_DTYPE_F16, RA_DTYPE_BF16, RA_DTYPE_I32};
+    const ra_dtype dt = shape % 8 == 7 ? other_dt[(shape >> 3) % 3] : RA_DTYPE_F32;
+    const int rank = (shape >> 5) % 4 == 3 ? 2 : 1; /* [1, n] */
+    const int64_t stride = (shape >> 7) ? 2 : 1;    /* every other element */
+    const bool broadcast = (form & 8) && n > 0;     /* stride 0: one value for every head */
+    const int64_t st = broadcast ? 0 : stride;
+    const size_t slots = broadcast ? 1 : (size_t)(n * stride);
+    float *buf = malloc(sizeof(float) * (slots ? slots : 1));
+    FZ_CHECK(buf != NULL, "harness out of memory");
+    memset(buf, 0xff, sizeof(float) * (slots ? slots : 1));
+
+    /* Values: sinks around the logits' range, -inf for a head without one, and extremes;
+     * slopes geometric as in ALiBi, 0, negative, large. */
+    static const float sink_vals[] = {0.0f, -1.0f, 2.0f, -2.5f, 10.0f, -INFINITY, 0.5f, -100.0f,
+                                      88.0f, 1e30f, -1e30f, 3.0f, -0.0f, 1e-41f, 40.0f, -8.0f};
+    static const float slope_vals[] = {0.5f, 0.25f, 0.0625f, 0x1p-8f, 1.0f, 0.0f, -0.5f, 8.0f,
+                                       1e-3f, 100.0f, 1e30f, -1e-41f, 0.125f, 2.0f, -4.0f, 0.03f};
+    const uint8_t vals = fz_u8(in);
+    for (int64_t i = 0; i < (broadcast ? 1 : n); i++) {
+        const float x = is_sinks ? sink_vals[(vals + 5 * i) % 16] : slope_vals[(vals + 3 * i) % 16];
+        if (vals % 4 == 3 && !is_sinks) /* ALiBi's own: 2^(-8(h+1)/Hq) */
+            buf[i * stride] = exp2f(-8.0f * (float)(i + 1) / (float)(n ? n : 1));
+        else
+            buf[i * stride] = x;
+    }
+    const uint8_t plant = fz_u8(in);
+    if (plant >= 224 && n > 0) { /* one bad or edge value */
+        static const float bad[] = {NAN, INFINITY, -INFINITY, -NAN};
+        buf[broadcast ? 0 : ((int64_t)plant % n) * stride] = bad[plant % 4];
+    }
+    bool values_ok = true;
+    for (int64_t i = 0; i < n; i++) {
+        const float x = buf[i * st];
+        values_ok &= isfinite(x) || (is_sinks && x == -INFINITY);
+    }
+
+    ra_tensor *t = NULL;
+    const int64_t dims[2] = {rank == 2 ? 1 : n, n};
+    const int64_t strides[2] = {rank == 2 ? n * stride : st, st};
+    const int64_t *shape_p = rank == 2 ? dims : &dims[1];
+    const int64_t *strides_p = rank == 2 ? strides : &strides[1];
+    ra_status s = ra_tensor_wrap(&t, dt, rank, shape_p, strides_p, slots ? buf : NULL);
+    FZ_CHECK(s == RA_OK && t, "wrapping a %s tensor failed: %d", what, (int)s);
+
+    fz_expect ex = {0, 0};
+    const bool structure_ok = dt == RA_DTYPE_F32 && rank == 1 && n >= 1;
+    if (dt != RA_DTYPE_F32)
+        ex.must |= FZ_BIT(RA_ERR_DTYPE);
+    if (rank != 1 || n < 1)
+        ex.must |= FZ_BIT(RA_ERR_SHAPE);
+    if (!values_ok) /* judged only once the dtype and shape are right */
+        (structure_ok ? &ex.must : &ex.may)[0] |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
+    fz_mark_last_error();
+    s = is_sinks ? ra_options_set_sinks(o, t) : ra_options_set_alibi(o, t);
+    fz_check_status(&ex, s, what);
+    if (s != RA_OK) {
+        fz_check_new_error(what);
+    } else {
+        int64_t *count = is_sinks ? &e->n_sinks : &e->n_alibi;
+        float *keep = is_sinks ? e->sinks : e->alibi;
+        *count = n;
+        for (int64_t i = 0; i < n; i++)
+            keep[i] = buf[i * st];
+    }
+    memset(buf, 0xff, sizeof(float) * (slots ? slots : 1));
+    ra_tensor_destroy(t);
+    free(buf);
+}
+
+void fz_build_modifiers(fz_in *in, ra_options **o, fz_opts *e, int64_t Hq)
+{
+    if (!in->p)
+        return;
+    if (!*o)
+        FZ_CHECK(ra_options_create(o) == RA_OK && *o, "ra_options_create failed");
+    fz_mods *m = &e->mods;
+    ra_status s;
+    for (int calls = 1 + fz_u8(in) % 6; calls > 0; calls--) {
+        switch (fz_u8(in) % 4) {
+        case 0: {
+            static const float caps[] = {30.0f, 50.0f, 5.0f, 1.0f, 0.5f, 0.0f, 20.0f, 1e-3f,
+                                         1e30f, FLT_MAX, 1e-41f, -0.0f, NAN, -1.0f, INFINITY,
+                                         -INFINITY};
+            const float cap = caps[fz_u8(in) % 16];
+            fz_mark_last_error();
+            s = ra_options_set_softcap(*o, cap);
+            /* "finite and >= 0": -0.0 is >= 0, and turns the soft-cap off like 0 */
+            check_setter(s, isfinite(cap) && cap >= 0.0f, RA_ERR_INVALID_ARGUMENT, false,
+                         "set_softcap");
+            if (s == RA_OK)
+                m->softcap = cap;
+            break;
+        }
+        case 1: {
+            static const int64_t windows[] = {1, 2, 3, 5, 8, 16, 31, 32, 33, 64, 100, 256, 0,
+                                              INT64_MAX, -1, INT64_MIN};
+            static const int64_t sinks[] = {0, 0, 0, 1, 2, 4, 7, 16, 33, 64, INT64_MAX, -1};
+            const int64_t w = windows[fz_u8(in) % 16];
+            const int64_t sp = sinks[fz_u8(in) % 12];
+            fz_mark_last_error();
+            s = ra_options_set_window(*o, w, sp);
+            check_setter(s, w >= 0 && sp >= 0 && (w > 0 || sp == 0), RA_ERR_INVALID_ARGUMENT,
+                         false, "set_window");
+            if (s == RA_OK) {
+                m->window = w;
+                m->sink_positions = sp;
+            }
+            break;
+        }
+        case 2:
+            set_per_head(in, *o, m, Hq, true);
+            break;
+        default:
+            set_per_head(in, *o, m, Hq, false);
+            break;
+        }
+    }
+}
+
 ra_options *fz_rerun_options(const fz_opts *e, int threads)
 {
     ra_options *o = NULL;
@@ -103,8 +283,22 @@ ra_options *fz_rerun_options(const fz_opts *e, int threads)
                  ra_options_set_mask_value(o, e->mask) == RA_OK &&
                  ra_options_set_kernel(o, e->kernel) == RA_OK &&
                  ra_options_set_split_tokens(o, e->split_tokens) == RA_OK &&
-                 ra_options_set_num_threads(o, threads) == RA_OK,
+                 ra_options_set_num_threads(o, threads) == RA_OK &&
+                 ra_options_set_softcap(o, e->mods.softcap) == RA_OK &&
+                 ra_options_set_window(o, e->mods.window, e->mods.sink_positions) == RA_OK,
              "re-applying accepted option values failed");
+    const int64_t *n[2] = {&e->mods.n_sinks, &e->mods.n_alibi};
+    const float *vals[2] = {e->mods.sinks, e->mods.alibi};
+    for (int i = 0; i < 2; i++) {
+        if (*n[i] == 0)
+            continue;
+        ra_tensor *t = NULL;
+        FZ_CHECK(ra_tensor_wrap(&t, RA_DTYPE_F32, 1, n[i], NULL, (void *)vals[i]) == RA_OK,
+                 "wrapping accepted per-head values failed");
+        ra_status s = i ? ra_options_set_alibi(o, t) : ra_options_set_sinks(o, t);
+        FZ_CHECK(s == RA_OK, "re-applying accepted per-head values failed: %d", (int)s);
+        ra_tensor_destroy(t);
+    }
     return o;
 }
 
@@ -127,6 +321,10 @@ void fz_op_options(fz_in *in)
         {"set_num_threads(NULL)", ra_options_set_num_threads(NULL, 1)},
         {"set_kernel(NULL)", ra_options_set_kernel(NULL, RA_KERNEL_PORTABLE)},
         {"set_split_tokens(NULL)", ra_options_set_split_tokens(NULL, 0)},
+        {"set_softcap(NULL)", ra_options_set_softcap(NULL, 30.0f)},
+        {"set_window(NULL)", ra_options_set_window(NULL, 64, 4)},
+        {"set_sinks(NULL)", ra_options_set_sinks(NULL, NULL)},
+        {"set_alibi(NULL)", ra_options_set_alibi(NULL, NULL)},
     };
     for (size_t i = 0; i < sizeof null_calls / sizeof null_calls[0]; i++)
         FZ_CHECK(null_calls[i].s == RA_ERR_INVALID_ARGUMENT, "%s returned %d", null_calls[i].name,

@@ -2,10 +2,11 @@
  * NHD, HND, K and V as two views of one buffer or as one view, padded or fuzz-chosen strides),
  * a page table (pages shuffled, in order, repeated or shared between sequences; used slots that
  * may name a page outside the pool, unused slots that hold garbage), lengths that may be out
- * of range, and fuzz-chosen dtypes and options. The harness decides the status from the header
- * and checks that nothing is written on failure; a success must match the double-precision
- * oracle, give the same bits with another thread count, and give the bits of ra_ragged_gqa on
- * a contiguous copy of the same rows. */
+ * of range, and fuzz-chosen dtypes and options (with score modifiers when the input ends in a
+ * modifier trailer). The harness decides the status from the header and checks that nothing is
+ * written on failure; a success must match the double-precision oracle, give the same bits with
+ * another thread count, and give the bits of ra_ragged_gqa with the same options on a
+ * contiguous copy of the rows it reads. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,10 @@ static fz_expect expect_paged(const fz_paged *pg)
         else if (Hkv == 0 || Hq % Hkv != 0)
             e.must |= FZ_BIT(RA_ERR_SHAPE);
         if (D == 0 || PS == 0)
+            e.must |= FZ_BIT(RA_ERR_SHAPE);
+        /* per-head modifier tensors of another length than Hq */
+        const fz_mods *md = pg->a.mods;
+        if ((md->n_sinks && md->n_sinks != Hq) || (md->n_alibi && md->n_alibi != Hq))
             e.must |= FZ_BIT(RA_ERR_SHAPE);
         const int64_t want[P_N][4] = {
             [A_Q] = {B, 1, Hq, D},   [A_K] = {NP, PS, Hkv, D}, [A_V] = {NP, PS, Hkv, D},
@@ -363,7 +368,8 @@ static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
             fz_put(c, t, idx, x);
         }
     }
-    /* Valid positions: the rows the table names, as the tensors hold them now. */
+    /* Valid positions the window keeps: the rows the table names, as the tensors hold them
+     * now (the others keep their background, poison or not). */
     bool structured = len->present && len->dt == RA_DTYPE_I32 && len->rank == 1 &&
                       len->shape[0] >= B && tab->present && tab->dt == RA_DTYPE_I32 &&
                       tab->rank == 2 && tab->shape[0] >= B && pg->PS > 0;
@@ -371,6 +377,8 @@ static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
         const int64_t lidx[4] = {b, 0, 0, 0};
         const int32_t n = fz_get_i32(c, len, lidx);
         for (int64_t t = 0; n <= a->S && t < n && t / pg->PS < tab->shape[1]; t++) {
+            if (!fz_visible(a->mods, n, t))
+                continue;
             const int64_t tidx[4] = {b, t / pg->PS, 0, 0};
             const int32_t page = fz_get_i32(c, tab, tidx);
             for (int r = A_K; r <= A_V; r++) {
@@ -424,8 +432,9 @@ static void copy_strides(const fz_tensor *x, int64_t S, int64_t H, int64_t D, in
     }
 }
 
-/* ra_ragged_gqa on a contiguous copy of the rows the paged call read (NaN at every other
- * position) must give the paged call's bits. */
+/* ra_ragged_gqa with the same options on a contiguous copy of the rows the paged call read
+ * (NaN at every other position, those a window leaves out included) must give the paged call's
+ * bits. */
 static void check_contiguous(fz_paged *pg, const ra_options *opts)
 {
     fz_attn *a = &pg->a;
@@ -451,6 +460,8 @@ static void check_contiguous(fz_paged *pg, const ra_options *opts)
             const int64_t lidx[4] = {b, 0, 0, 0};
             const int32_t n = fz_get_i32(c, len, lidx);
             for (int64_t t = 0; t < n; t++) {
+                if (!fz_visible(a->mods, n, t))
+                    continue;
                 const int64_t tidx[4] = {b, t / PS, 0, 0};
                 int64_t from[4] = {fz_get_i32(c, tab, tidx), t % PS, 0, 0};
                 for (from[2] = 0; from[2] < H; from[2]++)
@@ -530,6 +541,7 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
             layouts[pg->layout], modes[pg->pages_mode], opts ? "set" : "NULL",
             (long long)eo->block_size, (long long)eo->split_tokens, eo->num_threads,
             (int)eo->kernel, (double)eo->scale);
+    fz_mods_describe(&eo->mods);
     static const char *const names[] = {"q", "k_pages", "v_pages", "lengths", "o", "m", "l",
                                         "page_table"};
     for (int r = 0; r < P_N; r++) {
@@ -563,7 +575,7 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
         }
 }
 
-void fz_op_paged(fz_in *in)
+void fz_op_paged(fz_in *in, fz_in *mods)
 {
     fz_paged pg;
     memset(&pg, 0, sizeof pg);
@@ -591,8 +603,10 @@ void fz_op_paged(fz_in *in)
 
     fz_opts eo;
     ra_options *opts = fz_build_options(in, &eo);
+    fz_build_modifiers(mods, &opts, &eo, a->Hq);
     a->scale = eo.scale;
     a->mask = eo.mask;
+    a->mods = &eo.mods;
 
     fz_case *c = &a->c;
     c->n = P_N;

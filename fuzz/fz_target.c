@@ -1,6 +1,8 @@
 /* libFuzzer entry point: the first byte picks the operation, the rest drives it. Values 200..247
  * pick the paged attention; the others keep the operation they picked before it was added (no
- * input of the seed corpus starts with one of those values), so the corpus keeps its meaning. */
+ * input of the seed corpus starts with one of those values), so the corpus keeps its meaning.
+ * An input that ends in a modifier trailer (fz_split_mods) also sets score modifiers for the
+ * attention operations; no input made before them ends in one. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,16 +13,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
+    fz_in mods = fz_split_mods(&in);
     const uint8_t op = fz_u8(&in);
     if (op >= 200 && op < 248) {
-        fz_op_paged(&in);
+        fz_op_paged(&in, &mods);
         return 0;
     }
     switch (op % 8) {
     case 0:
     case 1:
     case 2:
-        fz_op_attention(&in); /* the largest surface gets the most inputs */
+        fz_op_attention(&in, &mods); /* the largest surface gets the most inputs */
         break;
     case 3:
     case 4:
