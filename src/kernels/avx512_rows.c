@@ -232,10 +232,17 @@ static void scale_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, int64
         const float *row = scale + (page ? *page * sp + in * st : (pos0 + i) * st);
         for (int64_t h = 0; h < hq; h += 16) {
             const __mmask16 mk = lanes(hq - h);
-            const __m512i head = _mm512_srli_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)h)),
-                                                   (unsigned)shift);
-            const __m512i idx = _mm512_mullo_epi32(head, _mm512_set1_epi32((int)sh));
-            const __m512 f = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, row, 4);
+            __m512 f;
+            if (sh == 1) { /* the heads' scales side by side: a load, spread over G lanes */
+                const __m512 x = _mm512_maskz_loadu_ps(lanes((hq - h + r->G - 1) >> shift),
+                                                       row + (h >> shift));
+                f = shift ? _mm512_permutexvar_ps(_mm512_srli_epi32(lane, 1), x) : x;
+            } else {
+                const __m512i head = _mm512_srli_epi32(
+                    _mm512_add_epi32(lane, _mm512_set1_epi32((int)h)), (unsigned)shift);
+                const __m512i idx = _mm512_mullo_epi32(head, _mm512_set1_epi32((int)sh));
+                f = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, row, 4);
+            }
             float *x = s + i * ld + h;
             _mm512_store_ps(x, _mm512_mask_mul_ps(_mm512_load_ps(x), mk, _mm512_load_ps(x), f));
         }

@@ -182,11 +182,11 @@ static void test_each_dtype_and_scale_kind(void **state)
     static const ra_dtype dts[] = {RA_DTYPE_I8, RA_DTYPE_FP8_E4M3, RA_DTYPE_FP8_E5M2};
     static const struct {
         int64_t Hq, Hkv;
-    } shapes[] = {{8, 1}, {4, 4}, {8, 2}};
+    } shapes[] = {{8, 1}, {4, 4}, {4, 2}, {8, 2}}; /* MQA, row walk G = 1 and 2, GQA 4:1 */
     uint64_t seed = 1;
     for (size_t d = 0; d < 3; d++)
         for (scale_kind kind = PER_TENSOR; kind <= PER_ROW; kind++)
-            for (size_t s = 0; s < 3; s++)
+            for (size_t s = 0; s < 4; s++)
                 one_case(shapes[s].Hq, shapes[s].Hkv, dts[d], dts[d], kind, RA_DTYPE_F32,
                          seed++);
 }
