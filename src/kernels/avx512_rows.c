@@ -99,11 +99,14 @@ static void rows_from(const ra__rows *r, const void *base, int64_t st, int64_t s
     }
 }
 
-/* Prefetches row j of rows[0..n) (row_elems elements of es bytes). */
+/* Prefetches row j of rows[0..n) (row_elems elements of es bytes, rows st elements apart in
+ * a run), every row or only those that start a run. */
 RA_INLINE void prefetch_row(const char *const *rows, int64_t j, int64_t n, int64_t row_elems,
-                            size_t es)
+                            size_t es, int64_t st, bool every)
 {
-    if (j >= n)
+    /* pages of 64 positions and more: only the first row of each run (the hardware
+     * prefetchers follow the rest) */
+    if (j >= n || (!every && j > 0 && rows[j] == rows[j - 1] + (size_t)st * es))
         return;
     for (size_t off = 0; off < (size_t)row_elems * es; off += 64)
         __builtin_prefetch(rows[j] + off, 0, RA_PF_HINT);
@@ -337,12 +340,14 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const size_t kes = RA_ES(kdt), ves = RA_ES(vdt);
     float *s = w->logits;
     /* The rows of a phase's positions, [half][position], K then V, and of a paged cache also
-     * the AHEAD positions after them: a paged call prefetches each row AHEAD positions early,
+     * the AHEAD positions after them: a paged call prefetches rows AHEAD positions early,
      * since the hardware prefetchers pick a stream up only after it starts, and pages break
-     * the streams (prefetching only the first row of each page measured slower). */
+     * the streams: every row of small pages (only the first row of pages of 16 measured
+     * slower), the first row of each run of larger ones. */
     enum { AHEAD = 8 };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
     const int64_t ahead = r->pages ? AHEAD : 0;
+    const bool every = r->page_size < 64;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
@@ -354,8 +359,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
             if (ahead) {
-                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->k_sh, kes);
-                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->k_sh, kes);
+                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->k_sh, kes, r->k_st, every);
+                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->k_sh, kes, r->k_st, every);
             }
             const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
@@ -384,8 +389,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->v, r->v_st, r->v_sp, half + t0, kb, ves, at[1]);
         for (int64_t i = 0; i < na; i++) {
             if (ahead) {
-                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->v_sh, ves);
-                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->v_sh, ves);
+                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->v_sh, ves, r->v_st, every);
+                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->v_sh, ves, r->v_st, every);
             }
             const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
