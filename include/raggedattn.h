@@ -157,8 +157,8 @@ RA_API ra_status ra_tensor_create(ra_tensor **out, ra_dtype dtype, int rank, con
  * alive and may update as the cache grows. Errors: RA_ERR_DTYPE (data not i8/fp8, or scale not
  * f32), RA_ERR_SHAPE (a scale extent that is neither the data's nor 1, or a last extent not
  * 1), RA_ERR_INVALID_ARGUMENT (NULL scale), and those of ra_tensor_wrap. Only the ragged and
- * paged functions take quantized K/V; the attention is exact f32 arithmetic on q * s.
- * Since 0.2.0. */
+ * paged functions take quantized K/V; the attention is exact f32 arithmetic on q * s, and a
+ * NaN code or scale at a valid position makes that head NaN. Since 0.2.0. */
 RA_API ra_status ra_tensor_wrap_quantized(ra_tensor **out, ra_dtype dtype, int rank,
                                           const int64_t *shape, const int64_t *strides,
                                           void *data, const ra_tensor *scale);
