@@ -200,6 +200,9 @@ static void fill_nan_pattern(or_buf *b)
         } else if (b->dtype == RA_DTYPE_I32) {
             uint32_t junk = 0x5A5A5A5Au;
             memcpy(b->data + off, &junk, 4);
+        } else if (es == 1) {
+            /* 0x7f is a NaN in e4m3 and e5m2 and 127 in int8 */
+            b->data[off] = 0x7f;
         } else {
             uint16_t nan = b->dtype == RA_DTYPE_F16 ? 0x7e00u : 0x7fc0u;
             memcpy(b->data + off, &nan, 2);
