@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "fill.h"
 #include "stability.h"
 
 #include <errno.h>
@@ -25,7 +26,8 @@ static void usage(FILE *f)
         "What to run\n"
         "  --case NAME       a named workload (below), or 'all' (every one but w); repeatable,\n"
         "                    or a comma list\n"
-        "  --dtype LIST      K/V dtypes among f32,bf16,f16, or 'all'  [all]\n"
+        "  --dtype LIST      K/V dtypes among f32,bf16,f16 and the quantized i8, fp8_e4m3\n"
+        "                    (or e4m3, fp8) and fp8_e5m2 (or e5m2); 'all' = f32,bf16,f16  [all]\n"
         "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
         "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
         "  --kernel LIST     auto,blas,portable,avx2,avx512 (timed side by side)  [auto]\n"
@@ -85,7 +87,11 @@ static void usage(FILE *f)
         "row ran with (- plain, e.g. cap30, win4096+4 for 4 sink positions, sinks, alibi) and\n"
         "vs_plain = median time / the plain row's (same layout and kernel); a windowed row's\n"
         "bytes count only the positions it reads, and modified rows have no reference\n"
-        "columns (the reference computes no modifiers); flags = T when the median call\n"
+        "columns (the reference computes no modifiers); i8/fp8 rows hold the same values\n"
+        "quantized by ra_quantize with one f32 scale per position and KV head, their bytes\n"
+        "count codes and scales, and they have no reference columns (the reference takes no\n"
+        "quantized K/V): their rel_err compares with ra_ragged_gqa on the dequantized values\n"
+        "(code * scale) in f32; flags = T when the median call\n"
         "took more than %.2fx the fastest, S when the fastest bandwidth pass was more than\n"
         "%.2fx the slowest (both: the machine was busy), %% when %%bw is above 100%%; the\n"
         "warnings after the tables explain them. The tables are printed once every row is\n"
@@ -141,6 +147,32 @@ const char *bench_dtype_name(ra_dtype t)
     case RA_DTYPE_FP8_E5M2: return "fp8_e5m2";
     }
     return "?";
+}
+
+/* --dtype's names: the dtypes' own, and short aliases of the fp8 ones. */
+static const struct {
+    const char *name;
+    ra_dtype dtype;
+} k_kv_names[] = {{"f32", RA_DTYPE_F32},          {"bf16", RA_DTYPE_BF16},
+                  {"f16", RA_DTYPE_F16},          {"i8", RA_DTYPE_I8},
+                  {"fp8_e4m3", RA_DTYPE_FP8_E4M3}, {"e4m3", RA_DTYPE_FP8_E4M3},
+                  {"fp8", RA_DTYPE_FP8_E4M3},      {"fp8_e5m2", RA_DTYPE_FP8_E5M2},
+                  {"e5m2", RA_DTYPE_FP8_E5M2}};
+
+static int parse_kv_dtype(const char *s, ra_dtype *out)
+{
+    for (size_t i = 0; i < sizeof k_kv_names / sizeof k_kv_names[0]; i++)
+        if (strcmp(s, k_kv_names[i].name) == 0) {
+            *out = k_kv_names[i].dtype;
+            return 0;
+        }
+    return -1;
+}
+
+ra_kernel bench_kernel_for_dtype(ra_kernel resolved, ra_dtype kv_dtype)
+{
+    return resolved == RA_KERNEL_AVX2 && bench_dtype_quantized(kv_dtype) ? RA_KERNEL_PORTABLE
+                                                                    : resolved;
 }
 
 static int parse_float_dtype(const char *s, ra_dtype *out)
@@ -209,8 +241,9 @@ static int add_dtype(bench_config *cfg, const char *flag, const char *name)
         return add_dtype(cfg, flag, "f32") || add_dtype(cfg, flag, "bf16") ||
                add_dtype(cfg, flag, "f16");
     ra_dtype t;
-    if (parse_float_dtype(name, &t))
-        return fail("%s: unknown dtype '%s' (f32, bf16, f16 or all)", flag, name);
+    if (parse_kv_dtype(name, &t))
+        return fail("%s: unknown dtype '%s' (f32, bf16, f16, i8, fp8_e4m3, fp8_e5m2 or all)",
+                    flag, name);
     for (int i = 0; i < cfg->n_kv_dtypes; i++)
         if (cfg->kv_dtypes[i] == t)
             return 0;
@@ -262,6 +295,21 @@ static int add_page_size(bench_config *cfg, const char *flag, const char *s)
     return 0;
 }
 
+/* A kernel asked for by name must be the one that runs every K/V dtype of the run, or its rows
+ * would time another kernel under its name. */
+static int check_kernel_dtypes(const bench_config *cfg, ra_kernel k)
+{
+    for (int d = 0; d < cfg->n_kv_dtypes && k != RA_KERNEL_AUTO; d++) {
+        const ra_kernel runs = bench_kernel_for_dtype(k, cfg->kv_dtypes[d]);
+        if (runs != k)
+            return fail("--kernel %s has no %s steps: the library runs those calls on the %s "
+                        "kernel (ask for --kernel %s, or auto)", bench_kernel_name(k),
+                        bench_dtype_name(cfg->kv_dtypes[d]), bench_kernel_name(runs),
+                        bench_kernel_name(runs));
+    }
+    return 0;
+}
+
 /* Every kernel asked for must be able to run here; say so before any work starts. */
 static int check_kernels(const bench_config *cfg)
 {
@@ -274,6 +322,8 @@ static int check_kernels(const bench_config *cfg)
         if (st != RA_OK)
             return fail("--kernel %s cannot run here: %s", bench_kernel_name(cfg->kernels[i]),
                         ra_last_error());
+        if (check_kernel_dtypes(cfg, cfg->kernels[i]))
+            return -1;
     }
     return 0;
 }

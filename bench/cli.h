@@ -17,7 +17,7 @@ enum { BENCH_MAX_LIST = 64 };
 typedef struct bench_config {
     bench_shape cases[BENCH_MAX_LIST]; /* named cases and/or one custom shape, in run order */
     int n_cases;
-    ra_dtype kv_dtypes[3];
+    ra_dtype kv_dtypes[6]; /* the float dtypes, then i8 and fp8 in the order given */
     int n_kv_dtypes;
     ra_dtype q_dtype;
     int threads[BENCH_MAX_LIST];
@@ -59,7 +59,11 @@ const char *bench_preset_name(const bench_config *cfg);
 /* "auto" for RA_KERNEL_AUTO, else ra_kernel_name(k). */
 const char *bench_kernel_name(ra_kernel k);
 
-/* "f32", "bf16", "f16", "i32". */
+/* "f32", "bf16", "f16", "i32", "i8", "fp8_e4m3", "fp8_e5m2". */
 const char *bench_dtype_name(ra_dtype t);
+
+/* The kernel that runs a call with K/V of kv_dtype when `resolved` is asked for: the library's
+ * AVX2 kernel has no i8/fp8 steps and runs them on the portable one. */
+ra_kernel bench_kernel_for_dtype(ra_kernel resolved, ra_dtype kv_dtype);
 
 #endif

@@ -153,6 +153,12 @@ void bench_json_result(bench_json *j, const bench_config *cfg, const bench_workl
     kv_num(f, "ref_time_min_s", r->have_ref ? r->ref_time.min : NAN);
     kv_num(f, "speedup", r->speedup);
     kv_num(f, "max_rel_err", r->max_rel_err);
+    /* what max_rel_err compares with: the reference, or (quantized K/V) the dequantized f32 */
+    key(f, "rel_err_against");
+    if (r->have_err)
+        str(f, w->dequant_ref ? "dequantized_f32" : "reference");
+    else
+        fputs("null", f);
     kv_num(f, "time_vs_contiguous", r->vs_contiguous);
     key(f, "same_as_contiguous");
     fputs(r->same_as_contiguous < 0 ? "null" : r->same_as_contiguous ? "true" : "false", f);

@@ -153,7 +153,8 @@ static int warm_up(const bench_config *cfg, bench_workload *w, ra_options **opts
                     if (check(call(opts[pair], w, p), call_name(w, p)))
                         return -1;
                 /* the reference computes no modifiers: nothing to compare a modified row with */
-                r->max_rel_err = ref_opts && mod == 0 ? bench_max_rel_error(w) : NAN;
+                r->have_err = (ref_opts || w->dequant_ref) && mod == 0;
+                r->max_rel_err = r->have_err ? bench_max_rel_error(w) : NAN;
                 float *kept = keep + (size_t)pair * (no + 2 * nml);
                 r->same_as_contiguous = -1;
                 if (p == contig) {
@@ -204,7 +205,8 @@ static void summarize(const bench_config *cfg, const bench_workload *w, ra_optio
             const int k = pair / nm, mod = pair % nm;
             bench_result *r = &out[p * npairs + pair];
             r->kernel_requested = cfg->kernels[k];
-            r->kernel = ra_kernel_name(ra_kernel_resolve(opts[pair]));
+            r->kernel = ra_kernel_name(
+                bench_kernel_for_dtype(ra_kernel_resolve(opts[pair]), w->kv_dtype));
             r->page_size = w->pools[p].page_size;
             r->num_pages = w->pools[p].num_pages;
             r->mods = mod ? w->mods : plain;
@@ -243,8 +245,9 @@ int bench_measure(const bench_config *cfg, bench_workload *w, const bench_membw 
     ra_options *opts[10] = {NULL}; /* [kernel][plain, modified] */
     ra_options *ref_opts = NULL;
     int reps = cfg->reps, rc = -1;
-    /* the reference reads the contiguous cache, which the workload keeps whenever it runs */
-    bool have_ref = cfg->ref_reps > 0 && w->k != NULL;
+    /* the reference reads views of the contiguous cache, which the workload keeps whenever it
+     * runs; quantized K/V have none, since the reference does not take them */
+    bool have_ref = cfg->ref_reps > 0 && w->t_kref != NULL;
     const bench_shape *sh = &w->shape;
     size_t keep_floats = (size_t)npairs * (size_t)(sh->B * sh->Hq * (sh->D + 2));
     float *keep = malloc((keep_floats ? keep_floats : 1) * sizeof *keep);

@@ -32,6 +32,9 @@ typedef struct bench_result {
     bool have_ref;
     bench_stats ref_time;
     double speedup;         /* reference median / ragged median */
+    /* rel_err was measured: a plain row against ra_reference_gqa, or for quantized K/V against
+     * ra_ragged_gqa on the dequantized values (bench_workload.ref_o) */
+    bool have_err;
     double max_rel_err;     /* NaN when not measured (modified rows) or when o holds NaN */
     /* Paged rows beside a contiguous row of the same kernel: median time / its median time
      * (same rounds), and whether the warm-up outputs (o, m, l) were bitwise the same, as

@@ -121,7 +121,7 @@ static void print_case(const bench_report *rep, const bench_config *cfg,
                bench_mods_label(&c->mods, label, sizeof label), (long long)c->visible_positions,
                (long long)c->sum_lengths);
     }
-    printf("%-6s %-5s %3s ", "case", "kv", "thr");
+    printf("%-6s %-8s %3s ", "case", "kv", "thr");
     if (cfg->paged)
         printf("%6s ", "page");
     printf("%-8s ", "kernel");
@@ -139,7 +139,7 @@ static void print_row(const bench_report *rep, const bench_config *cfg,
                       const bench_case_info *c, const bench_row *row)
 {
     const bench_result *r = &row->r;
-    printf("%-6s %-5s %3d ", c->shape.name, bench_dtype_name(row->kv_dtype), row->threads);
+    printf("%-6s %-8s %3d ", c->shape.name, bench_dtype_name(row->kv_dtype), row->threads);
     if (cfg->paged) {
         if (r->page_size == 0)
             printf("%6s ", "contig");
@@ -169,10 +169,10 @@ static void print_row(const bench_report *rep, const bench_config *cfg,
         printf(" %10.2f %7.1fx", r->ref_time.median * 1e3, r->speedup);
     else
         printf(" %10s %8s", "-", "-");
-    if (r->have_ref && !isnan(r->max_rel_err))
+    if (r->have_err && !isnan(r->max_rel_err))
         printf(" %9.1e", r->max_rel_err);
     else
-        printf(" %9s", r->have_ref ? "NaN" : "-");
+        printf(" %9s", r->have_err ? "NaN" : "-");
     char flags[4];
     printf(" %5s\n", bench_flags_str(r->flags, flags));
 }

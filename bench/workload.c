@@ -129,6 +129,19 @@ static int wrap(ra_tensor **t, ra_dtype dt, int rank, const int64_t *shape,
     return 0;
 }
 
+/* A quantized [.., .., .., D] view of codes with its scale tensor. */
+static int wrap_quantized(ra_tensor **t, ra_dtype dt, const int64_t shape[4], void *codes,
+                          const ra_tensor *scale, const char *what)
+{
+    ra_status st = ra_tensor_wrap_quantized(t, dt, 4, shape, NULL, codes, scale);
+    if (st != RA_OK) {
+        fprintf(stderr, "raggedattn-bench: error: cannot wrap %s: %s (%s)\n", what,
+                ra_status_string(st), ra_last_error());
+        return -1;
+    }
+    return 0;
+}
+
 static int make_views(bench_workload *w)
 {
     const bench_shape *s = &w->shape;
@@ -138,12 +151,20 @@ static int make_views(bench_workload *w)
     /* ra_reference_gqa's [B,Hkv,S,D], as a strided view of the same [B,S,Hkv,D] memory */
     const int64_t kvref[4] = {B, Hkv, S, D};
     const int64_t kvref_st[4] = {S * Hkv * D, D, Hkv * D, 1};
-    const int64_t lb[1] = {B}, ml[4] = {B, 1, Hq, 1};
-    if (w->k && (wrap(&w->t_k, w->kv_dtype, 4, kv, NULL, w->k, "k") ||
-                 wrap(&w->t_v, w->kv_dtype, 4, kv, NULL, w->v, "v") ||
-                 wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
-                 wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)")))
+    const int64_t lb[1] = {B}, ml[4] = {B, 1, Hq, 1}, ks[4] = {B, S, Hkv, 1};
+    if (w->k && w->ks) { /* quantized: the reference takes no quantized K/V, so no views for it */
+        if (wrap(&w->t_ks, RA_DTYPE_F32, 4, ks, NULL, w->ks, "k scales") ||
+            wrap(&w->t_vs, RA_DTYPE_F32, 4, ks, NULL, w->vs, "v scales") ||
+            wrap_quantized(&w->t_k, w->kv_dtype, kv, w->k, w->t_ks, "k") ||
+            wrap_quantized(&w->t_v, w->kv_dtype, kv, w->v, w->t_vs, "v"))
+            return -1;
+    } else if (w->k &&
+               (wrap(&w->t_k, w->kv_dtype, 4, kv, NULL, w->k, "k") ||
+                wrap(&w->t_v, w->kv_dtype, 4, kv, NULL, w->v, "v") ||
+                wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
+                wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)"))) {
         return -1;
+    }
     return wrap(&w->t_q4, w->q_dtype, 4, q4, NULL, w->q, "q") ||
            wrap(&w->t_q3, w->q_dtype, 3, q3, NULL, w->q, "q (reference view)") ||
            wrap(&w->t_len, RA_DTYPE_I32, 1, lb, NULL, w->lengths, "lengths") ||
@@ -179,13 +200,20 @@ static int make_pool(bench_workload *w, bench_pool *pool, uint64_t key, bool thp
     pool->alloc = (size_t)(pool->num_pages * ps * row) * es;
     pool->k = bench_alloc_big(pool->alloc, thp);
     pool->v = bench_alloc_big(pool->alloc, thp);
+    const bool quant = bench_dtype_quantized(w->kv_dtype);
+    const size_t n_scales = (size_t)(pool->num_pages * ps * s->Hkv);
+    if (quant) {
+        pool->ks = malloc((n_scales + 1) * sizeof *pool->ks);
+        pool->vs = malloc((n_scales + 1) * sizeof *pool->vs);
+    }
     pool->table = malloc((size_t)(B * pool->max_pages + 1) * sizeof *pool->table);
     /* logical page k (the sequences' pages one after another) -> its sequence and pool page */
     int32_t *seq = malloc((size_t)(pool->num_pages + 1) * sizeof *seq);
     int32_t *order = malloc((size_t)(pool->num_pages + 1) * sizeof *order);
     int64_t *first = malloc((size_t)(B + 1) * sizeof *first);
     int rc = -1;
-    if (!pool->k || !pool->v || !pool->table || !seq || !order || !first) {
+    if (!pool->k || !pool->v || !pool->table || !seq || !order || !first ||
+        (quant && (!pool->ks || !pool->vs))) {
         fprintf(stderr, "raggedattn-bench: error: out of memory for case %s's pool of "
                 "%lld-position pages (%zu MiB of K/V)\n", s->name, (long long)ps,
                 2 * pool->alloc >> 20);
@@ -213,23 +241,49 @@ static int make_pool(bench_workload *w, bench_pool *pool, uint64_t key, bool thp
                 first[b] + i < first[b + 1] ? order[first[b] + i] : -1;
     /* Each page from the generator, at the contiguous cache's indices; in parallel, which also
      * places the pages. */
-#pragma omp parallel for schedule(static)
+    int failed = 0;
+#pragma omp parallel for schedule(static) reduction(| : failed)
     for (int64_t k = 0; k < n; k++) {
         const int64_t b = seq[k], t0 = (k - first[b]) * ps;
         const int64_t valid = S - t0 < ps ? S - t0 : ps; /* positions below S */
         const size_t at = (size_t)((int64_t)order[k] * ps * row) * es;
         const uint64_t from = (uint64_t)((b * S + t0) * row);
         void *pk = (char *)pool->k + at, *pv = (char *)pool->v + at;
-        bench_fill_uniform_run(pk, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_K, from);
-        bench_fill_uniform_run(pv, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_V, from);
+        if (quant) { /* rows (b, t, j) of the contiguous cache, each with its own scale */
+            const size_t srow = (size_t)((int64_t)order[k] * ps * s->Hkv);
+            const size_t rows = (size_t)(valid * s->Hkv);
+            const uint64_t from_row = (uint64_t)((b * S + t0) * s->Hkv);
+            failed |= bench_fill_quantized_run(pk, pool->ks + srow, w->kv_dtype, rows,
+                                               (size_t)s->D, 1.0f, key, STREAM_K, from_row) |
+                      bench_fill_quantized_run(pv, pool->vs + srow, w->kv_dtype, rows,
+                                               (size_t)s->D, 1.0f, key, STREAM_V, from_row);
+            memset(pool->ks + srow + rows, 0, (size_t)((ps - valid) * s->Hkv) * sizeof(float));
+            memset(pool->vs + srow + rows, 0, (size_t)((ps - valid) * s->Hkv) * sizeof(float));
+        } else {
+            bench_fill_uniform_run(pk, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_K,
+                                   from);
+            bench_fill_uniform_run(pv, w->kv_dtype, (size_t)(valid * row), 1.0f, key, STREAM_V,
+                                   from);
+        }
         memset((char *)pk + (size_t)(valid * row) * es, 0, (size_t)((ps - valid) * row) * es);
         memset((char *)pv + (size_t)(valid * row) * es, 0, (size_t)((ps - valid) * row) * es);
     }
+    if (failed)
+        goto done;
     const int64_t shape[4] = {pool->num_pages, ps, s->Hkv, s->D};
+    const int64_t sshape[4] = {pool->num_pages, ps, s->Hkv, 1};
     const int64_t tshape[2] = {B, pool->max_pages};
-    if (wrap(&pool->t_k, w->kv_dtype, 4, shape, NULL, pool->k, "k_pages") ||
-        wrap(&pool->t_v, w->kv_dtype, 4, shape, NULL, pool->v, "v_pages") ||
-        wrap(&pool->t_table, RA_DTYPE_I32, 2, tshape, NULL, pool->table, "page_table"))
+    if (quant ? wrap(&pool->t_ks, RA_DTYPE_F32, 4, sshape, NULL, pool->ks, "k_pages scales") ||
+                    wrap(&pool->t_vs, RA_DTYPE_F32, 4, sshape, NULL, pool->vs,
+                         "v_pages scales") ||
+                    wrap_quantized(&pool->t_k, w->kv_dtype, shape, pool->k, pool->t_ks,
+                                   "k_pages") ||
+                    wrap_quantized(&pool->t_v, w->kv_dtype, shape, pool->v, pool->t_vs,
+                                   "v_pages")
+              : wrap(&pool->t_k, w->kv_dtype, 4, shape, NULL, pool->k, "k_pages") ||
+                    wrap(&pool->t_v, w->kv_dtype, 4, shape, NULL, pool->v, "v_pages"))
+        goto done;
+    if (wrap(&pool->t_table, RA_DTYPE_I32, 2, tshape, NULL, pool->table, "page_table"))
         goto done;
     rc = 0;
 done:
@@ -244,10 +298,95 @@ static void free_pool(bench_pool *pool)
     ra_tensor_destroy(pool->t_k);
     ra_tensor_destroy(pool->t_v);
     ra_tensor_destroy(pool->t_table);
+    ra_tensor_destroy(pool->t_ks);
+    ra_tensor_destroy(pool->t_vs);
     bench_free_big(pool->k);
     bench_free_big(pool->v);
+    free(pool->ks);
+    free(pool->vs);
     free(pool->table);
     memset(pool, 0, sizeof *pool);
+}
+
+double bench_kv_position_bytes(ra_dtype kv_dtype, int64_t Hkv, int64_t D)
+{
+    const double scales = bench_dtype_quantized(kv_dtype) ? (double)Hkv * sizeof(float) : 0.0;
+    return (double)(Hkv * D) * (double)bench_dtype_size(kv_dtype) + scales;
+}
+
+/* The contiguous K and V from the generator; quantized with one scale per position and KV head
+ * (row (b, t, j) of [B,S,Hkv,D]), as make_pool quantizes its pages. */
+static int fill_contiguous(bench_workload *w, uint64_t key, size_t kv_elems)
+{
+    const bench_shape *s = &w->shape;
+    if (!bench_dtype_quantized(w->kv_dtype)) {
+        bench_fill_uniform(w->k, w->kv_dtype, kv_elems, 1.0f, key, STREAM_K);
+        bench_fill_uniform(w->v, w->kv_dtype, kv_elems, 1.0f, key, STREAM_V);
+        return 0;
+    }
+    const size_t rows = (size_t)(s->B * s->S * s->Hkv), D = (size_t)s->D;
+    return bench_fill_quantized(w->k, w->ks, w->kv_dtype, rows, D, 1.0f, key, STREAM_K) ||
+                   bench_fill_quantized(w->v, w->vs, w->kv_dtype, rows, D, 1.0f, key, STREAM_V)
+               ? -1
+               : 0;
+}
+
+/* Divides each head's un-normalized output by its l (sequences of length >= 1 only). */
+static void normalize(float *o, const float *l, const bench_workload *w)
+{
+    const bench_shape *s = &w->shape;
+    for (int64_t b = 0; b < s->B; b++) {
+        if (w->lengths[b] < 1)
+            continue; /* l is 0 there, and bench_max_rel_error skips them */
+        for (int64_t h = 0; h < s->Hq; h++)
+            for (int64_t d = 0; d < s->D; d++)
+                o[(b * s->Hq + h) * s->D + d] /= l[b * s->Hq + h];
+    }
+}
+
+/* ref_o for quantized K/V, which the reference does not take: ra_ragged_gqa's normalized
+ * output on f32 copies of code * scale, so rel_err shows what the quantized path adds. */
+static int make_dequant_ref(bench_workload *w)
+{
+    const bench_shape *s = &w->shape;
+    const size_t rows = (size_t)(s->B * s->S * s->Hkv), n = rows * (size_t)s->D;
+    const int64_t kv[4] = {s->B, s->S, s->Hkv, s->D};
+    float *k = bench_alloc_big(n * sizeof *k, false), *v = bench_alloc_big(n * sizeof *v, false);
+    ra_tensor *tk = NULL, *tv = NULL;
+    ra_options *o = NULL;
+    int rc = -1;
+    if (!k || !v) {
+        fprintf(stderr, "raggedattn-bench: error: out of memory for case %s's dequantized K/V "
+                "(%zu MiB)\n", s->name, 2 * n * sizeof(float) >> 20);
+        goto done;
+    }
+    bench_dequantize(k, w->k, w->ks, w->kv_dtype, rows, (size_t)s->D);
+    bench_dequantize(v, w->v, w->vs, w->kv_dtype, rows, (size_t)s->D);
+    if (wrap(&tk, RA_DTYPE_F32, 4, kv, NULL, k, "dequantized k") ||
+        wrap(&tv, RA_DTYPE_F32, 4, kv, NULL, v, "dequantized v"))
+        goto done;
+    ra_status st = ra_options_create(&o);
+    if (st == RA_OK)
+        st = ra_options_set_scale(o, w->scale);
+    if (st == RA_OK)
+        st = ra_options_set_block_size(o, s->block_size);
+    if (st == RA_OK)
+        st = ra_ragged_gqa(o, w->t_q4, tk, tv, w->t_len, w->t_ref_o, w->t_m, w->t_l);
+    if (st != RA_OK) {
+        fprintf(stderr, "raggedattn-bench: error: the dequantized output of case %s failed: "
+                "%s (%s)\n", s->name, ra_status_string(st), ra_last_error());
+        goto done;
+    }
+    normalize(w->ref_o, w->l, w);
+    w->dequant_ref = true;
+    rc = 0;
+done:
+    ra_options_destroy(o);
+    ra_tensor_destroy(tk);
+    ra_tensor_destroy(tv);
+    bench_free_big(k);
+    bench_free_big(v);
+    return rc;
 }
 
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
@@ -269,9 +408,14 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     w->kv_alloc = kv_elems * bench_dtype_size(kv_dtype);
     w->lengths = malloc((size_t)s->B * sizeof *w->lengths);
     w->q = malloc(q_elems * bench_dtype_size(q_dtype));
+    const bool quant = bench_dtype_quantized(kv_dtype);
     if (contiguous) {
         w->k = bench_alloc_big(w->kv_alloc, thp);
         w->v = bench_alloc_big(w->kv_alloc, thp);
+    }
+    if (contiguous && quant) {
+        w->ks = malloc((size_t)(s->B * s->S * s->Hkv) * sizeof *w->ks);
+        w->vs = malloc((size_t)(s->B * s->S * s->Hkv) * sizeof *w->vs);
     }
     w->o = malloc(q_elems * sizeof(float));
     w->ref_o = malloc(q_elems * sizeof(float));
@@ -280,7 +424,7 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     w->sinks = malloc((size_t)(s->Hq + 1) * sizeof(float));
     w->alibi = malloc((size_t)(s->Hq + 1) * sizeof(float));
     if (!w->lengths || !w->q || (contiguous && (!w->k || !w->v)) || !w->o || !w->ref_o ||
-        !w->m || !w->l || !w->sinks || !w->alibi) {
+        !w->m || !w->l || !w->sinks || !w->alibi || (contiguous && quant && (!w->ks || !w->vs))) {
         fprintf(stderr, "raggedattn-bench: error: out of memory for case %s (%zu MiB of K/V)\n",
                 s->name, 2 * w->kv_alloc >> 20);
         bench_workload_free(w);
@@ -289,25 +433,21 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
     w->scale = (float)(1.0 / sqrt((double)s->D));
     uint64_t key = seed ^ case_key(s->name);
     make_lengths(w, key);
-    w->kv_bytes = (double)w->sum_lengths * (double)(s->Hkv * s->D) * 2.0 *
-                  (double)bench_dtype_size(kv_dtype);
+    const double position_bytes = bench_kv_position_bytes(kv_dtype, s->Hkv, s->D);
+    w->kv_bytes = (double)w->sum_lengths * position_bytes * 2.0;
     const bench_mods none = {0};
     w->mods = bench_case_mods(mods ? mods : &none, s);
     w->visible_positions = 0;
     for (int64_t b = 0; b < s->B; b++)
         w->visible_positions +=
             bench_visible_positions(w->lengths[b], w->mods.window, w->mods.sink_positions);
-    w->kv_bytes_visible = (double)w->visible_positions * (double)(s->Hkv * s->D) * 2.0 *
-                          (double)bench_dtype_size(kv_dtype);
+    w->kv_bytes_visible = (double)w->visible_positions * position_bytes * 2.0;
     bench_fill_uniform_run(w->sinks, RA_DTYPE_F32, (size_t)s->Hq, 2.0f, key, STREAM_SINKS, 0);
     for (int64_t h = 0; h < s->Hq; h++)
         w->alibi[h] = (float)exp2(-8.0 * (double)(h + 1) / (double)s->Hq);
     bench_fill_uniform(w->q, q_dtype, q_elems, 1.0f, key, STREAM_Q);
-    if (contiguous) {
-        bench_fill_uniform(w->k, kv_dtype, kv_elems, 1.0f, key, STREAM_K);
-        bench_fill_uniform(w->v, kv_dtype, kv_elems, 1.0f, key, STREAM_V);
-    }
-    if (make_views(w) != 0) {
+    if ((contiguous && fill_contiguous(w, key, kv_elems) != 0) || make_views(w) != 0 ||
+        (contiguous && quant && make_dequant_ref(w) != 0)) {
         bench_workload_free(w);
         return -1;
     }
@@ -322,7 +462,8 @@ int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv
 void bench_workload_free(bench_workload *w)
 {
     ra_tensor *ts[] = {w->t_q4, w->t_q3, w->t_k, w->t_v, w->t_kref, w->t_vref, w->t_len,
-                       w->t_o, w->t_m, w->t_l, w->t_ref_o, w->t_sinks, w->t_alibi};
+                       w->t_o, w->t_m, w->t_l, w->t_ref_o, w->t_sinks, w->t_alibi, w->t_ks,
+                       w->t_vs};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         ra_tensor_destroy(ts[i]);
     for (int p = 0; p < w->n_pools; p++)
@@ -331,6 +472,8 @@ void bench_workload_free(bench_workload *w)
     free(w->q);
     bench_free_big(w->k);
     bench_free_big(w->v);
+    free(w->ks);
+    free(w->vs);
     free(w->o);
     free(w->ref_o);
     free(w->m);

@@ -66,8 +66,10 @@ typedef struct bench_pool {
     int64_t page_size, num_pages, max_pages;
     size_t alloc; /* bytes of each of the K and V pools */
     void *k, *v;
+    float *ks, *vs; /* quantized K/V: the scales, shaped like the pool [num_pages, page_size,
+                       Hkv, 1]; NULL otherwise */
     int32_t *table;
-    ra_tensor *t_k, *t_v, *t_table;
+    ra_tensor *t_k, *t_v, *t_table, *t_ks, *t_vs;
 } bench_pool;
 
 typedef struct bench_workload {
@@ -76,7 +78,8 @@ typedef struct bench_workload {
     int32_t *lengths;
     int64_t sum_lengths;
     float scale;       /* 1/sqrt(D), as models use (the seed's default 1.0 only changes the data) */
-    double kv_bytes;   /* bytes of K and V for sum(lengths) positions: what a call must read */
+    double kv_bytes;   /* bytes of K and V for sum(lengths) positions: what a call must read
+                          (quantized K/V: the codes and the scales) */
     bench_mods mods;   /* what the modified calls use (bench_case_mods); none: plain only */
     int64_t visible_positions; /* positions the modified calls read, summed over the batch */
     double kv_bytes_visible;   /* bytes of K and V at those positions */
@@ -84,20 +87,33 @@ typedef struct bench_workload {
     ra_tensor *t_sinks, *t_alibi;
     size_t kv_alloc;   /* bytes of each of the K and V buffers; 0 without a contiguous cache */
     void *q, *k, *v;   /* k, v: the contiguous [B,S,Hkv,D] cache, or NULL */
+    float *ks, *vs;    /* quantized K/V: one f32 scale per position and KV head [B,S,Hkv,1]
+                          beside the contiguous codes; NULL otherwise */
     float *o, *m, *l;  /* ra_ragged_gqa's outputs */
-    float *ref_o;      /* ra_reference_gqa's normalized output */
-    ra_tensor *t_q4, *t_q3, *t_k, *t_v, *t_kref, *t_vref, *t_len;
+    /* The normalized output rel_err compares with: ra_reference_gqa's (its warm-up call writes
+     * it), or for quantized K/V (which the reference does not take) ra_ragged_gqa's on an f32
+     * copy of the dequantized values code * scale, computed once by bench_workload_init. */
+    float *ref_o;
+    bool dequant_ref;  /* ref_o holds the dequantized ragged output */
+    ra_tensor *t_q4, *t_q3, *t_k, *t_v, *t_kref, *t_vref, *t_len, *t_ks, *t_vs;
     ra_tensor *t_o, *t_m, *t_l, *t_ref_o;
     bench_pool pools[BENCH_MAX_PAGED]; /* one per layout asked for, in the order given */
     int n_pools;
 } bench_workload;
 
+/* Bytes one position of K or V takes: Hkv * D elements, plus Hkv f32 scales when kv_dtype is
+ * quantized (one per position and KV head). */
+double bench_kv_position_bytes(ra_dtype kv_dtype, int64_t Hkv, int64_t D);
+
 /* Allocates and fills w for one case and dtype pair from a counter-based generator, so the
- * values depend only on (seed, case), never on the dtype or thread count. mods: the modifier
+ * values depend only on (seed, case), never on the dtype or thread count; a quantized dtype
+ * holds those values quantized by ra_quantize with one scale per position and KV head (so the
+ * paged pools hold the contiguous cache's codes and scales). mods: the modifier
  * flags (the case may add its window; NULL: none). page_sizes[0 ..
  * n_page_sizes-1] (at most BENCH_MAX_PAGED) are the layouts to build: 0 the contiguous cache,
  * else a paged pool (bench_pool). contiguous: build the contiguous cache even when 0 is not
- * listed (the reference path reads it). Returns 0, or -1 after printing why to stderr. */
+ * listed (the reference path reads it; for a quantized dtype it also makes the dequantized
+ * output rel_err compares with). Returns 0, or -1 after printing why to stderr. */
 int bench_workload_init(bench_workload *w, const bench_shape *shape, ra_dtype kv_dtype,
                         ra_dtype q_dtype, uint64_t seed, bool thp, const bench_mods *mods,
                         const int64_t *page_sizes, int n_page_sizes, bool contiguous);
