@@ -50,6 +50,7 @@ check([.results[].kv_dtype] | unique == ["bf16", "f32"]; "dtypes \([.results[].k
   check(.kernel | IN("blas", "portable", "avx2", "avx512"); $id + "kernel \(.kernel)"),
   # f32: both paths compute in f32 (the project's tolerance). bf16: the reference rounds the
   # probabilities and the PV sum to bf16 (2^-9 relative each), which the ragged path does not.
+  check(.rel_err_against == "reference"; $id + "rel_err against \(.rel_err_against)"),
   check((.max_rel_err | type) == "number" and .max_rel_err >= 0 and
         .max_rel_err <= (if .kv_dtype == "f32" then 1e-5 else 1e-2 end);
         $id + "max_rel_err \(.max_rel_err)"))

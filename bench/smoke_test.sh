@@ -1,7 +1,8 @@
 #!/bin/sh
 # ctest bench_smoke: runs raggedattn-bench on a tiny custom shape, validates the JSON it writes
-# with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq) and with score
-# modifiers (smoke_check_mods.jq), and checks that bad flags fail with a clear message.
+# with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq), with score
+# modifiers (smoke_check_mods.jq) and with quantized K/V (smoke_check_quant.jq), and checks that
+# bad flags fail with a clear message.
 # Usage: smoke_test.sh BENCH JQ WORKDIR
 set -eu
 bench=$1
@@ -96,6 +97,25 @@ grep -q '^modifiers cap30,win50+4,sinks,alibi: the modified calls read [0-9]* of
     "$dir/mods.txt")" -eq 2 ] || fail "modified rows must show vs_plain and no reference columns"
 ! grep -q 'not bitwise the contiguous' "$dir/mods.txt" || fail "a paged modified result differed"
 
+# Quantized K/V: codes and scales on the contiguous cache and on pages of 16, plain and
+# modified, with the automatic and the portable kernel (smoke_check_quant.jq).
+qjson=$dir/quant.json
+rm -f "$qjson"
+"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
+    --dtype i8,e4m3,fp8_e5m2 --threads 2 --kernel auto,portable --paged 0,16 --window 50:4 \
+    --alibi --reps 3 --ref-reps 1 --json "$qjson" >"$dir/quant.txt" 2>"$dir/quant_progress.txt" ||
+    fail "the quantized run exited with status $?"
+cat "$dir/quant.txt"
+"$jq" empty "$qjson" || fail "$qjson is not valid JSON"
+problems=$("$jq" -r -f "$here/smoke_check_quant.jq" "$qjson") ||
+    fail "jq could not run the quantized checks"
+[ -z "$problems" ] || fail "$(printf 'quantized JSON checks failed:\n%s' "$problems")"
+[ "$(grep -cE '^custom (i8|fp8_e4m3|fp8_e5m2) +2 +(contig|16) +[a-z0-9]+ +- .* - +- +[0-9.]+e-[0-9]+ +[TS%-]+$' \
+    "$dir/quant.txt")" -eq 12 ] || fail "plain quantized rows must show rel_err and no reference"
+[ "$(grep -cE '^custom (i8|fp8_e4m3|fp8_e5m2) .* win50\+4,alibi .* [0-9.]+x +- +- +- +[TS%-]+$' \
+    "$dir/quant.txt")" -eq 12 ] || fail "modified quantized rows must show no reference or rel_err"
+! grep -q 'not bitwise the contiguous' "$dir/quant.txt" || fail "a paged quantized result differed"
+
 # expect_error STATUS MESSAGE ARGS...: the bench must exit with STATUS and say MESSAGE.
 expect_error() {
     want=$1
@@ -122,12 +142,14 @@ expect_error 2 "--softcap takes a finite number > 0, not 'nan'" --softcap nan
 expect_error 2 "--window takes an integer in [1, " --window 0
 expect_error 2 "--window's sink positions takes an integer in [0, " --window 64:-1
 expect_error 2 "--sinks takes no value" --sinks=1
+expect_error 2 "--dtype: unknown dtype 'int8'" --dtype bf16,int8
+expect_error 2 "--qdtype: unknown dtype 'e4m3'" --qdtype e4m3
 expect_error 1 "cannot write --json $dir/missing/x.json" --B 1 --S 8 --json "$dir/missing/x.json"
 
 # --help documents every flag the issue asks for.
 help=$("$bench" --help)
 for flag in --case --dtype --threads --json --quick --hot --kernel --reps --B --S --hq --hkv \
-    --D --lengths --block --paged --softcap --window --sinks --alibi; do
+    --D --lengths --block --paged --softcap --window --sinks --alibi i8 fp8_e4m3 fp8_e5m2; do
     echo "$help" | grep -qF -- "$flag" || fail "--help does not mention $flag"
 done
 echo "$help" | grep -qE '^  w +B=1 +S=65536 +Hq=32 +Hkv=8 +D=128 ' ||

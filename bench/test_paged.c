@@ -1,7 +1,7 @@
 /* ctest bench_paged: the bench's --paged option (parsing, the page sizes it keeps), the pools
  * it builds (every sequence's rows at the place its page table names, the same bytes as the
- * contiguous cache, pages shuffled by the seed, unused slots -1), and the warning about paged
- * results that differ from the contiguous ones. */
+ * contiguous cache, and for i8/fp8 the same scales, pages shuffled by the seed, unused slots
+ * -1), and the warning about paged results that differ from the contiguous ones. */
 #define _POSIX_C_SOURCE 200809L /* fmemopen */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +64,17 @@ static void test_parse(void)
     }
 }
 
+/* Quantized K/V: the scales of pool row `at` are the contiguous cache's at position `pos`
+ * (b * S + t); true for float K/V, which have none. */
+static int same_scales(const bench_workload *w, const bench_pool *pool, int64_t at, int64_t pos)
+{
+    if (!w->ks)
+        return !pool->ks;
+    const size_t n = (size_t)w->shape.Hkv, sz = n * sizeof(float);
+    return pool->ks && !memcmp(pool->ks + (size_t)at * n, w->ks + (size_t)pos * n, sz) &&
+           !memcmp(pool->vs + (size_t)at * n, w->vs + (size_t)pos * n, sz);
+}
+
 /* Checks one pool of w against its contiguous cache. */
 static void check_pool(const bench_workload *w, const bench_pool *pool)
 {
@@ -106,7 +117,8 @@ static void check_pool(const bench_workload *w, const bench_pool *pool)
                 if (t < s->S) {
                     const size_t at = (size_t)(b * s->S + t) * rb;
                     CHECK(!memcmp(kp, (const char *)w->k + at, rb) &&
-                              !memcmp(vp, (const char *)w->v + at, rb),
+                              !memcmp(vp, (const char *)w->v + at, rb) &&
+                              same_scales(w, pool, pg * ps + r, b * s->S + t),
                           "page %lld: sequence %lld position %lld differs from the contiguous "
                           "cache", (long long)ps, (long long)b, (long long)t);
                 } else {
@@ -150,6 +162,15 @@ static void check_call(bench_workload *w, const bench_pool *pool)
     free(keep);
 }
 
+/* Two pools of one page size hold the same scales (or, for float K/V, none). */
+static int same_pool_scales(const bench_pool *a, const bench_pool *b, int64_t Hkv)
+{
+    const size_t n = (size_t)(a->num_pages * a->page_size * Hkv) * sizeof(float);
+    if (!a->ks || !b->ks)
+        return !a->ks && !b->ks;
+    return !memcmp(a->ks, b->ks, n) && !memcmp(a->vs, b->vs, n);
+}
+
 static void test_pools(void)
 {
     bench_shape shape = *bench_find_case("seed");
@@ -157,8 +178,9 @@ static void test_pools(void)
     shape.B = 3, shape.S = 50, shape.Hq = 4, shape.Hkv = 2, shape.D = 8;
     shape.lengths = BENCH_LEN_RANDOM;
     const int64_t sizes[] = {0, 1, 7, 64};
-    const ra_dtype dts[] = {RA_DTYPE_F32, RA_DTYPE_BF16};
-    for (int d = 0; d < 2; d++) {
+    const ra_dtype dts[] = {RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_I8, RA_DTYPE_FP8_E4M3,
+                            RA_DTYPE_FP8_E5M2};
+    for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
         bench_workload w, again;
         if (bench_workload_init(&w, &shape, dts[d], RA_DTYPE_F32, 42, false, NULL, sizes, 4,
                                 false)) {
@@ -186,7 +208,8 @@ static void test_pools(void)
             CHECK(a->num_pages == b->num_pages &&
                       !memcmp(a->table, b->table,
                               (size_t)(shape.B * a->max_pages) * sizeof *a->table) &&
-                      !memcmp(a->k, b->k, a->alloc) && !memcmp(a->v, b->v, a->alloc),
+                      !memcmp(a->k, b->k, a->alloc) && !memcmp(a->v, b->v, a->alloc) &&
+                      same_pool_scales(a, b, shape.Hkv),
                   "page %lld: another run with the same seed built another pool",
                   (long long)a->page_size);
         }
