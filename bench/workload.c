@@ -129,11 +129,19 @@ static int wrap(ra_tensor **t, ra_dtype dt, int rank, const int64_t *shape,
     return 0;
 }
 
-/* A quantized [.., .., .., D] view of codes with its scale tensor. */
-static int wrap_quantized(ra_tensor **t, ra_dtype dt, const int64_t shape[4], void *codes,
-                          const ra_tensor *scale, const char *what)
+/* A K or V view [.., .., .., D] of data: plain, or for quantized K/V (scales not NULL) its codes
+ * with the view *ts of one scale per row, shaped [.., .., .., 1]. */
+static int wrap_kv(ra_tensor **t, ra_tensor **ts, ra_dtype dt, const int64_t shape[4],
+                   void *data, float *scales, const char *what)
 {
-    ra_status st = ra_tensor_wrap_quantized(t, dt, 4, shape, NULL, codes, scale);
+    if (!scales)
+        return wrap(t, dt, 4, shape, NULL, data, what);
+    const int64_t sshape[4] = {shape[0], shape[1], shape[2], 1};
+    char name[64];
+    snprintf(name, sizeof name, "%s scales", what);
+    if (wrap(ts, RA_DTYPE_F32, 4, sshape, NULL, scales, name))
+        return -1;
+    ra_status st = ra_tensor_wrap_quantized(t, dt, 4, shape, NULL, data, *ts);
     if (st != RA_OK) {
         fprintf(stderr, "raggedattn-bench: error: cannot wrap %s: %s (%s)\n", what,
                 ra_status_string(st), ra_last_error());
@@ -151,20 +159,15 @@ static int make_views(bench_workload *w)
     /* ra_reference_gqa's [B,Hkv,S,D], as a strided view of the same [B,S,Hkv,D] memory */
     const int64_t kvref[4] = {B, Hkv, S, D};
     const int64_t kvref_st[4] = {S * Hkv * D, D, Hkv * D, 1};
-    const int64_t lb[1] = {B}, ml[4] = {B, 1, Hq, 1}, ks[4] = {B, S, Hkv, 1};
-    if (w->k && w->ks) { /* quantized: the reference takes no quantized K/V, so no views for it */
-        if (wrap(&w->t_ks, RA_DTYPE_F32, 4, ks, NULL, w->ks, "k scales") ||
-            wrap(&w->t_vs, RA_DTYPE_F32, 4, ks, NULL, w->vs, "v scales") ||
-            wrap_quantized(&w->t_k, w->kv_dtype, kv, w->k, w->t_ks, "k") ||
-            wrap_quantized(&w->t_v, w->kv_dtype, kv, w->v, w->t_vs, "v"))
-            return -1;
-    } else if (w->k &&
-               (wrap(&w->t_k, w->kv_dtype, 4, kv, NULL, w->k, "k") ||
-                wrap(&w->t_v, w->kv_dtype, 4, kv, NULL, w->v, "v") ||
-                wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
-                wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)"))) {
+    const int64_t lb[1] = {B}, ml[4] = {B, 1, Hq, 1};
+    if (w->k && (wrap_kv(&w->t_k, &w->t_ks, w->kv_dtype, kv, w->k, w->ks, "k") ||
+                 wrap_kv(&w->t_v, &w->t_vs, w->kv_dtype, kv, w->v, w->vs, "v")))
         return -1;
-    }
+    /* the reference takes no quantized K/V, so those get no views for it */
+    if (w->k && !w->ks &&
+        (wrap(&w->t_kref, w->kv_dtype, 4, kvref, kvref_st, w->k, "k (reference view)") ||
+         wrap(&w->t_vref, w->kv_dtype, 4, kvref, kvref_st, w->v, "v (reference view)")))
+        return -1;
     return wrap(&w->t_q4, w->q_dtype, 4, q4, NULL, w->q, "q") ||
            wrap(&w->t_q3, w->q_dtype, 3, q3, NULL, w->q, "q (reference view)") ||
            wrap(&w->t_len, RA_DTYPE_I32, 1, lb, NULL, w->lengths, "lengths") ||
@@ -271,19 +274,10 @@ static int make_pool(bench_workload *w, bench_pool *pool, uint64_t key, bool thp
     if (failed)
         goto done;
     const int64_t shape[4] = {pool->num_pages, ps, s->Hkv, s->D};
-    const int64_t sshape[4] = {pool->num_pages, ps, s->Hkv, 1};
     const int64_t tshape[2] = {B, pool->max_pages};
-    if (quant ? wrap(&pool->t_ks, RA_DTYPE_F32, 4, sshape, NULL, pool->ks, "k_pages scales") ||
-                    wrap(&pool->t_vs, RA_DTYPE_F32, 4, sshape, NULL, pool->vs,
-                         "v_pages scales") ||
-                    wrap_quantized(&pool->t_k, w->kv_dtype, shape, pool->k, pool->t_ks,
-                                   "k_pages") ||
-                    wrap_quantized(&pool->t_v, w->kv_dtype, shape, pool->v, pool->t_vs,
-                                   "v_pages")
-              : wrap(&pool->t_k, w->kv_dtype, 4, shape, NULL, pool->k, "k_pages") ||
-                    wrap(&pool->t_v, w->kv_dtype, 4, shape, NULL, pool->v, "v_pages"))
-        goto done;
-    if (wrap(&pool->t_table, RA_DTYPE_I32, 2, tshape, NULL, pool->table, "page_table"))
+    if (wrap_kv(&pool->t_k, &pool->t_ks, w->kv_dtype, shape, pool->k, pool->ks, "k_pages") ||
+        wrap_kv(&pool->t_v, &pool->t_vs, w->kv_dtype, shape, pool->v, pool->vs, "v_pages") ||
+        wrap(&pool->t_table, RA_DTYPE_I32, 2, tshape, NULL, pool->table, "page_table"))
         goto done;
     rc = 0;
 done:
