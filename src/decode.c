@@ -409,7 +409,7 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
-    bool want_qp = !pl->rows && p->k.dtype == RA_DTYPE_BF16 && kt->q_pairs_for_bf16_k;
+    bool want_qp = !pl->rows && kt->q_pairs_for_k[p->k.dtype];
     pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
 
     int64_t n = 0;

@@ -13,7 +13,8 @@
  * K/V may be f32, f16 (vcvtph2ps) or bf16, independently; q, o, m, l stay f32, and so does
  * every sum. bf16 rows load 32 elements whole and split them into even and odd ones with a
  * shift and a mask, so q comes pre-split (ra__tile.qp) and PV sums return to feature order
- * once per tile. When q and K are both bf16 and the CPU has AVX512-BF16, QK
+ * once per tile. e4m3 rows take the same path: a byte table lookup turns 32 codes into 32
+ * exact bf16 (fewer operations than widening them to f32 16 at a time). When q and K are both bf16 and the CPU has AVX512-BF16, QK
  * multiplies them as bf16 pairs instead (vdpbf16ps: exact products, f32 sums, 32 elements per
  * instruction), 1.2-1.3x faster on GQA/MQA workloads; bf16 subnormals, which the instruction
  * reads as 0, are detected and take exact products. */
@@ -136,7 +137,8 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
  * elements as 16 even, then 16 odd, zero-padded). */
 RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
                                    const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
-                                   const ra__prefetcher *pf, int64_t tick, const int paged)
+                                   const int kdt, const ra__prefetcher *pf, int64_t tick,
+                                   const int paged)
 {
     const int TT = 16 / GT;
     __m512 qe[8], qo[8];
@@ -145,8 +147,8 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
         qo[g] = _mm512_loadu_ps(qp + g * ld + d + 16);
     }
     for (int i = 0; i < TT; i++) {
-        PF_ROW(pf, tick, i, PF_FINE_QK(GT, RA_DTYPE_BF16));
-        const __m512i x = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)krow[i] + d);
+        PF_ROW(pf, tick, i, PF_FINE_QK(GT, kdt));
+        const __m512i x = load_bf16x32(krow[i], d, mk, kdt);
         __m512 ke, ko;
         bf16_split(x, &ke, &ko);
         for (int g = 0; g < GT; g++) {
@@ -157,7 +159,7 @@ RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
 }
 
 /* Elements of q and K per step of the QK loop. */
-#define QK_WIDTH(kdt) ((kdt) == KDT_BF16_DOT || (kdt) == RA_DTYPE_BF16 ? 32 : 16)
+#define QK_WIDTH(kdt) ((kdt) == KDT_BF16_DOT || RA_PAIRED(kdt) ? 32 : 16)
 
 /* Whether rows krow[0..n-1] hold a bf16 subnormal among their D elements. */
 RA_INLINE bool rows_have_bf16_subnormal(const char *const krow[16], int n, int64_t D)
@@ -182,7 +184,7 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
     const int64_t d_iters = (D + W - 1) / W;
     const float *q = t->q + g0 * D;
     const uint16_t *qb = kdt == KDT_BF16_DOT ? t->qb + g0 * D : NULL;
-    const float *qp = kdt == RA_DTYPE_BF16 ? t->qp + g0 * t->qp_ld : NULL;
+    const float *qp = RA_PAIRED(kdt) ? t->qp + g0 * t->qp_ld : NULL;
     const int64_t qp_ld = t->qp_ld;
     __m512i exp_min = _mm512_set1_epi16(0x7f80);
     for (int i = 0; i < 16; i++)
@@ -192,8 +194,8 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
         PF_STEP(pf, tick, PF_FINE_QK(GT, kdt));
         if (kdt == KDT_BF16_DOT)
             qk_accumulate_dot(acc, qb, D, krow, d, 0xffffffffu, GT, pf, tick, &exp_min, paged);
-        else if (kdt == RA_DTYPE_BF16)
-            qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, pf, tick, paged);
+        else if (RA_PAIRED(kdt))
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, d, 0xffffffffu, GT, kdt, pf, tick, paged);
         else
             qk_accumulate(acc, q, D, krow, d, 0xffff, GT, kdt, pf, tick, paged);
     }
@@ -203,8 +205,8 @@ RA_INLINE bool qk_register_tile(__m512 acc[16], const ra__tile *t, int64_t g0, c
         const __mmask32 tail = lanes32(D - Dw);
         if (kdt == KDT_BF16_DOT)
             qk_accumulate_dot(acc, qb, D, krow, Dw, tail, GT, pf, tick, &exp_min, paged);
-        else if (kdt == RA_DTYPE_BF16)
-            qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, pf, tick, paged);
+        else if (RA_PAIRED(kdt))
+            qk_accumulate_pairs(acc, qp, qp_ld, krow, Dw, tail, GT, kdt, pf, tick, paged);
         else
             qk_accumulate(acc, q, D, krow, Dw, lanes(D - Dw), GT, kdt, pf, tick, paged);
     }
@@ -287,22 +289,21 @@ RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *
     }
 }
 
-/* 16*NC features (NC = 2 or 4) of a V row from element i: for bf16 in even/odd order, the
+/* 16*NC features (NC = 2 or 4) of a V row from element i: for bf16 and e4m3 in even/odd order, the
  * first NC of {v[i+2j]}, {v[i+2j+1]}, {v[i+32+2j]}, {v[i+32+2j+1]} (j = lane), which a shift
  * and a mask make out of whole loads with no widening shuffle; natural order {v[i+j]},
  * {v[i+16+j]}, ... otherwise. */
 RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const int dt,
                       __m512 vv[4], const int NC)
 {
-    if (dt != RA_DTYPE_BF16) {
+    if (!RA_PAIRED(dt)) {
         for (int c = 0; c < NC; c++)
             vv[c] = load16(row, i + 16 * c, mk[c], dt);
         return;
     }
     for (int h = 0; h < NC / 2; h++) {
         const __mmask32 m = (__mmask32)mk[2 * h] | ((__mmask32)mk[2 * h + 1] << 16);
-        const __m512i x = m ? _mm512_maskz_loadu_epi16(m, (const uint16_t *)row + i + 32 * h)
-                            : _mm512_setzero_si512();
+        const __m512i x = m ? load_bf16x32(row, i + 32 * h, m, dt) : _mm512_setzero_si512();
         bf16_split(x, &vv[2 * h], &vv[2 * h + 1]);
     }
 }
@@ -375,7 +376,7 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
                 for (int u = 1; u < U; u++)
                     sum[c] = _mm512_add_ps(sum[c], acc[u][g][c]);
             }
-            if (vdt == RA_DTYPE_BF16) { /* even/odd lanes back to feature order */
+            if (RA_PAIRED(vdt)) { /* even/odd lanes back to feature order */
                 const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
                 const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
                 for (int h = 0; h < NC / 2; h++) {
@@ -481,7 +482,7 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
  * measured 3-4% faster with f32 and f16 K. bf16 K keeps tiles of 4: with f32 q its split q
  * (16 vectors for 8 heads) leaves too few registers (12% slower), and with bf16 q the pair
  * products gained 2% on MQA but the larger function cost the 4-head tiles of GQA 5%. */
-#define WITH8(kdt) ((kdt) != RA_DTYPE_BF16)
+#define WITH8(kdt) (!RA_PAIRED(kdt))
 
 #define RA__STEP(kd, vd, paged, name)                                                         \
     static void name(const ra__tile *t)                                                       \
@@ -502,7 +503,28 @@ RA__STEPS(BF16, F32)
 RA__STEPS(BF16, F16)
 RA__STEPS(BF16, BF16)
 RA__STEPS(I8, I8)
-RA__STEPS(FP8_E4M3, FP8_E4M3)
+/* e4m3 reads its rows as bf16 through byte tables (vpermi2b) where the CPU has AVX512-VBMI.
+ * Each way is a function of its own: with both inlined into one, gcc 12 dropped the
+ * prefetches of the contiguous step. */
+#define RA__E4M3_WAY(dt, paged, name)                                                         \
+    __attribute__((noinline)) static void name(const ra__tile *t)                             \
+    {                                                                                         \
+        RA__FOR_HEAD_TILES_8(head_tile_step, t, RA__DTP(dt, dt, paged), WITH8(dt));           \
+    }
+#define RA__STEP_E4M3(paged, name)                                                            \
+    RA__E4M3_WAY(RA_DTYPE_FP8_E4M3, paged, name##_vbmi)                                       \
+    RA__E4M3_WAY(RA_E4M3_NO_VBMI, paged, name##_no_vbmi)                                      \
+    static void name(const ra__tile *t)                                                       \
+    {                                                                                         \
+        if (ra__cpu_has_avx512vbmi())                                                         \
+            name##_vbmi(t);                                                                   \
+        else                                                                                  \
+            name##_no_vbmi(t);                                                                \
+    }
+RA__STEP_E4M3(0, step_FP8_E4M3_FP8_E4M3)
+RA__STEP_E4M3(1, paged_FP8_E4M3_FP8_E4M3)
+#undef RA__STEP_E4M3
+#undef RA__E4M3_WAY
 RA__STEPS(FP8_E5M2, FP8_E5M2)
 #undef RA__STEPS
 #undef RA__STEP
@@ -525,7 +547,8 @@ RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
 #define RA__AVX512_TABLE                                                                      \
     .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = 2048,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
-    .self_prefetch = true, .q_pairs_for_bf16_k = true, .row_pointers = true,                  \
+    .self_prefetch = true, .row_pointers = true,                                               \
+    .q_pairs_for_k = {[RA_DTYPE_BF16] = true, [RA_DTYPE_FP8_E4M3] = true},                     \
     .rows = {[RA_DTYPE_F32] = {ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16,               \
                                ra__avx512_rows_F32_BF16},                                      \
              [RA_DTYPE_F16] = {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16,               \

@@ -11,6 +11,10 @@
 
 #define RA_INLINE static inline __attribute__((always_inline))
 
+/* The pseudo K/V dtype of e4m3 rows on CPUs without AVX512-VBMI (no byte table lookups):
+ * widened 16 elements at a time through binary16 instead. */
+#define RA_E4M3_NO_VBMI 7
+
 /* 16 elements at element index i of a K/V row, as f32 (of a quantized row, the stored values
  * q, which the caller scales); lanes outside mk read nothing. */
 RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
@@ -19,7 +23,8 @@ RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
         return _mm512_setzero_ps();
     if (dt == RA_DTYPE_F32)
         return _mm512_maskz_loadu_ps(mk, (const float *)base + i);
-    if (dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2) {
+    if (dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2 ||
+        dt == RA_E4M3_NO_VBMI) {
         const __m128i b = _mm_maskz_loadu_epi8(mk, (const uint8_t *)base + i);
         if (dt == RA_DTYPE_I8)
             return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
@@ -27,19 +32,71 @@ RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
         if (dt == RA_DTYPE_FP8_E5M2) /* the top byte of a binary16 */
             return _mm512_cvtph_ps(_mm256_slli_epi16(w, 8));
         /* e4m3 as a binary16 with the exponent bias 15 instead of 7 (exact, subnormals too),
-         * times 2^8; 0x7f and 0xff are NaN */
-        const __m256i mag = _mm256_and_si256(w, _mm256_set1_epi16(0x7f));
-        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
-                                          _mm256_slli_epi16(mag, 7));
+         * times 2^8: the sign-extended byte shifted left by 7 holds the sign in bit 15 and a
+         * stray copy in bit 14, which the mask clears; 0x7f and 0xff are NaN */
+        const __m256i s7 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7);
+        const __m256i h = _mm256_and_si256(s7, _mm256_set1_epi16((short)0xbfff));
         const __m512 f = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
-        return _mm512_mask_mov_ps(f, _mm256_cmpeq_epi16_mask(mag, _mm256_set1_epi16(0x7f)),
-                                  _mm512_set1_ps(NAN));
+        const __mmask16 nan = _mm_cmpeq_epi8_mask(_mm_or_si128(b, _mm_set1_epi8((char)0x80)),
+                                                  _mm_set1_epi8((char)0xff));
+        return _mm512_mask_mov_ps(f, nan, _mm512_set1_ps(NAN));
     }
     __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + i);
     if (dt == RA_DTYPE_F16)
         return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+
+/* The bf16 bits of an e4m3 magnitude c (7 bits; e4m3 values are all exact in bf16): exponent
+ * e = c >> 3 rebiased from 7 to 127, subnormals (e = 0) normalized, 0x7f a quiet NaN. */
+#define RA_E4M3_BF16(c)                                                                        \
+    ((c) == 0x7f   ? 0x7fc0                                                                     \
+     : (c) >> 3    ? ((((c) >> 3) + 120) << 7) | (((c) & 7) << 4)                              \
+     : (c) == 0    ? 0                                                                          \
+     : (c) == 1    ? 0x3b00                                                                     \
+     : (c) < 4     ? 0x3b80 | (((c) & 1) << 6)                                                  \
+                   : 0x3c00 | (((c) - 4) << 5))
+#define RA_LUT4(f, c) f(c), f((c) + 1), f((c) + 2), f((c) + 3)
+#define RA_LUT16(f, c) RA_LUT4(f, c), RA_LUT4(f, (c) + 4), RA_LUT4(f, (c) + 8), RA_LUT4(f, (c) + 12)
+#define RA_LUT64(f, c) RA_LUT16(f, c), RA_LUT16(f, (c) + 16), RA_LUT16(f, (c) + 32), RA_LUT16(f, (c) + 48)
+#define RA_E4M3_LO(c) (uint8_t)(RA_E4M3_BF16(c) & 0xff)
+#define RA_E4M3_HI(c) (uint8_t)(RA_E4M3_BF16(c) >> 8)
+/* Low and high bytes of those bf16, 128 of each: the two-register tables of vpermi2b. */
+static const uint8_t ra_e4m3_bf16_lo[128] __attribute__((aligned(64))) = {
+    RA_LUT64(RA_E4M3_LO, 0), RA_LUT64(RA_E4M3_LO, 64)};
+static const uint8_t ra_e4m3_bf16_hi[128] __attribute__((aligned(64))) = {
+    RA_LUT64(RA_E4M3_HI, 0), RA_LUT64(RA_E4M3_HI, 64)};
+
+/* 32 e4m3 codes as 32 bf16 in element order: each code goes to both bytes of its word, the
+ * low byte is looked up in one table and the high byte in the other (vpermi2b reads the low
+ * 7 bits of each index), and the code's sign bit, which sits at bit 15 already, is kept. */
+RA_INLINE __m512i e4m3_to_bf16x32(__m256i codes)
+{
+    const __m512i both_bytes = _mm512_set_epi8(
+        31, 31, 30, 30, 29, 29, 28, 28, 27, 27, 26, 26, 25, 25, 24, 24, 23, 23, 22, 22, 21, 21,
+        20, 20, 19, 19, 18, 18, 17, 17, 16, 16, 15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10,
+        9, 9, 8, 8, 7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i x = _mm512_permutexvar_epi8(both_bytes, _mm512_castsi256_si512(codes));
+    const __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(ra_e4m3_bf16_lo), x,
+                                                _mm512_load_si512(ra_e4m3_bf16_lo + 64));
+    const __m512i hi = _mm512_permutex2var_epi8(_mm512_load_si512(ra_e4m3_bf16_hi), x,
+                                                _mm512_load_si512(ra_e4m3_bf16_hi + 64));
+    const __m512i mag = _mm512_mask_blend_epi8((__mmask64)0xaaaaaaaaaaaaaaaaull, lo, hi);
+    /* mag | (x & 0x8000): the sign bit from the code copy in the high byte */
+    return _mm512_ternarylogic_epi32(mag, x, _mm512_set1_epi16((short)0x8000), 0xf8);
+}
+
+/* 32 elements of a bf16 or e4m3 row from element i as bf16 bits (lanes outside mk are 0):
+ * the rows the pair steps split into even and odd elements. */
+RA_INLINE __m512i load_bf16x32(const void *base, int64_t i, __mmask32 mk, const int dt)
+{
+    if (dt == RA_DTYPE_FP8_E4M3)
+        return e4m3_to_bf16x32(_mm256_maskz_loadu_epi8(mk, (const uint8_t *)base + i));
+    return _mm512_maskz_loadu_epi16(mk, (const uint16_t *)base + i);
+}
+
+/* K/V dtypes that the AVX-512 steps read as bf16 pairs (load_bf16x32). */
+#define RA_PAIRED(dt) ((dt) == RA_DTYPE_BF16 || (dt) == RA_DTYPE_FP8_E4M3)
 
 /* Bytes per element of a K/V dtype (the bf16 pair steps' pseudo-dtype reads bf16). */
 #define RA_ES(dt) ((dt) == RA_DTYPE_F32 ? 4 : (dt) >= RA_DTYPE_I8 ? 1 : 2)

@@ -25,6 +25,16 @@ static bool cpu_has_avx512bf16(void)
     return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 }
 
+bool ra__cpu_has_avx512vbmi(void)
+{
+#ifdef RA_NO_AVX512VBMI /* a build knob for testing the steps that do without it */
+    return false;
+#else
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi");
+#endif
+}
+
 static bool cpu_has_avx2(void)
 {
     __builtin_cpu_init();

@@ -27,7 +27,7 @@ typedef struct ra__tile {
     int64_t T;    /* positions in this tile, 1..tile_max */
     const float *q; /* [G][D] f32, contiguous (converted once per call) */
     const uint16_t *qb; /* [G][D] the same q as bf16 bits, for step_bf16_dot only */
-    const float *qp;    /* [G][qp_ld] q split for bf16 K (q_pairs_for_bf16_k), else NULL */
+    const float *qp;    /* [G][qp_ld] q split for paired K (q_pairs_for_k), else NULL */
     int64_t qp_ld;
     const void *k;  /* first position of the tile; element strides below */
     int64_t k_st, k_sd;
@@ -230,7 +230,7 @@ typedef struct ra__kernel_table {
     bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
     bool needs_conv;         /* uses ra__tile.conv */
     bool self_prefetch;      /* consumes ra__tile.pf_* itself */
-    bool q_pairs_for_bf16_k; /* wants ra__tile.qp when K is bf16 */
+    bool q_pairs_for_k[RA__KV_DTYPES]; /* K dtypes for which it wants ra__tile.qp */
     bool row_pointers;       /* has step_rows (and step_bf16_dot_rows where it has dot steps) */
     /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
     ra__tile_fn qk[RA__KV_DTYPES];
@@ -278,6 +278,8 @@ bool ra__kernel_available(ra_kernel k);
 /* AUTO -> the best available family; others unchanged. */
 ra_kernel ra__kernel_resolve(ra_kernel k);
 const ra__kernel_table *ra__kernel_table_for(ra_kernel resolved);
+/* Whether the AVX-512 steps may use AVX512-VBMI byte tables (the CPU has it). */
+bool ra__cpu_has_avx512vbmi(void);
 
 /* The score modifiers of one logit s (see ra__tile): soft-cap, then ALiBi at distance dist. */
 static inline float ra__modify_logit(float s, float cap, const float *slope, float dist)

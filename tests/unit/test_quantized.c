@@ -88,7 +88,7 @@ static void qcache_free(qcache *c)
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-enum { QB = 5, QS = 120, QD = 64 };
+enum { QB = 5, QS = 120, QD = 72 }; /* D = 64 + 8: every SIMD loop has a masked tail */
 static const int32_t qlengths[QB] = {0, 1, 33, 77, QS};
 static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
                                     RA_KERNEL_AVX2, RA_KERNEL_AVX512};
