@@ -1,7 +1,8 @@
 /* The fuzz harness: shared pieces. The harness builds tensors, options and calls from the fuzz
- * bytes, decides on its own (from SPEC section 9 and the header) whether each call is valid,
- * and checks the library's answer against a double-precision oracle written here. It uses the
- * public API only and shares no code with the library or with tests/common. */
+ * bytes, decides on its own (from the header and docs/design.md, "Validation and errors")
+ * whether each call is valid, and checks the library's answer against a double-precision
+ * oracle written here. It uses the public API only and shares no code with the library or with
+ * tests/common. */
 #ifndef RA_FZ_H
 #define RA_FZ_H
 

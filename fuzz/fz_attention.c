@@ -10,7 +10,7 @@
 
 #include "fz_attn.h"
 
-/* SPEC section 9 and the header, applied to the tensors as built. */
+/* The header and docs/design.md ("Validation and errors"), applied to the tensors as built. */
 static fz_expect expect_attention(const fz_attn *a)
 {
     const fz_fn *f = a->fn;

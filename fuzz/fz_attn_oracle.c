@@ -1,5 +1,6 @@
-/* The attention oracle: SPEC section 1 (ragged) and section 9 (the seed's reference
- * arithmetic) per (b, h) in double precision, with error bounds derived from f32 arithmetic:
+/* The attention oracle: docs/design.md, "The attention computed" (ragged) and "The reference
+ * arithmetic" (the seed's), per (b, h) in double precision, with error bounds derived from f32
+ * arithmetic:
  *   - a logit s_t = scale * q.k computed in f32 is within delta = (D+4) * 2^-24 * A of the
  *     exact value, where A = |scale| * sum_d |q_d k_d|;
  *   - so every softmax weight is within a factor e^(+-2 delta) of the exact one;
