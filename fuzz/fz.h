@@ -103,6 +103,8 @@ int64_t fz_numel(const fz_tensor *t);
 /* Bytes from the data pointer to the end of the furthest element; 0 when empty. */
 size_t fz_extent(const fz_tensor *t);
 int64_t fz_offset(const fz_tensor *t, const int64_t *idx); /* in elements */
+/* Row-major successor of idx over t's shape; false (idx back at 0) after the last element. */
+bool fz_next_index(const fz_tensor *t, int64_t *idx);
 void fz_set_shape(fz_tensor *t, ra_dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2,
                   int64_t d3);
 void fz_row_major(fz_tensor *t, int64_t pad);
@@ -247,6 +249,9 @@ double fz_quant_code(fz_rng *r, ra_dtype dt, int cls);
  * valid position uses (used[data element] false) may get poison instead. used may be NULL
  * (every element counts). */
 void fz_quant_fill_scale(fz_in *qs, fz_case *c, int data, const bool *used, bool poison);
+/* The scale of data element idx: its index in sc (sidx; 0 along broadcast axes) and its
+ * row-major position among sc's elements. */
+int64_t fz_scale_index(const fz_tensor *sc, const int64_t *idx, int64_t sidx[4]);
 /* True when a NaN at this element must show: a NaN code, or a NaN scale. */
 bool fz_nan_at(const fz_case *c, const fz_tensor *t, const int64_t *idx);
 

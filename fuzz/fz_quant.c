@@ -138,23 +138,13 @@ double fz_quant_code(fz_rng *r, ra_dtype dt, int cls)
     }
 }
 
-/* Row-major successor of idx over t's shape; false after the last element. */
-static bool next_idx(const fz_tensor *t, int64_t *idx)
-{
-    for (int i = t->rank - 1; i >= 0; i--) {
-        if (++idx[i] < t->shape[i])
-            return true;
-        idx[i] = 0;
-    }
-    return false;
-}
-
-/* The row-major position in sc of the scale of data element idx. */
-static int64_t scale_flat(const fz_tensor *sc, const int64_t *idx)
+int64_t fz_scale_index(const fz_tensor *sc, const int64_t *idx, int64_t sidx[4])
 {
     int64_t f = 0;
+    for (int i = 0; i < 4; i++)
+        sidx[i] = i < sc->rank && sc->shape[i] != 1 ? idx[i] : 0; /* broadcast: its one scale */
     for (int i = 0; i < sc->rank; i++)
-        f = f * sc->shape[i] + (sc->shape[i] == 1 ? 0 : idx[i]);
+        f = f * sc->shape[i] + sidx[i];
     return f;
 }
 
@@ -166,11 +156,11 @@ static bool *scales_used(const fz_tensor *d, const fz_tensor *sc, const bool *us
     FZ_CHECK(u != NULL, "harness out of memory");
     if (fz_numel(d) == 0)
         return u;
-    int64_t idx[4] = {0, 0, 0, 0}, e = 0;
+    int64_t idx[4] = {0, 0, 0, 0}, si[4], e = 0;
     do
         if (!used || used[e])
-            u[scale_flat(sc, idx)] = true;
-    while (e++, next_idx(d, idx));
+            u[fz_scale_index(sc, idx, si)] = true;
+    while (e++, fz_next_index(d, idx));
     return u;
 }
 
@@ -198,7 +188,7 @@ void fz_quant_fill_scale(fz_in *qs, fz_case *c, int data, const bool *used, bool
             const double x = u[e] || !poison ? base * (0.5 + (double)(r % 1024) / 1024)
                                              : (r & 1) ? NAN : 3e38;
             fz_put(c, sc, idx, x);
-        } while (e++, next_idx(sc, idx));
+        } while (e++, fz_next_index(sc, idx));
     }
     free(u);
     const uint8_t plant = fz_u8(qs);

@@ -88,17 +88,6 @@ static fz_expect expect_quantize(const fz_case *c)
     return e;
 }
 
-/* Row-major successor of idx over t's shape; false after the last element. */
-static bool next_idx(const fz_tensor *t, int64_t *idx)
-{
-    for (int i = t->rank - 1; i >= 0; i--) {
-        if (++idx[i] < t->shape[i])
-            return true;
-        idx[i] = 0;
-    }
-    return false;
-}
-
 /* src values of one magnitude class, with zeros, specials and an all-zero row now and then. */
 static void fill_src(fz_in *in, fz_case *c)
 {
@@ -112,24 +101,13 @@ static void fill_src(fz_in *in, fz_case *c)
     do {
         const bool zero = zeros >= 250 || (zeros >= 128 && idx[0] == zeros % 4);
         fz_put(c, src, idx, zero ? 0.0 : fz_attn_value(&rng, cls));
-    } while (next_idx(src, idx));
+    } while (fz_next_index(src, idx));
     for (uint8_t ns = fz_u8(in), i = 0; ns >= 200 && i < 1 + (ns - 200) % 4; i++) {
         int64_t at = (int64_t)(fz_u32(in) % (uint64_t)fz_numel(src));
         for (int a = src->rank - 1; a >= 0; a--)
             idx[a] = at % src->shape[a], at /= src->shape[a];
         fz_put(c, src, idx, fz_attn_special(fz_u8(in)));
     }
-}
-
-/* The row-major position in sc of the scale of element idx. */
-static int64_t scale_index(const fz_tensor *sc, const int64_t *idx, int64_t out[4])
-{
-    int64_t f = 0;
-    for (int i = 0; i < 4; i++)
-        out[i] = i < sc->rank && sc->shape[i] != 1 ? idx[i] : 0;
-    for (int i = 0; i < sc->rank; i++)
-        f = f * sc->shape[i] + out[i];
-    return f;
 }
 
 /* Whether code value q is a nearest code of dt to y (saturated to +-qmax). */
@@ -153,13 +131,13 @@ static void check_values(const fz_case *c)
     int64_t idx[4] = {0, 0, 0, 0}, si[4];
     do {
         const double x = fz_get(c, src, idx);
-        const int64_t g = scale_index(sc, idx, si);
+        const int64_t g = fz_scale_index(sc, idx, si);
         bad[g] |= !isfinite(x);
         amax[g] = fmax(amax[g], fabs(x));
-    } while (next_idx(src, idx));
+    } while (fz_next_index(src, idx));
     const double qmax = fz_quant_max(dst->dt);
     do {
-        const int64_t g = scale_index(sc, idx, si);
+        const int64_t g = fz_scale_index(sc, idx, si);
         const double x = fz_get(c, src, idx), s = fz_get(c, sc, si), q = fz_get_code(c, dst, idx);
         const float want_s = amax[g] > 0 ? (float)(amax[g] / qmax) : 1.0f;
         FZ_CHECK(bad[g] || s == (double)want_s, "ra_quantize: scale %lld = %a, expected "
@@ -176,7 +154,7 @@ static void check_values(const fz_case *c)
                  "%lld,%lld,%lld,%lld: x = %a, scale %a, code value %g is not a nearest code to "
                  "x / scale = %.9g", (long long)idx[0], (long long)idx[1], (long long)idx[2],
                  (long long)idx[3], x, s, q, yd);
-    } while (next_idx(src, idx));
+    } while (fz_next_index(src, idx));
     free(amax);
     free(bad);
 }

@@ -34,8 +34,7 @@ int64_t fz_offset(const fz_tensor *t, const int64_t *idx)
     return off;
 }
 
-/* Row-major successor of idx; false after the last element. */
-static bool next_index(const fz_tensor *t, int64_t *idx)
+bool fz_next_index(const fz_tensor *t, int64_t *idx)
 {
     for (int i = t->rank - 1; i >= 0; i--) {
         if (++idx[i] < t->shape[i])
@@ -231,9 +230,8 @@ double fz_get_scale(const fz_case *c, const fz_tensor *t, const int64_t *idx)
     if (!t->quant)
         return 1;
     const fz_tensor *sc = &c->t[t->scale];
-    int64_t si[4] = {0, 0, 0, 0};
-    for (int i = 0; i < sc->rank; i++)
-        si[i] = sc->shape[i] == 1 ? 0 : idx[i]; /* a broadcast axis: its one scale */
+    int64_t si[4];
+    fz_scale_index(sc, idx, si);
     return fz_get(c, sc, si);
 }
 
@@ -326,7 +324,7 @@ void fz_check_untouched(const fz_case *c, const int *writable, int n_writable, c
             int64_t idx[4] = {0, 0, 0, 0};
             do
                 memset(ok + t->off + (size_t)fz_offset(t, idx) * es, 1, es);
-            while (next_index(t, idx));
+            while (fz_next_index(t, idx));
         }
         for (size_t i = 0; i < c->buf_n[b]; i++)
             FZ_CHECK(ok[i] || c->buf[b][i] == c->snap[b][i],
@@ -350,7 +348,7 @@ static int64_t *sorted_offsets(const fz_tensor *t, int64_t n)
     int64_t idx[4] = {0, 0, 0, 0}, k = 0, es = (int64_t)fz_dtype_size(t->dt);
     do
         v[k++] = (int64_t)t->off + fz_offset(t, idx) * es;
-    while (next_index(t, idx));
+    while (fz_next_index(t, idx));
     qsort(v, (size_t)n, sizeof *v, cmp_i64);
     return v;
 }
