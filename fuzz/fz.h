@@ -1,7 +1,8 @@
 /* The fuzz harness: shared pieces. The harness builds tensors, options and calls from the fuzz
- * bytes, decides on its own (from SPEC section 9 and the header) whether each call is valid,
- * and checks the library's answer against a double-precision oracle written here. It uses the
- * public API only and shares no code with the library or with tests/common. */
+ * bytes, decides on its own (from the header and docs/design.md, "Validation and errors")
+ * whether each call is valid, and checks the library's answer against a double-precision
+ * oracle written here. It uses the public API only and shares no code with the library or with
+ * tests/common. */
 #ifndef RA_FZ_H
 #define RA_FZ_H
 
@@ -49,6 +50,14 @@ uint64_t fz_rng_next(fz_rng *r);
 
 size_t fz_dtype_size(ra_dtype dt); /* 0 for an unknown dtype */
 bool fz_dtype_is_float(ra_dtype dt);
+bool fz_dtype_is_quant(ra_dtype dt); /* i8, fp8 e4m3, fp8 e5m2 */
+/* The largest code of a quantized dtype: 127, 448, 57344. */
+double fz_quant_max(ra_dtype dt);
+/* The value of a quantized dtype's code (NaN for fp8 NaN codes, +-inf for e5m2's). */
+double fz_code_value(ra_dtype dt, uint8_t code);
+/* The code nearest to x (ties to even), saturated to +-qmax; NaN gives a NaN code (0 for i8),
+ * and e5m2 keeps infinities. */
+uint8_t fz_code_of(ra_dtype dt, double x);
 uint16_t fz_f32_to_f16(float x);
 float fz_f16_to_f32(uint16_t h);
 uint16_t fz_f32_to_bf16(float x);
@@ -75,6 +84,10 @@ typedef struct fz_tensor {
     int host;          /* index of the tensor whose buffer holds the data; itself if it owns one */
     size_t off;        /* byte offset of the data in the host buffer */
     bool null_data;    /* pass data = NULL (only meaningful for empty tensors) */
+    /* Wrap with ra_tensor_wrap_quantized and tensor `scale` of the case. Cleared when that wrap
+     * fails as expected (the tensor is then wrapped plainly, without a scale). */
+    bool quant;
+    int scale;
     ra_tensor *h;
 } fz_tensor;
 
@@ -90,6 +103,8 @@ int64_t fz_numel(const fz_tensor *t);
 /* Bytes from the data pointer to the end of the furthest element; 0 when empty. */
 size_t fz_extent(const fz_tensor *t);
 int64_t fz_offset(const fz_tensor *t, const int64_t *idx); /* in elements */
+/* Row-major successor of idx over t's shape; false (idx back at 0) after the last element. */
+bool fz_next_index(const fz_tensor *t, int64_t *idx);
 void fz_set_shape(fz_tensor *t, ra_dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2,
                   int64_t d3);
 void fz_row_major(fz_tensor *t, int64_t pad);
@@ -101,15 +116,22 @@ void fz_choose_layout(fz_in *in, fz_tensor *t, bool input);
 void fz_mutate(fz_in *in, fz_tensor *t, bool optional);
 
 /* Allocates exact-size buffers (so that ASan sees any read past a view), fills them with
- * 0xFF (NaN for every float dtype, -1 for i32), and wraps every present tensor. The wraps must
- * succeed: the case builders only describe tensors the header allows. */
+ * 0xFF (NaN for every float and fp8 dtype, -1 for i32 and i8), and wraps every present tensor.
+ * The plain wraps must succeed: the case builders only describe tensors the header allows. A
+ * quantized wrap's status is checked against the header (fz_quant_expect_wrap). */
 void fz_case_materialize(fz_case *c);
 void fz_case_free(fz_case *c);
 unsigned char *fz_data(const fz_case *c, const fz_tensor *t);
 
+/* The element's value; code * scale for a quantized tensor. */
 double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+/* The element as stored: the code's own value for a quantized dtype. */
+double fz_get_code(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+/* The scale of a quantized tensor's element (1 without a scale). */
+double fz_get_scale(const fz_case *c, const fz_tensor *t, const int64_t *idx);
 /* The element as fz_snapshot saw it: the inputs of a call that may write in place. */
 double fz_get_before(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+/* Stores x in t's dtype; for a quantized dtype x is a code value (fz_code_of). */
 void fz_put(fz_case *c, const fz_tensor *t, const int64_t *idx, double x);
 void fz_put_i32(fz_case *c, const fz_tensor *t, const int64_t *idx, int32_t x);
 int32_t fz_get_i32(const fz_case *c, const fz_tensor *t, const int64_t *idx);
@@ -188,6 +210,9 @@ ra_options *fz_build_options(fz_in *in, fz_opts *e);
  * fz_split_mods cuts off *in (so the operation reads what precedes it) and returns as its own
  * stream; {NULL, 0} when the input has no trailer, as no input made before the modifiers has. */
 fz_in fz_split_mods(fz_in *in);
+/* Cuts a trailer [bytes][n][m0][m1] off the end of *in and returns its bytes; {NULL, 0} when
+ * *in does not end in m0 m1. */
+fz_in fz_split_trailer(fz_in *in, uint8_t m0, uint8_t m1);
 /* With a trailer (mods->p set): creates *o if it is NULL, then makes the setter calls the
  * trailer describes (any modifier, valid or not, repeated or cleared) and checks each status;
  * e->mods tracks what the options hold. Hq: the call's query heads, to size the tensors.
@@ -196,11 +221,47 @@ void fz_build_modifiers(fz_in *mods, ra_options **o, fz_opts *e, int64_t Hq);
 /* The accepted settings of e (modifiers included) with another thread count. */
 ra_options *fz_rerun_options(const fz_opts *e, int threads);
 
+/* ---- quantized K/V (fz_quant.c) --------------------------------------------------------- */
+
+/* The quantization bytes of an input: a trailer [bytes][n][0x51][0xA8] just before the
+ * modifier trailer (or at the end without one); {NULL, 0} when the input has none, as no input
+ * made before quantized K/V has. */
+fz_in fz_split_quant(fz_in *in);
+/* With quantization bytes: now and then gives tensor t a quantized dtype (the K or V of an
+ * attention call). Returns whether it did. */
+bool fz_quant_pick_dtype(fz_in *qs, fz_tensor *t);
+/* For a data tensor with a quantized dtype: describes its scale as tensor `scale` of c (a
+ * valid broadcast, or now and then a wrong shape, rank or dtype, or no scale at all) with a
+ * fuzz-chosen layout, and marks the data for ra_tensor_wrap_quantized. */
+void fz_quant_build_scale(fz_in *qs, fz_case *c, int data, int scale);
+/* Now and then moves one of the outputs out[0..n-1] into a scale's buffer (ALIAS when they
+ * overlap). */
+void fz_quant_share(fz_in *qs, fz_case *c, const int *outs, int n, const int *scales, int ns);
+/* The status ra_tensor_wrap_quantized must return for data t and its scale. */
+fz_expect fz_quant_expect_wrap(const fz_tensor *t, const fz_tensor *scale);
+/* The dtype rule for K or V of an attention call: float, or quantized with a scale where the
+ * function takes it (`takes_quant`: ragged and paged functions). */
+void fz_quant_expect_kv(const fz_tensor *kv, bool takes_quant, fz_expect *e);
+/* A random finite code value of a quantized dtype, small or spread by cls. */
+double fz_quant_code(fz_rng *r, ra_dtype dt, int cls);
+/* Fills the scale of quantized tensor `data`: values from the quantization bytes (ordinary,
+ * tiny, huge, negative, with NaN, infinities or 0 planted now and then); elements that no
+ * valid position uses (used[data element] false) may get poison instead. used may be NULL
+ * (every element counts). */
+void fz_quant_fill_scale(fz_in *qs, fz_case *c, int data, const bool *used, bool poison);
+/* The scale of data element idx: its index in sc (sidx; 0 along broadcast axes) and its
+ * row-major position among sc's elements. */
+int64_t fz_scale_index(const fz_tensor *sc, const int64_t *idx, int64_t sidx[4]);
+/* True when a NaN at this element must show: a NaN code, or a NaN scale. */
+bool fz_nan_at(const fz_case *c, const fz_tensor *t, const int64_t *idx);
+
 /* ---- the operations, one per entry-point family ----------------------------------------- */
 
-/* mods: the input's modifier trailer (fz_split_mods). */
-void fz_op_attention(fz_in *in, fz_in *mods);
-void fz_op_paged(fz_in *in, fz_in *mods);
+/* mods: the input's modifier trailer (fz_split_mods); quant: its quantization trailer. */
+void fz_op_attention(fz_in *in, fz_in *mods, fz_in *quant);
+void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant);
+/* ra_quantize on fuzz-built src, dst and scale. */
+void fz_op_quantize(fz_in *in);
 void fz_op_merge(fz_in *in);
 void fz_op_cost(fz_in *in);
 void fz_op_tensor(fz_in *in);

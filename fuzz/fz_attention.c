@@ -10,7 +10,10 @@
 
 #include "fz_attn.h"
 
-/* SPEC section 9 and the header, applied to the tensors as built. */
+/* The scales of quantized K and V, after the call's tensors. */
+enum { A_KS = A_N, A_VS, A_ALL };
+
+/* The header and docs/design.md ("Validation and errors"), applied to the tensors as built. */
 static fz_expect expect_attention(const fz_attn *a)
 {
     const fz_fn *f = a->fn;
@@ -20,13 +23,16 @@ static fz_expect expect_attention(const fz_attn *a)
         if (!t[r].present)
             e.must |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
     for (int r = 0; r < A_N; r++) {
-        if (!t[r].present)
+        if (!t[r].present || r == A_K || r == A_V)
             continue;
-        bool ok = r <= A_V ? fz_dtype_is_float(t[r].dt)
-                           : r == A_LEN ? t[r].dt == RA_DTYPE_I32 : t[r].dt == RA_DTYPE_F32;
+        bool ok = r == A_Q     ? fz_dtype_is_float(t[r].dt)
+                  : r == A_LEN ? t[r].dt == RA_DTYPE_I32
+                               : t[r].dt == RA_DTYPE_F32;
         if (!ok)
             e.must |= FZ_BIT(RA_ERR_DTYPE);
     }
+    fz_quant_expect_kv(&t[A_K], f->ragged, &e);
+    fz_quant_expect_kv(&t[A_V], f->ragged, &e);
     /* Dims as q and k state them; every tensor must then have exactly its expected shape. */
     const fz_tensor *q = &t[A_Q], *k = &t[A_K];
     bool dims_known = q->present && k->present && q->rank == f->q_rank &&
@@ -76,7 +82,7 @@ static fz_expect expect_attention(const fz_attn *a)
                 e.may |= FZ_BIT(RA_ERR_LENGTH);
         }
     }
-    /* Outputs may not overlap themselves, each other or any input. */
+    /* Outputs may not overlap themselves, each other or any input (scales included). */
     for (int r = A_O; r <= A_L; r++) {
         if (!t[r].present)
             continue;
@@ -84,8 +90,8 @@ static fz_expect expect_attention(const fz_attn *a)
             e.must |= FZ_BIT(RA_ERR_ALIAS);
         else if (!fz_layout_nested(&t[r]))
             e.may |= FZ_BIT(RA_ERR_ALIAS);
-        for (int x = 0; x < A_N; x++) {
-            if (x == r || (x > A_LEN && x > r))
+        for (int x = 0; x < A_ALL; x++) {
+            if (x == r || (x >= A_O && x <= A_L && x > r))
                 continue;
             bool bytes, spans;
             fz_overlap(&a->c, &t[r], &t[x], &bytes, &spans);
@@ -159,9 +165,10 @@ void fz_bufs_check_same(const fz_case *c, unsigned char **first, const char *wha
                      (double)((float *)(void *)c->buf[i])[j / 4]);
 }
 
-/* Fills lengths, then q, k and v. For the ragged functions, positions past the length, and
- * those a window leaves out, may hold poison (NaN, huge values) that must not change anything. */
-static void fill_inputs(fz_in *in, fz_attn *a)
+/* Fills lengths, then q, k and v (codes for quantized K/V, then their scales from the
+ * quantization bytes qs). For the ragged functions, positions past the length, and those a
+ * window leaves out, may hold poison (NaN, huge values) that must not change anything. */
+static void fill_inputs(fz_in *in, fz_in *qs, fz_attn *a)
 {
     fz_case *c = &a->c;
     fz_tensor *len = &c->t[A_LEN];
@@ -188,6 +195,7 @@ static void fill_inputs(fz_in *in, fz_attn *a)
     int cls[3] = {fz_u8(in) % 8, fz_u8(in) % 8, fz_u8(in) % 8};
     bool poison = a->fn->ragged && (fz_u8(in) & 1);
     const fz_fn *f = a->fn;
+    bool *used[3] = {NULL, NULL, NULL}; /* K, V: which elements valid positions read */
     for (int pass = 0; pass < 2; pass++) { /* masked positions first, so valid ones win */
         for (int r = A_Q; r <= A_V; r++) {
             fz_tensor *t = &c->t[r];
@@ -195,6 +203,10 @@ static void fill_inputs(fz_in *in, fz_attn *a)
                 continue;
             bool structured = r != A_Q && t->rank == (f->kv == 0 ? 3 : 4) &&
                               len->present && len->dt == RA_DTYPE_I32 && len->rank == 1;
+            if (structured && t->quant && !used[r]) {
+                used[r] = calloc((size_t)fz_numel(t), sizeof *used[r]);
+                FZ_CHECK(used[r] != NULL, "harness out of memory");
+            }
             int64_t idx[4] = {0, 0, 0, 0};
             for (int64_t e = 0, n = fz_numel(t); e < n; e++) {
                 for (int64_t rem = e, i = t->rank - 1; i >= 0; i--)
@@ -208,12 +220,19 @@ static void fill_inputs(fz_in *in, fz_attn *a)
                 }
                 if (masked != (pass == 0))
                     continue;
-                double x = fz_attn_value(&rng, cls[r]);
+                if (used[r])
+                    used[r][e] = !masked;
+                double x = fz_dtype_is_quant(t->dt) ? fz_quant_code(&rng, t->dt, cls[r])
+                                                    : fz_attn_value(&rng, cls[r]);
                 if (masked && poison)
                     x = (fz_rng_next(&rng) & 1) ? NAN : 3e38;
                 fz_put(c, t, idx, x);
             }
         }
+    }
+    for (int r = A_K; r <= A_V; r++) {
+        fz_quant_fill_scale(qs, c, r, used[r], poison);
+        free(used[r]);
     }
     uint8_t ns = fz_u8(in);
     for (int i = 0; ns >= 200 && i < 1 + (ns - 200) % 4; i++) {
@@ -239,7 +258,7 @@ static const int64_t tab_s[] = {0, 1, 2, 3, 5, 8, 16, 31, 32, 33, 40, 63, 64, 65
                                 129, 200, 255, 256, 257, 300, 7, 17};
 static const ra_dtype tab_dt[] = {RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16};
 
-void fz_op_attention(fz_in *in, fz_in *mods)
+void fz_op_attention(fz_in *in, fz_in *mods, fz_in *quant)
 {
     fz_attn a;
     memset(&a, 0, sizeof a);
@@ -262,7 +281,7 @@ void fz_op_attention(fz_in *in, fz_in *mods)
     a.mods = &eo.mods;
 
     fz_case *c = &a.c;
-    c->n = A_N;
+    c->n = A_ALL;
     for (int r = 0; r < A_N; r++) {
         fz_tensor *t = &c->t[r];
         t->dt = r <= A_V ? tab_dt[fz_u8(in) % 4] : r == A_LEN ? RA_DTYPE_I32 : RA_DTYPE_F32;
@@ -283,8 +302,13 @@ void fz_op_attention(fz_in *in, fz_in *mods)
             c->t[x].off = 4 * (size_t)(fz_u8(in) % 16);
         }
     }
+    static const int outs[] = {A_O, A_M, A_L}, scales[] = {A_KS, A_VS};
+    for (int r = A_K; r <= A_V; r++)
+        if (fz_quant_pick_dtype(quant, &c->t[r]))
+            fz_quant_build_scale(quant, c, r, r == A_K ? A_KS : A_VS);
+    fz_quant_share(quant, c, outs, 3, scales, 2);
     fz_case_materialize(c);
-    fill_inputs(in, &a);
+    fill_inputs(in, quant, &a);
 
     if (getenv("FZ_DEBUG")) { /* a readable description of the case, for bug reports */
         fprintf(stderr, "%s B=%lld Hq=%lld Hkv=%lld S=%lld D=%lld opts=%s block=%lld "
@@ -293,8 +317,9 @@ void fz_op_attention(fz_in *in, fz_in *mods)
                 opts ? "set" : "NULL", (long long)eo.block_size, (long long)eo.split_tokens,
                 eo.num_threads, (int)eo.kernel, (double)eo.scale, (double)eo.mask);
         fz_mods_describe(&eo.mods);
-        static const char *const names[] = {"q", "k", "v", "lengths", "o", "m", "l"};
-        for (int r = 0; r < A_N; r++) {
+        static const char *const names[] = {"q", "k", "v", "lengths", "o", "m", "l", "k scale",
+                                            "v scale"};
+        for (int r = 0; r < A_ALL; r++) {
             const fz_tensor *t = &c->t[r];
             if (!t->present) {
                 fprintf(stderr, "  %s NULL\n", names[r]);
@@ -306,7 +331,8 @@ void fz_op_attention(fz_in *in, fz_in *mods)
             fprintf(stderr, "] strides=%s[", t->null_strides ? "NULL " : "");
             for (int i = 0; i < t->rank; i++)
                 fprintf(stderr, i ? ",%lld" : "%lld", (long long)t->st[i]);
-            fprintf(stderr, "] host=%d off=%zu\n", t->host, t->off);
+            fprintf(stderr, "] host=%d off=%zu%s\n", t->host, t->off,
+                    t->quant ? " quantized" : "");
         }
         const fz_tensor *len = &c->t[A_LEN];
         if (len->present && len->dt == RA_DTYPE_I32)
@@ -337,7 +363,6 @@ void fz_op_attention(fz_in *in, fz_in *mods)
     ra_status s = f->call(opts, h[A_Q], h[A_K], h[A_V], h[A_LEN], (ra_tensor *)h[A_O],
                           (ra_tensor *)h[A_M], (ra_tensor *)h[A_L]);
     fz_check_status(&e, s, f->name);
-    static const int outs[] = {A_O, A_M, A_L};
     if (s != RA_OK) {
         fz_check_new_error(f->name);
         fz_check_untouched(c, NULL, 0, f->name);

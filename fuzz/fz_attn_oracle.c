@@ -1,5 +1,6 @@
-/* The attention oracle: SPEC section 1 (ragged) and section 9 (the seed's reference
- * arithmetic) per (b, h) in double precision, with error bounds derived from f32 arithmetic:
+/* The attention oracle: docs/design.md, "The attention computed" (ragged) and "The reference
+ * arithmetic" (the seed's), per (b, h) in double precision, with error bounds derived from f32
+ * arithmetic:
  *   - a logit s_t = scale * q.k computed in f32 is within delta = (D+4) * 2^-24 * A of the
  *     exact value, where A = |scale| * sum_d |q_d k_d|;
  *   - so every softmax weight is within a factor e^(+-2 delta) of the exact one;
@@ -13,7 +14,13 @@
  *   - only positions t >= len - window or t < sink_positions;
  *   - a sink logit in m and l only.
  * A position whose weight cannot exceed e^-100 of the largest is left out of the error bound of
- * the others, and its weight is added to the bounds on its own. */
+ * the others, and its weight is added to the bounds on its own.
+ * Quantized K/V (the header's ra_tensor_wrap_quantized) mean code * scale, taken exactly here.
+ * A kernel may round that product to f32 or fold the scale into the dot product or the weight,
+ * so each logit gets 2 more units of A and one step of the subnormal grid per term, each V
+ * term 2 more units and qmax steps of that grid (a weight times a tiny scale); a value or a
+ * code-domain dot product beyond f32 range may overflow, and skips the head. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -157,12 +164,16 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     }
 
     /* Non-finite inputs: a NaN in a valid position must show; otherwise skip the values.
-     * Positions a window leaves out are never read, whatever they hold. */
-    bool nan_valid = false, nonfinite = false;
+     * Positions a window leaves out are never read, whatever they hold. A NaN in v need not
+     * show when an infinity in q or k may make every logit -inf: the header gives such a head
+     * the empty state, which reads no v. */
+    bool nan_valid = false, nan_v = false, inf_qk = false, nonfinite = false;
+    const double kq = k->quant ? 1 : 0, vq = v->quant ? fz_quant_max(v->dt) : 0;
     for (int64_t d = 0; d < D; d++) {
         fz_q_idx(f, b, h, d, idx);
         double x = fz_get(c, q, idx);
         nan_valid |= isnan(x);
+        inf_qk |= isinf(x);
         nonfinite |= !isfinite(x);
     }
     for (int64_t t = 0; t < T; t++) {
@@ -171,10 +182,14 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
         for (int64_t d = 0; d < D; d++) {
             kv_at(a, b, t, j, d, idx);
             double xk = fz_get(c, k, idx), xv = fz_get(c, v, idx);
-            nan_valid |= t < len && (isnan(xk) || isnan(xv));
-            nonfinite |= !isfinite(xk) || !isfinite(xv);
+            nan_valid |= t < len && fz_nan_at(c, k, idx);
+            nan_v |= t < len && fz_nan_at(c, v, idx);
+            inf_qk |= t < len && !isfinite(xk) && !fz_nan_at(c, k, idx); /* inf, or 0 * inf */
+            /* beyond f32: a product code * scale overflows where a kernel forms it */
+            nonfinite |= !(fabs(xk) <= FLT_MAX) || !(fabs(xv) <= FLT_MAX);
         }
     }
+    nan_valid |= nan_v && !(inf_qk && cap == 0); /* a soft-cap gives -inf logits weight */
     if (nonfinite) {
         r->skip = true;
         r->must_nan = nan_valid && len > 0;
@@ -186,14 +201,14 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     double *lo = malloc(nt * sizeof *lo), *hi = malloc(nt * sizeof *hi);
     bool *seen = malloc(nt * sizeof *seen);
     FZ_CHECK(s && w && lo && hi && seen, "harness out of memory");
-    double A = 0, V = 0, bias_max = 0;
+    double A = 0, V = 0, bias_max = 0, A_code = 0;
     int64_t n_seen = 0;
     for (int64_t t = 0; t < T; t++) {
         seen[t] = fz_visible(md, len, t);
         if (!seen[t])
             continue;
         n_seen++;
-        double dot = 0, absdot = 0;
+        double dot = 0, absdot = 0, absq = 0, absdot_code = 0;
         for (int64_t d = 0; d < D; d++) {
             fz_q_idx(f, b, h, d, idx);
             double xq = fz_get(c, q, idx);
@@ -201,12 +216,16 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
             double xk = fz_get(c, k, idx);
             dot += xq * xk;
             absdot += fabs(xq * xk);
+            absq += fabs(xq);
+            absdot_code += fabs(xq * fz_get_code(c, k, idx));
             V = fmax(V, fabs(fz_get(c, v, idx)));
         }
         s[t] = a->scale * dot;
         double at = fabs((double)a->scale) * absdot;
         A = fmax(A, fmax(at, absdot)); /* q.k may be formed before scaling: both must fit */
-        double delta = (double)(D + 4) * eps * at + 1e-300;
+        A_code = fmax(A_code, absdot_code);
+        double delta = (double)(D + 4 + 2 * kq) * eps * at + 1e-300 +
+                       kq * fabs((double)a->scale) * (absq + 1) * (double)(D + 2) * 0x1p-149;
         if (f->ragged || t < len) {
             lo[t] = s[t] - delta, hi[t] = s[t] + delta;
             if (!f->ragged)
@@ -234,7 +253,8 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
             bias_max = fmax(bias_max, fabs(bias));
         }
     }
-    if (A > 1e37 || V * (double)(T + 1) > 1e37 || bias_max > 1e37) { /* f32 may overflow */
+    if (A > 1e37 || V * (double)(T + 1) > 1e37 || bias_max > 1e37 ||
+        (kq && A_code > 1e37)) { /* f32 may overflow */
         r->skip = true;
         goto out;
     }
@@ -291,7 +311,8 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
         goto out;
     }
     /* |o_n error| <= (max weighted |v|) * relative error of the weights and sums. */
-    double rel = fmin(2.0, 2 * expm1(2 * dlt)) + 6 * eps_v + 2 * sum_err + 2e-6 + 1e-5;
+    double rel = fmin(2.0, 2 * expm1(2 * dlt)) + 6 * eps_v + 2 * sum_err + 2e-6 + 1e-5 +
+                 (vq ? 2 * eps : 0);
     double tol_on = (f->ragged ? V : P / l) * rel + V * neglect;
     /* Rounding near the subnormal range is absolute, not relative: each of the T products,
      * their sum and the division may each lose up to one step of the subnormal grid (f32's for
@@ -300,7 +321,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     double sub = f->ragged || v->dt == RA_DTYPE_F32 ? 0x1p-149
                  : v->dt == RA_DTYPE_BF16          ? 0x1p-133
                                                    : 0x1p-24;
-    tol_on += (double)(n_seen + 2) * sub * fmax(1.0, V);
+    tol_on += (double)(n_seen + 2) * sub * fmax(1.0, V) + (double)(n_seen + 2) * vq * 0x1p-149;
     r->tol_o = f->normalized ? tol_on : V * r->tol_l + (l + r->tol_l) * tol_on;
 out:
     free(s);

@@ -120,18 +120,23 @@ void fz_mods_describe(const fz_mods *m)
         fprintf(stderr, "    slopes[%lld] = %a\n", (long long)i, (double)m->alibi[i]);
 }
 
-fz_in fz_split_mods(fz_in *in)
+fz_in fz_split_trailer(fz_in *in, uint8_t m0, uint8_t m1)
 {
     fz_in none = {NULL, 0};
     const size_t n = in->n;
-    if (n < 3 || in->p[n - 2] != 0x6D || in->p[n - 1] != 0xD6)
+    if (n < 3 || in->p[n - 2] != m0 || in->p[n - 1] != m1)
         return none;
     size_t k = in->p[n - 3];
     if (k > n - 3)
         k = n - 3;
     in->n = n - 3 - k;
-    fz_in mods = {in->p + in->n, k};
-    return mods;
+    fz_in tail = {in->p + in->n, k};
+    return tail;
+}
+
+fz_in fz_split_mods(fz_in *in)
+{
+    return fz_split_trailer(in, 0x6D, 0xD6);
 }
 
 /* A per-head tensor for set_sinks (is_sinks) or set_alibi, built from the fuzz bytes: mostly

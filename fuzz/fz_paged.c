@@ -14,8 +14,9 @@
 
 #include "fz_attn.h"
 
-/* The roles of the attention operation, and the page table after them. */
-enum { P_TABLE = A_N, P_N };
+/* The roles of the attention operation, the page table after them, then the scales of
+ * quantized pools. */
+enum { P_TABLE = A_N, P_N, P_KS = P_N, P_VS, P_ALL };
 
 /* ra_paged_gqa's shapes for the oracle: q and outputs as ra_ragged_gqa's, un-normalized. The
  * call itself has another signature, so it has no function pointer here. */
@@ -75,14 +76,16 @@ static fz_expect expect_paged(const fz_paged *pg)
         if (!t[required[i]].present)
             e.must |= FZ_BIT(RA_ERR_INVALID_ARGUMENT);
     for (int r = 0; r < P_N; r++) {
-        if (!t[r].present)
+        if (!t[r].present || r == A_K || r == A_V)
             continue;
-        bool ok = r <= A_V                      ? fz_dtype_is_float(t[r].dt)
+        bool ok = r == A_Q                      ? fz_dtype_is_float(t[r].dt)
                   : r == A_LEN || r == P_TABLE ? t[r].dt == RA_DTYPE_I32
                                                : t[r].dt == RA_DTYPE_F32;
         if (!ok)
             e.must |= FZ_BIT(RA_ERR_DTYPE);
     }
+    fz_quant_expect_kv(&t[A_K], true, &e);
+    fz_quant_expect_kv(&t[A_V], true, &e);
     /* Dims as q, k_pages and the page table state them; every tensor must then have exactly
      * its expected shape. */
     const fz_tensor *q = &t[A_Q], *k = &t[A_K], *tab = &t[P_TABLE];
@@ -144,7 +147,8 @@ static fz_expect expect_paged(const fz_paged *pg)
                 e.may |= FZ_BIT(RA_ERR_LENGTH);
         }
     }
-    /* Outputs may not overlap themselves, each other or any input (the page table too). */
+    /* Outputs may not overlap themselves, each other or any input (the page table and the
+     * scales too). */
     for (int r = A_O; r <= A_L; r++) {
         if (!t[r].present)
             continue;
@@ -152,7 +156,7 @@ static fz_expect expect_paged(const fz_paged *pg)
             e.must |= FZ_BIT(RA_ERR_ALIAS);
         else if (!fz_layout_nested(&t[r]))
             e.may |= FZ_BIT(RA_ERR_ALIAS);
-        for (int x = 0; x < P_N; x++) {
+        for (int x = 0; x < P_ALL; x++) {
             if (x == r || (is_output(x) && x > r))
                 continue;
             bool bytes, spans;
@@ -294,9 +298,20 @@ static void put_int(fz_case *c, const fz_tensor *t, const int64_t *idx, int32_t 
         fz_put(c, t, idx, (double)x);
 }
 
+/* Marks the elements of row (page, row) of pool x as read, when x is quantized. */
+static void mark_row(const fz_tensor *x, bool *used, int64_t page, int64_t row)
+{
+    if (!used)
+        return;
+    const int64_t per_row = x->shape[2] * x->shape[3];
+    for (int64_t i = 0; i < per_row; i++)
+        used[(page * x->shape[1] + row) * per_row + i] = true;
+}
+
 /* Writes lengths and the page table, then fills the pools (every row poison or background
- * first, then each valid position's row), q, and now and then a special value. */
-static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
+ * first, then each valid position's row; codes in quantized pools, then their scales from the
+ * quantization bytes qs), q, and now and then a special value. */
+static void fill_paged(fz_in *in, fz_in *qs, fz_paged *pg, const int32_t *len_wrote)
 {
     fz_attn *a = &pg->a;
     fz_case *c = &a->c;
@@ -363,8 +378,9 @@ static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
         for (int64_t e = 0, n = t->present ? fz_numel(t) : 0; e < n; e++) {
             for (int64_t rem = e, i = t->rank - 1; i >= 0; i--)
                 idx[i] = rem % t->shape[i], rem /= t->shape[i];
-            double x = poison ? ((fz_rng_next(&rng) & 1) ? NAN : 3e38)
-                              : fz_attn_value(&rng, cls[r]);
+            double x = poison                     ? ((fz_rng_next(&rng) & 1) ? NAN : 3e38)
+                       : fz_dtype_is_quant(t->dt) ? fz_quant_code(&rng, t->dt, cls[r])
+                                                  : fz_attn_value(&rng, cls[r]);
             fz_put(c, t, idx, x);
         }
     }
@@ -373,6 +389,12 @@ static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
     bool structured = len->present && len->dt == RA_DTYPE_I32 && len->rank == 1 &&
                       len->shape[0] >= B && tab->present && tab->dt == RA_DTYPE_I32 &&
                       tab->rank == 2 && tab->shape[0] >= B && pg->PS > 0;
+    bool *used[3] = {NULL, NULL, NULL}; /* quantized K, V: which elements valid rows hold */
+    for (int r = A_K; structured && r <= A_V; r++)
+        if (c->t[r].quant && c->t[r].rank == 4) {
+            used[r] = calloc((size_t)fz_numel(&c->t[r]) + 1, sizeof *used[r]);
+            FZ_CHECK(used[r] != NULL, "harness out of memory");
+        }
     for (int64_t b = 0; structured && b < B; b++) {
         const int64_t lidx[4] = {b, 0, 0, 0};
         const int32_t n = fz_get_i32(c, len, lidx);
@@ -387,11 +409,18 @@ static void fill_paged(fz_in *in, fz_paged *pg, const int32_t *len_wrote)
                     t % pg->PS >= x->shape[1])
                     continue;
                 int64_t idx[4] = {page, t % pg->PS, 0, 0};
+                mark_row(x, used[r], page, t % pg->PS);
                 for (idx[2] = 0; idx[2] < x->shape[2]; idx[2]++)
                     for (idx[3] = 0; idx[3] < x->shape[3]; idx[3]++)
-                        fz_put(c, x, idx, fz_attn_value(&rng, cls[r]));
+                        fz_put(c, x, idx, fz_dtype_is_quant(x->dt)
+                                              ? fz_quant_code(&rng, x->dt, cls[r])
+                                              : fz_attn_value(&rng, cls[r]));
             }
         }
+    }
+    for (int r = A_K; r <= A_V; r++) {
+        fz_quant_fill_scale(qs, c, r, used[r], poison);
+        free(used[r]);
     }
     fz_tensor *q = &c->t[A_Q];
     int64_t idx[4] = {0, 0, 0, 0};
@@ -434,7 +463,8 @@ static void copy_strides(const fz_tensor *x, int64_t S, int64_t H, int64_t D, in
 
 /* ra_ragged_gqa with the same options on a contiguous copy of the rows the paged call read
  * (NaN at every other position, those a window leaves out included) must give the paged call's
- * bits. */
+ * bits. A quantized pool's copy has per-position scales [B,S,Hkv,1] holding the ones the
+ * pool's rows use. */
 static void check_contiguous(fz_paged *pg, const ra_options *opts)
 {
     fz_attn *a = &pg->a;
@@ -446,8 +476,9 @@ static void check_contiguous(fz_paged *pg, const ra_options *opts)
     const fz_tensor *x[2] = {&c->t[A_K], &c->t[A_V]}, *len = &c->t[A_LEN];
     const fz_tensor *tab = &c->t[P_TABLE];
     unsigned char *mem[2];
-    ra_tensor *h[2];
-    const int64_t shape[4] = {B, S, H, D};
+    float *smem[2] = {NULL, NULL};
+    ra_tensor *h[2], *sh[2] = {NULL, NULL};
+    const int64_t shape[4] = {B, S, H, D}, sshape[4] = {B, S, H, 1};
     for (int r = 0; r < 2; r++) {
         const size_t es = fz_dtype_size(x[r]->dt);
         int64_t st[4];
@@ -456,6 +487,11 @@ static void check_contiguous(fz_paged *pg, const ra_options *opts)
         mem[r] = malloc(bytes);
         FZ_CHECK(mem[r] != NULL, "harness out of memory");
         memset(mem[r], 0xff, bytes); /* NaN in every dtype */
+        if (x[r]->quant) {
+            smem[r] = malloc(sizeof(float) * (size_t)(B * S * H + 1));
+            FZ_CHECK(smem[r] != NULL, "harness out of memory");
+            memset(smem[r], 0xff, sizeof(float) * (size_t)(B * S * H + 1));
+        }
         for (int64_t b = 0; b < B; b++) {
             const int64_t lidx[4] = {b, 0, 0, 0};
             const int32_t n = fz_get_i32(c, len, lidx);
@@ -464,16 +500,24 @@ static void check_contiguous(fz_paged *pg, const ra_options *opts)
                     continue;
                 const int64_t tidx[4] = {b, t / PS, 0, 0};
                 int64_t from[4] = {fz_get_i32(c, tab, tidx), t % PS, 0, 0};
-                for (from[2] = 0; from[2] < H; from[2]++)
+                for (from[2] = 0; from[2] < H; from[2]++) {
+                    if (smem[r])
+                        smem[r][(b * S + t) * H + from[2]] = (float)fz_get_scale(c, x[r], from);
                     for (from[3] = 0; from[3] < D; from[3]++) {
                         const int64_t to = b * st[0] + t * st[1] + from[2] * st[2] +
                                            from[3] * st[3];
                         memcpy(mem[r] + (size_t)to * es,
                                fz_data(c, x[r]) + (size_t)fz_offset(x[r], from) * es, es);
                     }
+                    from[3] = 0;
+                }
             }
         }
-        ra_status s = ra_tensor_wrap(&h[r], x[r]->dt, 4, shape, st, mem[r]);
+        ra_status s = smem[r] ? ra_tensor_wrap(&sh[r], RA_DTYPE_F32, 4, sshape, NULL, smem[r])
+                              : RA_OK;
+        if (s == RA_OK)
+            s = smem[r] ? ra_tensor_wrap_quantized(&h[r], x[r]->dt, 4, shape, st, mem[r], sh[r])
+                        : ra_tensor_wrap(&h[r], x[r]->dt, 4, shape, st, mem[r]);
         FZ_CHECK(s == RA_OK, "wrapping the contiguous copy failed: %d", (int)s);
     }
     const int64_t os[4] = {B, 1, Hq, D}, ms[4] = {B, 1, Hq, 1};
@@ -519,7 +563,9 @@ static void check_contiguous(fz_paged *pg, const ra_options *opts)
     ra_tensor_destroy(tl);
     for (int r = 0; r < 2; r++) {
         ra_tensor_destroy(h[r]);
+        ra_tensor_destroy(sh[r]);
         free(mem[r]);
+        free(smem[r]);
     }
     free(o2);
     free(m2);
@@ -543,8 +589,8 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
             (int)eo->kernel, (double)eo->scale);
     fz_mods_describe(&eo->mods);
     static const char *const names[] = {"q", "k_pages", "v_pages", "lengths", "o", "m", "l",
-                                        "page_table"};
-    for (int r = 0; r < P_N; r++) {
+                                        "page_table", "k scale", "v scale"};
+    for (int r = 0; r < P_ALL; r++) {
         const fz_tensor *t = &c->t[r];
         if (!t->present) {
             fprintf(stderr, "  %s NULL\n", names[r]);
@@ -556,7 +602,7 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
         fprintf(stderr, "] strides=%s[", t->null_strides ? "NULL " : "");
         for (int i = 0; i < t->rank; i++)
             fprintf(stderr, i ? ",%lld" : "%lld", (long long)t->st[i]);
-        fprintf(stderr, "] host=%d off=%zu\n", t->host, t->off);
+        fprintf(stderr, "] host=%d off=%zu%s\n", t->host, t->off, t->quant ? " quantized" : "");
     }
     const fz_tensor *len = &c->t[A_LEN], *tab = &c->t[P_TABLE];
     if (len->present && len->dt == RA_DTYPE_I32 && len->rank == 1)
@@ -564,6 +610,18 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
             const int64_t idx[4] = {b, 0, 0, 0};
             fprintf(stderr, "  lengths[%lld] = %d\n", (long long)b, fz_get_i32(c, len, idx));
         }
+    for (int r = A_K; r <= A_V; r++) { /* the non-finite values a quantized pool holds */
+        const fz_tensor *t = &c->t[r];
+        int64_t idx[4] = {0, 0, 0, 0};
+        for (int64_t e = 0, n = t->present && t->quant ? fz_numel(t) : 0; e < n; e++) {
+            for (int64_t rem = e, i = t->rank - 1; i >= 0; i--)
+                idx[i] = rem % t->shape[i], rem /= t->shape[i];
+            if (!isfinite(fz_get(c, t, idx)))
+                fprintf(stderr, "  %s[%lld,%lld,%lld,%lld] = code %g * scale %g\n", names[r],
+                        (long long)idx[0], (long long)idx[1], (long long)idx[2],
+                        (long long)idx[3], fz_get_code(c, t, idx), fz_get_scale(c, t, idx));
+        }
+    }
     if (tab->present && tab->dt == RA_DTYPE_I32 && tab->rank == 2)
         for (int64_t b = 0; b < tab->shape[0]; b++) {
             fprintf(stderr, "  page_table[%lld] =", (long long)b);
@@ -575,7 +633,7 @@ static void describe(const fz_paged *pg, const fz_opts *eo, const ra_options *op
         }
 }
 
-void fz_op_paged(fz_in *in, fz_in *mods)
+void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant)
 {
     fz_paged pg;
     memset(&pg, 0, sizeof pg);
@@ -609,14 +667,15 @@ void fz_op_paged(fz_in *in, fz_in *mods)
     a->mods = &eo.mods;
 
     fz_case *c = &a->c;
-    c->n = P_N;
+    c->n = P_ALL;
+    const bool one_buffer = pg.layout == POOL_ONE_NHD || pg.layout == POOL_ONE_HND ||
+                            pg.layout == POOL_SAME;
     for (int r = 0; r < P_N; r++) {
         fz_tensor *t = &c->t[r];
         t->dt = r <= A_V ? tab_dt[fz_u8(in) % 4]
                 : r == A_LEN || r == P_TABLE ? RA_DTYPE_I32
                                              : RA_DTYPE_F32;
-        if (r == A_V && (pg.layout == POOL_ONE_NHD || pg.layout == POOL_ONE_HND ||
-                         pg.layout == POOL_SAME))
+        if (r == A_V && one_buffer)
             t->dt = c->t[A_K].dt; /* one buffer holds one dtype */
         t->host = r;
         switch (r) {
@@ -631,6 +690,10 @@ void fz_op_paged(fz_in *in, fz_in *mods)
             break;
         }
     }
+    const bool k_quant = fz_quant_pick_dtype(quant, &c->t[A_K]);
+    if (one_buffer)
+        c->t[A_V].dt = c->t[A_K].dt; /* one buffer holds one dtype */
+    const bool v_quant = one_buffer ? k_quant : fz_quant_pick_dtype(quant, &c->t[A_V]);
     /* Pages: enough for every sequence's own, or fewer (pages repeat), plus spare ones. */
     fz_tensor *len = &c->t[A_LEN];
     fz_mutate(in, len, false);
@@ -655,6 +718,12 @@ void fz_op_paged(fz_in *in, fz_in *mods)
         t->null_data = fz_u8(in) & 1; /* honoured only for empty tensors */
     }
     pool_layout(&pg, in);
+    static const int outs[] = {A_O, A_M, A_L}, scales[] = {P_KS, P_VS};
+    if (k_quant)
+        fz_quant_build_scale(quant, c, A_K, P_KS);
+    if (v_quant)
+        fz_quant_build_scale(quant, c, A_V, P_VS);
+    fz_quant_share(quant, c, outs, 3, scales, 2);
     /* Deliberate sharing of memory: q inside a pool's buffer (allowed), or an output inside
      * another tensor's buffer (an error when they overlap). */
     uint8_t share = fz_u8(in);
@@ -668,7 +737,7 @@ void fz_op_paged(fz_in *in, fz_in *mods)
         }
     }
     fz_case_materialize(c);
-    fill_paged(in, &pg, final);
+    fill_paged(in, quant, &pg, final);
     a->table = &c->t[P_TABLE];
     a->page_size = c->t[A_K].shape[1]; /* read only after a success, when k_pages says it */
     if (getenv("FZ_DEBUG"))
@@ -683,7 +752,6 @@ void fz_op_paged(fz_in *in, fz_in *mods)
     ra_status s = ra_paged_gqa(opts, h[A_Q], h[A_K], h[A_V], h[P_TABLE], h[A_LEN],
                                (ra_tensor *)h[A_O], (ra_tensor *)h[A_M], (ra_tensor *)h[A_L]);
     fz_check_status(&e, s, "ra_paged_gqa");
-    static const int outs[] = {A_O, A_M, A_L};
     if (s != RA_OK) {
         fz_check_new_error("ra_paged_gqa");
         fz_check_untouched(c, NULL, 0, "ra_paged_gqa");

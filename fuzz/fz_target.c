@@ -2,7 +2,9 @@
  * pick the paged attention; the others keep the operation they picked before it was added (no
  * input of the seed corpus starts with one of those values), so the corpus keeps its meaning.
  * An input that ends in a modifier trailer (fz_split_mods) also sets score modifiers for the
- * attention operations; no input made before them ends in one. */
+ * attention operations; one with a quantization trailer (fz_split_quant, before the modifier
+ * trailer) gets quantized K/V in the attention operations, and runs ra_quantize in place of
+ * the other operations. No input made before these trailers ends in one. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,17 +16,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
     fz_in mods = fz_split_mods(&in);
+    fz_in quant = fz_split_quant(&in);
     const uint8_t op = fz_u8(&in);
     if (op >= 200 && op < 248) {
-        fz_op_paged(&in, &mods);
+        fz_op_paged(&in, &mods, &quant);
+        return 0;
+    }
+    if (op % 8 <= 2) {
+        fz_op_attention(&in, &mods, &quant); /* the largest surface gets the most inputs */
+        return 0;
+    }
+    if (quant.p) {
+        fz_op_quantize(&in);
         return 0;
     }
     switch (op % 8) {
-    case 0:
-    case 1:
-    case 2:
-        fz_op_attention(&in, &mods); /* the largest surface gets the most inputs */
-        break;
     case 3:
     case 4:
         fz_op_merge(&in);

@@ -34,8 +34,7 @@ int64_t fz_offset(const fz_tensor *t, const int64_t *idx)
     return off;
 }
 
-/* Row-major successor of idx; false after the last element. */
-static bool next_index(const fz_tensor *t, int64_t *idx)
+bool fz_next_index(const fz_tensor *t, int64_t *idx)
 {
     for (int i = t->rank - 1; i >= 0; i--) {
         if (++idx[i] < t->shape[i])
@@ -117,6 +116,39 @@ unsigned char *fz_data(const fz_case *c, const fz_tensor *t)
     return c->buf[t->host] + t->off;
 }
 
+/* Wraps t plainly; the builders only describe tensors the header allows. */
+static void wrap_plain(fz_case *c, int i)
+{
+    fz_tensor *t = &c->t[i];
+    ra_status s = ra_tensor_wrap(&t->h, t->dt, t->rank, t->shape,
+                                 t->null_strides ? NULL : t->st, fz_data(c, t));
+    FZ_CHECK(s == RA_OK, "ra_tensor_wrap of harness tensor %d (rank %d) failed: %d", i,
+             t->rank, (int)s);
+}
+
+/* Wraps t with its scale; when the header says that wrap fails, checks that it does (without
+ * touching *out) and wraps t plainly instead, as a quantized tensor without a scale. */
+static void wrap_quantized(fz_case *c, int i)
+{
+    fz_tensor *t = &c->t[i];
+    const fz_tensor *sc = &c->t[t->scale];
+    fz_expect e = fz_quant_expect_wrap(t, sc);
+    ra_tensor *h = NULL;
+    fz_mark_last_error();
+    ra_status s = ra_tensor_wrap_quantized(&h, t->dt, t->rank, t->shape,
+                                           t->null_strides ? NULL : t->st, fz_data(c, t),
+                                           sc->present ? sc->h : NULL);
+    fz_check_status(&e, s, "ra_tensor_wrap_quantized");
+    if (s == RA_OK) {
+        t->h = h;
+        return;
+    }
+    fz_check_new_error("ra_tensor_wrap_quantized");
+    FZ_CHECK(h == NULL, "ra_tensor_wrap_quantized failed but wrote *out");
+    t->quant = false;
+    wrap_plain(c, i);
+}
+
 void fz_case_materialize(fz_case *c)
 {
     for (int i = 0; i < c->n; i++) {
@@ -138,15 +170,20 @@ void fz_case_materialize(fz_case *c)
     }
     for (int i = 0; i < c->n; i++) {
         fz_tensor *t = &c->t[i];
-        if (!t->present)
-            continue;
-        if (fz_numel(t) > 0)
+        if (t->present && fz_numel(t) > 0)
             t->null_data = false;
-        ra_status s = ra_tensor_wrap(&t->h, t->dt, t->rank, t->shape,
-                                     t->null_strides ? NULL : t->st, fz_data(c, t));
-        FZ_CHECK(s == RA_OK, "ra_tensor_wrap of harness tensor %d (rank %d) failed: %d", i,
-                 t->rank, (int)s);
+        t->quant &= t->present && t->scale >= 0 && t->scale < c->n;
     }
+    /* scales first: a quantized wrap takes its scale's handle */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < c->n; i++) {
+            if (!c->t[i].present || c->t[i].quant != (pass == 1))
+                continue;
+            if (pass == 0)
+                wrap_plain(c, i);
+            else
+                wrap_quantized(c, i);
+        }
 }
 
 void fz_case_free(fz_case *c)
@@ -173,15 +210,35 @@ static double decode_at(const fz_tensor *t, const unsigned char *p)
     case RA_DTYPE_BF16:
         memcpy(&h, p, 2);
         return fz_bf16_to_f32(h);
+    case RA_DTYPE_I8:
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        return fz_code_value(t->dt, *p);
     default:
         memcpy(&i, p, 4);
         return i;
     }
 }
 
-double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+double fz_get_code(const fz_case *c, const fz_tensor *t, const int64_t *idx)
 {
     return decode_at(t, fz_data(c, t) + fz_offset(t, idx) * (int64_t)fz_dtype_size(t->dt));
+}
+
+double fz_get_scale(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+{
+    if (!t->quant)
+        return 1;
+    const fz_tensor *sc = &c->t[t->scale];
+    int64_t si[4];
+    fz_scale_index(sc, idx, si);
+    return fz_get(c, sc, si);
+}
+
+double fz_get(const fz_case *c, const fz_tensor *t, const int64_t *idx)
+{
+    const double x = fz_get_code(c, t, idx);
+    return t->quant ? x * fz_get_scale(c, t, idx) : x;
 }
 
 double fz_get_before(const fz_case *c, const fz_tensor *t, const int64_t *idx)
@@ -215,6 +272,11 @@ void fz_put(fz_case *c, const fz_tensor *t, const int64_t *idx, double x)
     case RA_DTYPE_BF16:
         h = fz_f32_to_bf16(f);
         memcpy(p, &h, 2);
+        break;
+    case RA_DTYPE_I8:
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        *p = fz_code_of(t->dt, x);
         break;
     default: /* a float value put into an i32 tensor: out-of-range and non-finite become 0 */
         i = (isfinite(x) && fabs(x) < 2147483647.0) ? (int32_t)x : 0;
@@ -262,7 +324,7 @@ void fz_check_untouched(const fz_case *c, const int *writable, int n_writable, c
             int64_t idx[4] = {0, 0, 0, 0};
             do
                 memset(ok + t->off + (size_t)fz_offset(t, idx) * es, 1, es);
-            while (next_index(t, idx));
+            while (fz_next_index(t, idx));
         }
         for (size_t i = 0; i < c->buf_n[b]; i++)
             FZ_CHECK(ok[i] || c->buf[b][i] == c->snap[b][i],
@@ -286,7 +348,7 @@ static int64_t *sorted_offsets(const fz_tensor *t, int64_t n)
     int64_t idx[4] = {0, 0, 0, 0}, k = 0, es = (int64_t)fz_dtype_size(t->dt);
     do
         v[k++] = (int64_t)t->off + fz_offset(t, idx) * es;
-    while (next_index(t, idx));
+    while (fz_next_index(t, idx));
     qsort(v, (size_t)n, sizeof *v, cmp_i64);
     return v;
 }

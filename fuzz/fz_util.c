@@ -72,6 +72,10 @@ size_t fz_dtype_size(ra_dtype dt)
     case RA_DTYPE_F16:
     case RA_DTYPE_BF16:
         return 2;
+    case RA_DTYPE_I8:
+    case RA_DTYPE_FP8_E4M3:
+    case RA_DTYPE_FP8_E5M2:
+        return 1;
     default:
         return 0;
     }
@@ -80,6 +84,65 @@ size_t fz_dtype_size(ra_dtype dt)
 bool fz_dtype_is_float(ra_dtype dt)
 {
     return dt == RA_DTYPE_F32 || dt == RA_DTYPE_F16 || dt == RA_DTYPE_BF16;
+}
+
+bool fz_dtype_is_quant(ra_dtype dt)
+{
+    return dt == RA_DTYPE_I8 || dt == RA_DTYPE_FP8_E4M3 || dt == RA_DTYPE_FP8_E5M2;
+}
+
+double fz_quant_max(ra_dtype dt)
+{
+    return dt == RA_DTYPE_I8 ? 127 : dt == RA_DTYPE_FP8_E4M3 ? 448 : 57344;
+}
+
+/* From the OCP FP8 definitions: e4m3 has bias 7 and 3 mantissa bits, 0x7f/0xff NaN and no
+ * infinities; e5m2 has bias 15 and 2 mantissa bits, IEEE-style infinities and NaNs. */
+double fz_code_value(ra_dtype dt, uint8_t code)
+{
+    if (dt == RA_DTYPE_I8)
+        return (int8_t)code;
+    const bool e4 = dt == RA_DTYPE_FP8_E4M3;
+    const int mbits = e4 ? 3 : 2, bias = e4 ? 7 : 15, emax = e4 ? 15 : 31;
+    const int e = (code & 0x7f) >> mbits, m = code & ((1 << mbits) - 1);
+    double v;
+    if (e4 && (code & 0x7f) == 0x7f)
+        v = NAN;
+    else if (!e4 && e == emax)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexp(m, 1 - bias - mbits);
+    else
+        v = ldexp((1 << mbits) + m, e - bias - mbits);
+    return (code & 0x80) ? -v : v;
+}
+
+/* The nearest finite code by search: slow but independent of the library's rounding code. */
+static uint8_t nearest_fp8(ra_dtype dt, double x)
+{
+    int best = 0;
+    double best_d = INFINITY;
+    for (int c = 0; c < 256; c++) {
+        const double v = fz_code_value(dt, (uint8_t)c);
+        if (!isfinite(v) || (v == 0 && signbit(v) != signbit(x)))
+            continue;
+        const double d = fabs(v - x);
+        if (d < best_d || (d == best_d && (c & 1) == 0))
+            best = c, best_d = d;
+    }
+    return (uint8_t)best;
+}
+
+uint8_t fz_code_of(ra_dtype dt, double x)
+{
+    if (dt == RA_DTYPE_I8)
+        return isnan(x) ? 0 : (uint8_t)(int8_t)nearbyint(fmax(-127.0, fmin(127.0, x)));
+    if (isnan(x))
+        return 0x7f;
+    if (isinf(x) && dt == RA_DTYPE_FP8_E5M2)
+        return x > 0 ? 0x7c : 0xfc;
+    const double qmax = fz_quant_max(dt);
+    return nearest_fp8(dt, fmax(-qmax, fmin(qmax, x)));
 }
 
 static uint32_t f32_bits(float x)

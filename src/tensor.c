@@ -211,7 +211,10 @@ ra_status ra_tensor_wrap_quantized(ra_tensor **out, ra_dtype dtype, int rank,
     *t = tmp;
     t->data = data;
     t->owned = false;
-    t->scale = scale->data;
+    /* An empty scale may have NULL data, but a NULL scale means "not quantized": such a tensor
+     * has no elements, so any non-NULL pointer will do, and none is read. */
+    static const float no_elements = 0.0f;
+    t->scale = scale->data ? scale->data : &no_elements;
     t->scale_lo = scale->span_lo;
     t->scale_hi = scale->span_hi;
     set_span(t);

@@ -29,6 +29,73 @@ static void fill_nan(float *p, size_t n)
         p[i] = NAN;
 }
 
+static int quantized(const ts_attn *a)
+{
+    return a->kv_dtype != RA_DTYPE_F32;
+}
+
+/* The scales' element strides: one scale per row of D elements, so a row's stride / D. */
+static void scale_strides(const ts_attn *a, int64_t st[4])
+{
+    for (int i = 0; i < 3; i++)
+        st[i] = a->kv_stride[i] / a->D;
+    st[3] = 1;
+}
+
+/* Allocates layer i's K and V of n elements each: f32, or codes and a scale per row. A pool
+ * starts as NaN (a quantized one through NaN scales). */
+static int alloc_layer(ts_attn *a, int i, size_t n, int paged)
+{
+    if (!quantized(a)) {
+        a->k[i] = calloc(n, sizeof(float));
+        a->v[i] = calloc(n, sizeof(float));
+        if (!a->k[i] || !a->v[i])
+            return -1;
+        if (paged) {
+            fill_nan(a->k[i], n);
+            fill_nan(a->v[i], n);
+        }
+        return 0;
+    }
+    const size_t rows = n / (size_t)a->D;
+    a->kc[i] = calloc(n, 1);
+    a->vc[i] = calloc(n, 1);
+    a->ks[i] = calloc(rows, sizeof(float));
+    a->vs[i] = calloc(rows, sizeof(float));
+    if (!a->kc[i] || !a->vc[i] || !a->ks[i] || !a->vs[i])
+        return -1;
+    if (paged) {
+        fill_nan(a->ks[i], rows);
+        fill_nan(a->vs[i], rows);
+    }
+    return 0;
+}
+
+static int wrap_quantized(ra_tensor **t, ra_tensor **scale, const ts_attn *a,
+                          const int64_t *shape, unsigned char *codes, float *scales,
+                          const char *what)
+{
+    const int64_t sshape[4] = {shape[0], shape[1], shape[2], 1};
+    int64_t sst[4];
+    scale_strides(a, sst);
+    ra_status s = ra_tensor_wrap(scale, RA_DTYPE_F32, 4, sshape, sst, scales);
+    if (s == RA_OK)
+        s = ra_tensor_wrap_quantized(t, a->kv_dtype, 4, shape, a->kv_stride, codes, *scale);
+    return s == RA_OK ? 0 : ra_fail(s, what);
+}
+
+/* Wraps layer i's K and V as tensors of the given shape (the cache's, or the pool's). */
+static int wrap_layer(ts_attn *a, int i, const int64_t *shape)
+{
+    if (quantized(a))
+        return wrap_quantized(&a->kt[i], &a->kst[i], a, shape, a->kc[i], a->ks[i],
+                              "wrapping K") ||
+               wrap_quantized(&a->vt[i], &a->vst[i], a, shape, a->vc[i], a->vs[i],
+                              "wrapping V");
+    return wrap(&a->kt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->k[i], "wrapping K") ||
+           wrap(&a->vt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->v[i], "wrapping V");
+}
+
 /* The page table and free list of num_pages pages of page_size positions, all free; the
  * lowest page index is handed out first. */
 static int pages_init(ts_pages *pg, int B, int seq_len, int page_size, int num_pages)
@@ -49,8 +116,8 @@ static int pages_init(ts_pages *pg, int B, int seq_len, int page_size, int num_p
     return 0;
 }
 
-int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int threads,
-                 ra_kernel kernel, int check, int page_size, int num_pages)
+int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dtype kv_dtype,
+                 int threads, ra_kernel kernel, int check, int page_size, int num_pages)
 {
     memset(a, 0, sizeof *a);
     a->B = B;
@@ -60,6 +127,7 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     a->D = c->head_size;
     a->n_layers = c->n_layers;
     a->layout = layout;
+    a->kv_dtype = kv_dtype;
     a->check = check;
     const int64_t S = a->S, Hq = a->Hq, Hkv = a->Hkv, D = a->D;
     const int paged = layout == TS_LAYOUT_PAGED;
@@ -81,14 +149,20 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     a->v = calloc((size_t)a->n_layers, sizeof *a->v);
     a->kt = calloc((size_t)a->n_layers, sizeof *a->kt);
     a->vt = calloc((size_t)a->n_layers, sizeof *a->vt);
+    a->kc = calloc((size_t)a->n_layers, sizeof *a->kc);
+    a->vc = calloc((size_t)a->n_layers, sizeof *a->vc);
+    a->ks = calloc((size_t)a->n_layers, sizeof *a->ks);
+    a->vs = calloc((size_t)a->n_layers, sizeof *a->vs);
+    a->kst = calloc((size_t)a->n_layers, sizeof *a->kst);
+    a->vst = calloc((size_t)a->n_layers, sizeof *a->vst);
     a->q = calloc(qsize, sizeof(float));
     a->o_part = calloc(qsize, sizeof(float));
     a->out = calloc(qsize, sizeof(float));
     a->m = calloc((size_t)(B * Hq), sizeof(float));
     a->l = calloc((size_t)(B * Hq), sizeof(float));
     a->lengths = calloc((size_t)B, sizeof(int32_t));
-    if (!a->k || !a->v || !a->kt || !a->vt || !a->q || !a->o_part || !a->out || !a->m ||
-        !a->l || !a->lengths)
+    if (!a->k || !a->v || !a->kt || !a->vt || !a->kc || !a->vc || !a->ks || !a->vs || !a->kst ||
+        !a->vst || !a->q || !a->o_part || !a->out || !a->m || !a->l || !a->lengths)
         goto oom;
     if (paged && pages_init(&a->pages, B, a->S, page_size, num_pages) != 0)
         goto oom;
@@ -96,17 +170,9 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int th
     const int64_t kv_shape[4] = {B, S, Hkv, D};
     const int64_t pool_shape[4] = {num_pages, page_size, Hkv, D};
     for (int i = 0; i < a->n_layers; i++) {
-        a->k[i] = calloc(cache, sizeof(float));
-        a->v[i] = calloc(cache, sizeof(float));
-        if (!a->k[i] || !a->v[i])
+        if (alloc_layer(a, i, cache, paged) != 0)
             goto oom;
-        if (paged) {
-            fill_nan(a->k[i], cache);
-            fill_nan(a->v[i], cache);
-        }
-        const int64_t *shape = paged ? pool_shape : kv_shape;
-        if (wrap(&a->kt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->k[i], "wrapping K") ||
-            wrap(&a->vt[i], RA_DTYPE_F32, 4, shape, a->kv_stride, a->v[i], "wrapping V"))
+        if (wrap_layer(a, i, paged ? pool_shape : kv_shape) != 0)
             goto fail;
     }
     if (paged) {
@@ -159,11 +225,25 @@ void ts_attn_free(ts_attn *a)
             free(a->k[i]);
         if (a->v)
             free(a->v[i]);
+        if (a->kst)
+            ra_tensor_destroy(a->kst[i]);
+        if (a->vst)
+            ra_tensor_destroy(a->vst[i]);
+        if (a->kc)
+            free(a->kc[i]), free(a->ks[i]);
+        if (a->vc)
+            free(a->vc[i]), free(a->vs[i]);
     }
     free(a->k);
     free(a->v);
     free(a->kt);
     free(a->vt);
+    free(a->kc);
+    free(a->vc);
+    free(a->ks);
+    free(a->vs);
+    free(a->kst);
+    free(a->vst);
     ra_tensor_destroy(a->qt);
     ra_tensor_destroy(a->o_part_t);
     ra_tensor_destroy(a->out_t);
@@ -183,6 +263,44 @@ void ts_attn_free(ts_attn *a)
     free(a->l);
     free(a->lengths);
     memset(a, 0, sizeof *a);
+}
+
+/* Quantizes the rows x [Hkv, D] of one position into the codes at element offset `at` and
+ * their scales, one per KV head (max|x| / qmax, ra_quantize's rule). */
+static int quantize_rows(const ts_attn *a, const float *x, unsigned char *codes, float *scales,
+                         int64_t at)
+{
+    const int64_t shape[2] = {a->Hkv, a->D}, sshape[2] = {a->Hkv, 1};
+    const int64_t st[2] = {a->kv_stride[2], 1}, sst[2] = {a->kv_stride[2] / a->D, 1};
+    ra_tensor *src = NULL, *dst = NULL, *sc = NULL;
+    ra_status s = ra_tensor_wrap(&src, RA_DTYPE_F32, 2, shape, NULL, (void *)x);
+    if (s == RA_OK)
+        s = ra_tensor_wrap(&dst, a->kv_dtype, 2, shape, st, codes + at);
+    if (s == RA_OK)
+        s = ra_tensor_wrap(&sc, RA_DTYPE_F32, 2, sshape, sst, scales + at / a->D);
+    if (s == RA_OK)
+        s = ra_quantize(src, dst, sc);
+    ra_tensor_destroy(src);
+    ra_tensor_destroy(dst);
+    ra_tensor_destroy(sc);
+    return s == RA_OK ? 0 : ra_fail(s, "ra_quantize");
+}
+
+int ts_attn_store(ts_attn *a, int layer, int b, int pos, const float *k, const float *v)
+{
+    if (quantized(a)) {
+        const int64_t at = ts_attn_offset(a, b, pos, 0);
+        return quantize_rows(a, k, a->kc[layer], a->ks[layer], at) ||
+                       quantize_rows(a, v, a->vc[layer], a->vs[layer], at)
+                   ? -1
+                   : 0;
+    }
+    for (int j = 0; j < a->Hkv; j++) {
+        const int64_t at = ts_attn_offset(a, b, pos, j);
+        memcpy(a->k[layer] + at, k + (size_t)j * a->D, (size_t)a->D * sizeof(float));
+        memcpy(a->v[layer] + at, v + (size_t)j * a->D, (size_t)a->D * sizeof(float));
+    }
+    return 0;
 }
 
 int ts_attn_begin_step(ts_attn *a, const int *active, int n_active, const int *pos, int step)
@@ -221,6 +339,11 @@ void ts_attn_release(ts_attn *a, int b)
     int32_t *slots = pg->table + (int64_t)b * pg->max_pages;
     for (int i = pg->held[b] - 1; i >= 0; i--) {
         for (int l = 0; l < a->n_layers; l++) {
+            if (quantized(a)) { /* NaN scales: every element of the page reads as NaN */
+                fill_nan(a->ks[l] + (size_t)slots[i] * rows / (size_t)a->D, rows / (size_t)a->D);
+                fill_nan(a->vs[l] + (size_t)slots[i] * rows / (size_t)a->D, rows / (size_t)a->D);
+                continue;
+            }
             fill_nan(a->k[l] + (size_t)slots[i] * rows, rows);
             fill_nan(a->v[l] + (size_t)slots[i] * rows, rows);
         }

@@ -34,10 +34,16 @@ typedef struct ts_pages {
 typedef struct ts_attn {
     int B, S, Hq, Hkv, D, n_layers;
     ts_layout layout;
+    /* RA_DTYPE_F32, or a quantized dtype (i8, fp8): the cache then holds codes, quantized by
+     * ra_quantize as each row is stored, and an f32 scale per position and KV head. */
+    ra_dtype kv_dtype;
     int64_t kv_stride[4]; /* element strides of the logical [B,S,Hkv,D] view of a cache, or of
                              a pool [num_pages, page_size, Hkv, D] */
-    float **k, **v;       /* per layer: the cache, or the pool */
-    ra_tensor **kt, **vt; /* per layer: views [B,S,Hkv,D] (or the pools) over k[l], v[l] */
+    float **k, **v;       /* per layer: the cache, or the pool (f32 caches only) */
+    unsigned char **kc, **vc; /* per layer: the codes of a quantized cache, laid out as k, v */
+    float **ks, **vs;     /* per layer: their scales, a row's at its row offset / D */
+    ra_tensor **kst, **vst; /* per layer: the scale tensors [B,S,Hkv,1] (or [pages,...,1]) */
+    ra_tensor **kt, **vt; /* per layer: views [B,S,Hkv,D] (or the pools) over the cache */
     ts_pages pages;       /* the paged layout's allocator (zeroed otherwise) */
     float *q;             /* [B,1,Hq,D]: the caller writes each active sequence's query */
     float *o_part;        /* [B,1,Hq,D]: un-normalized o*l from ra_ragged_gqa */
@@ -52,12 +58,13 @@ typedef struct ts_attn {
     double seconds;    /* wall time inside ra_ragged_gqa (or ra_paged_gqa) and ra_merge */
 } ts_attn;
 
-/* Allocates zeroed caches for B sequences and wraps them. threads: ra_options num_threads
- * (0 = OpenMP default). kernel: RA_KERNEL_AUTO or a forced kernel. For TS_LAYOUT_PAGED,
- * num_pages pages of page_size positions per layer, all free and filled with NaN (unused
- * otherwise). Returns 0, or -1 after printing the reason to stderr. */
-int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, int threads,
-                 ra_kernel kernel, int check, int page_size, int num_pages);
+/* Allocates zeroed caches for B sequences and wraps them. kv_dtype: f32, or i8/fp8 for a
+ * quantized cache. threads: ra_options num_threads (0 = OpenMP default). kernel:
+ * RA_KERNEL_AUTO or a forced kernel. For TS_LAYOUT_PAGED, num_pages pages of page_size
+ * positions per layer, all free and filled with NaN (unused otherwise). Returns 0, or -1 after
+ * printing the reason to stderr. */
+int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dtype kv_dtype,
+                 int threads, ra_kernel kernel, int check, int page_size, int num_pages);
 void ts_attn_free(ts_attn *a);
 
 /* Where position t of KV head j of sequence b starts in a layer's cache (D floats follow).
@@ -71,6 +78,11 @@ static inline int64_t ts_attn_offset(const ts_attn *a, int b, int t, int j)
     }
     return b * a->kv_stride[0] + t * a->kv_stride[1] + j * a->kv_stride[2];
 }
+
+/* Stores the K and V rows [Hkv, D] of position pos of sequence b in layer `layer`'s cache;
+ * a quantized cache gets them through ra_quantize, one scale per KV head. Returns 0, or -1
+ * after printing the library's error. */
+int ts_attn_store(ts_attn *a, int layer, int b, int pos, const float *k, const float *v);
 
 /* Sets the lengths of a step: pos[b] + 1 for the n_active sequences in active[], 0 for the
  * other slots. Paged: a sequence whose position starts a new page takes one from the free

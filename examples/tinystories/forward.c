@@ -97,15 +97,6 @@ static void rope(float *vec, int width, int head_size, int pos)
     }
 }
 
-static void scatter_kv(ts_attn *a, int layer, int b, int pos, const float *k, const float *v)
-{
-    for (int j = 0; j < a->Hkv; j++) {
-        const int64_t at = ts_attn_offset(a, b, pos, j);
-        memcpy(a->k[layer] + at, k + (size_t)j * a->D, (size_t)a->D * sizeof(float));
-        memcpy(a->v[layer] + at, v + (size_t)j * a->D, (size_t)a->D * sizeof(float));
-    }
-}
-
 int ts_forward(const ts_model *m, ts_state *s, ts_attn *a, const int *active, int n_active,
                const int *token, const int *pos)
 {
@@ -133,7 +124,8 @@ int ts_forward(const ts_model *m, ts_state *s, ts_attn *a, const int *active, in
             const int b = active[i];
             rope(a->q + (size_t)b * dim, dim, c->head_size, pos[b]);
             rope(s->k + (size_t)b * kv, kv, c->head_size, pos[b]);
-            scatter_kv(a, l, b, pos[b], s->k + (size_t)b * kv, s->v + (size_t)b * kv);
+            if (ts_attn_store(a, l, b, pos[b], s->k + (size_t)b * kv, s->v + (size_t)b * kv))
+                return -1;
         }
         if (ts_attn_run(a, l) != 0)
             return -1;

@@ -16,6 +16,8 @@ typedef struct ts_seq {
     int done;
     unsigned char *text; /* printed bytes not yet written out */
     size_t len, cap;
+    int *gen; /* the generated tokens (cfg->steps at most) */
+    int n_gen;
 } ts_seq;
 
 static int append(ts_seq *q, const unsigned char *p, size_t n)
@@ -52,6 +54,7 @@ static void free_seqs(ts_seq *seqs, int n)
     for (int b = 0; b < n && seqs; b++) {
         free(seqs[b].prompt);
         free(seqs[b].text);
+        free(seqs[b].gen);
     }
     free(seqs);
 }
@@ -66,7 +69,8 @@ static ts_seq *make_seqs(const ts_tokenizer *tok, const ts_run_config *cfg)
     for (int b = 0; b < cfg->n_prompts; b++) {
         ts_seq *q = &seqs[b];
         q->prompt = malloc((strlen(cfg->prompts[b]) + 2) * sizeof *q->prompt);
-        if (!q->prompt) {
+        q->gen = malloc((size_t)cfg->steps * sizeof *q->gen);
+        if (!q->prompt || !q->gen) {
             fprintf(stderr, "tinystories: out of memory for prompt %d\n", b);
             free_seqs(seqs, cfg->n_prompts);
             return NULL;
@@ -86,8 +90,10 @@ static ts_seq *make_seqs(const ts_tokenizer *tok, const ts_run_config *cfg)
 static int advance(const ts_tokenizer *tok, const ts_run_config *cfg, ts_seq *q,
                    const float *logits)
 {
-    const int next =
-        q->pos < q->n_prompt - 1 ? q->prompt[q->pos + 1] : argmax(logits, tok->vocab_size);
+    const int prompt = q->pos < q->n_prompt - 1;
+    const int next = prompt ? q->prompt[q->pos + 1] : argmax(logits, tok->vocab_size);
+    if (!prompt)
+        q->gen[q->n_gen++] = next;
     q->pos++;
     if (next == TS_TOKEN_BOS) { /* the model ended the text */
         q->done = 1;
@@ -104,12 +110,44 @@ static int advance(const ts_tokenizer *tok, const ts_run_config *cfg, ts_seq *q,
 
 static int flush_text(ts_seq *q, FILE *out)
 {
+    if (!out) {
+        q->len = 0;
+        return 0;
+    }
     if (q->len > 0 && fwrite(q->text, 1, q->len, out) != q->len) {
         fprintf(stderr, "tinystories: writing the text failed\n");
         return -1;
     }
     q->len = 0;
     return fflush(out) == 0 ? 0 : -1;
+}
+
+void ts_tokens_free(ts_tokens *t)
+{
+    for (int b = 0; b < t->B && t->ids; b++)
+        free(t->ids[b]);
+    free(t->ids);
+    free(t->n);
+    memset(t, 0, sizeof *t);
+}
+
+/* Hands each sequence's generated tokens over to t. */
+static int keep_tokens(ts_seq *seqs, int B, ts_tokens *t)
+{
+    t->B = B;
+    t->ids = calloc((size_t)B, sizeof *t->ids);
+    t->n = calloc((size_t)B, sizeof *t->n);
+    if (!t->ids || !t->n) {
+        fprintf(stderr, "tinystories: out of memory for the generated tokens\n");
+        ts_tokens_free(t);
+        return -1;
+    }
+    for (int b = 0; b < B; b++) {
+        t->ids[b] = seqs[b].gen;
+        t->n[b] = seqs[b].n_gen;
+        seqs[b].gen = NULL;
+    }
+    return 0;
 }
 
 int ts_pool_pages_needed(const ts_run_config *cfg)
@@ -132,7 +170,7 @@ int ts_pool_pages_needed(const ts_run_config *cfg)
 }
 
 int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg, FILE *out,
-                ts_run_stats *stats)
+                ts_run_stats *stats, ts_tokens *record)
 {
     const int B = cfg->n_prompts;
     memset(stats, 0, sizeof *stats);
@@ -153,8 +191,8 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
     const int pool = cfg->layout != TS_LAYOUT_PAGED ? 0
                      : cfg->pool_pages > 0   ? cfg->pool_pages
                                              : ts_pool_pages_needed(cfg);
-    if (ts_attn_init(&attn, &m->cfg, B, cfg->layout, cfg->threads, cfg->kernel, cfg->check,
-                     cfg->page_size, pool)) {
+    if (ts_attn_init(&attn, &m->cfg, B, cfg->layout, cfg->kv_dtype, cfg->threads, cfg->kernel,
+                     cfg->check, cfg->page_size, pool)) {
         free(active), free(token), free(pos);
         free_seqs(seqs, B);
         return -1;
@@ -206,11 +244,13 @@ int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config 
     stats->acquired = attn.pages.acquired;
     for (int b = 0; b < B && rc == 0; b++) {
         rc = flush_text(&seqs[b], out);
-        if (rc == 0 && (fputc('\n', out) == EOF || fflush(out) != 0)) {
+        if (rc == 0 && out && (fputc('\n', out) == EOF || fflush(out) != 0)) {
             fprintf(stderr, "tinystories: writing the text failed\n");
             rc = -1;
         }
     }
+    if (rc == 0 && record)
+        rc = keep_tokens(seqs, B, record);
     ts_state_free(&st);
     ts_attn_free(&attn);
     free(active);

@@ -14,6 +14,7 @@ typedef struct ts_run_config {
     int steps;     /* positions per sequence, BOS included (llama2.c's -n), 1..seq_len */
     int stagger;   /* sequence b joins the batch b * stagger steps late (continuous batching) */
     ts_layout layout;
+    ra_dtype kv_dtype; /* RA_DTYPE_F32, or i8/fp8 for a quantized KV cache */
     int threads;   /* 0 = OpenMP default */
     ra_kernel kernel;
     int check;     /* compare every attention call with a double-precision oracle */
@@ -32,6 +33,15 @@ typedef struct ts_run_stats {
     long acquired;    /* paged: pages taken from the free list (more than the peak: reuse) */
 } ts_run_stats;
 
+/* The tokens each sequence generated after its prompt (the final BOS of a story included). */
+typedef struct ts_tokens {
+    int B;
+    int **ids; /* [B][n[b]] */
+    int *n;
+} ts_tokens;
+
+void ts_tokens_free(ts_tokens *t);
+
 /* The most pages the sequences of cfg hold at once if none ends early: sequence b holds
  * ceil(n / page_size) pages while it has n positions, from step b * stagger for cfg->steps
  * steps, and frees them all when it finishes. */
@@ -41,8 +51,9 @@ int ts_pool_pages_needed(const ts_run_config *cfg);
  * sequences that have joined and not finished through one ts_forward: a sequence first consumes
  * its prompt tokens, then generates, and stops early if it produces BOS. Each sequence's text
  * goes to out followed by "\n", in prompt order; with one prompt it streams as it is produced.
- * Returns 0, or -1 after printing the reason to stderr. */
+ * out NULL prints nothing. record, when not NULL, receives the generated tokens (free with
+ * ts_tokens_free). Returns 0, or -1 after printing the reason to stderr. */
 int ts_generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg, FILE *out,
-                ts_run_stats *stats);
+                ts_run_stats *stats, ts_tokens *record);
 
 #endif

@@ -32,6 +32,10 @@ static void usage(FILE *f)
             "  -p, --pool-pages N      paged: pages in each layer's pool (default: the most\n"
             "                          the sequences hold at once if none ends early); a run\n"
             "                          that needs more fails\n"
+            "      --kv DTYPE          KV cache dtype: f32 (default), or i8, e4m3, e5m2: each\n"
+            "                          row quantized by ra_quantize as it is stored, one scale\n"
+            "                          per position and KV head; stderr's last line counts\n"
+            "                          the tokens that differ from the f32 cache's text\n"
             "  -T, --threads N         OpenMP threads for the attention calls and the matrix\n"
             "                          products (default 1: this model is so small that a\n"
             "                          parallel region costs more than it saves on a busy\n"
@@ -80,6 +84,33 @@ static int parse_kernel(const char *s, ra_kernel *k)
     fprintf(stderr, "tinystories: --kernel must be auto, blas, portable, avx2 or avx512, got '%s'\n",
             s);
     return -1;
+}
+
+static const struct {
+    const char *name;
+    ra_dtype dt;
+} kv_dtypes[] = {{"f32", RA_DTYPE_F32},
+                 {"i8", RA_DTYPE_I8},
+                 {"e4m3", RA_DTYPE_FP8_E4M3},
+                 {"e5m2", RA_DTYPE_FP8_E5M2}};
+
+static int parse_kv(const char *s, ra_dtype *dt)
+{
+    for (size_t i = 0; i < sizeof kv_dtypes / sizeof kv_dtypes[0]; i++)
+        if (strcmp(s, kv_dtypes[i].name) == 0) {
+            *dt = kv_dtypes[i].dt;
+            return 0;
+        }
+    fprintf(stderr, "tinystories: --kv must be f32, i8, e4m3 or e5m2, got '%s'\n", s);
+    return -1;
+}
+
+static const char *kv_name(ra_dtype dt)
+{
+    for (size_t i = 0; i < sizeof kv_dtypes / sizeof kv_dtypes[0]; i++)
+        if (kv_dtypes[i].dt == dt)
+            return kv_dtypes[i].name;
+    return "?";
 }
 
 /* Returns 0 to run, 1 after --help, -1 on a bad command line. */
@@ -150,6 +181,9 @@ static int parse_args(int argc, char **argv, ts_cli *c)
         } else if (IS("-k", "--kernel")) {
             if (parse_kernel(val, &c->run.kernel))
                 return -1;
+        } else if (strcmp(a, "--kv") == 0) {
+            if (parse_kv(val, &c->run.kv_dtype))
+                return -1;
         } else {
             fprintf(stderr, "tinystories: unknown option '%s' (try --help)\n", a);
             return -1;
@@ -160,7 +194,52 @@ static int parse_args(int argc, char **argv, ts_cli *c)
         fprintf(stderr, "tinystories: --page-size and --pool-pages need --layout paged\n");
         return -1;
     }
+    /* the oracle and the contiguous copy read the f32 rows, which a quantized cache lacks */
+    if (c->run.check && c->run.kv_dtype != RA_DTYPE_F32) {
+        fprintf(stderr, "tinystories: --check-attention needs --kv f32\n");
+        return -1;
+    }
     return 0;
+}
+
+/* Runs cfg, printing its text. With a quantized cache it first runs the f32 cache silently,
+ * recording both runs' tokens in ref and got. */
+static int generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg,
+                    ts_run_stats *stats, ts_tokens *ref, ts_tokens *got)
+{
+    if (cfg->kv_dtype == RA_DTYPE_F32)
+        return ts_generate(m, tok, cfg, stdout, stats, NULL);
+    ts_run_config f32 = *cfg;
+    f32.kv_dtype = RA_DTYPE_F32;
+    if (ts_generate(m, tok, &f32, NULL, stats, ref) != 0)
+        return -1;
+    return ts_generate(m, tok, cfg, stdout, stats, got);
+}
+
+/* The last stderr line of a quantized run: how many generated tokens differ from the f32
+ * cache's (position by position; a token one run has and the other lacks differs), and the
+ * first that does. */
+static void report_kv_difference(ra_dtype kv, const ts_tokens *ref, const ts_tokens *got)
+{
+    long total = 0, differ = 0;
+    int first_b = -1, first_i = -1;
+    for (int b = 0; b < ref->B; b++) {
+        const int n = ref->n[b] > got->n[b] ? ref->n[b] : got->n[b];
+        for (int i = 0; i < n; i++) {
+            total++;
+            if (i < ref->n[b] && i < got->n[b] && ref->ids[b][i] == got->ids[b][i])
+                continue;
+            differ++;
+            if (first_b < 0)
+                first_b = b, first_i = i;
+        }
+    }
+    fprintf(stderr, "tinystories: kv %s: %ld of %ld generated tokens differ from the f32 "
+            "cache's text", kv_name(kv), differ, total);
+    if (first_b >= 0)
+        fprintf(stderr, "; the first is token %d of sequence %d\n", first_i, first_b);
+    else
+        fprintf(stderr, "\n");
 }
 
 static const char *layout_name(ts_layout l)
@@ -174,6 +253,7 @@ int main(int argc, char **argv)
     cli.run.layout = TS_LAYOUT_BSTH;
     cli.run.threads = 1;
     cli.run.kernel = RA_KERNEL_AUTO;
+    cli.run.kv_dtype = RA_DTYPE_F32;
     cli.run.page_size = 16;
     /* at most one prompt per argument pair, plus the default empty prompt */
     cli.prompts = calloc((size_t)argc / 2 + 1, sizeof *cli.prompts);
@@ -219,11 +299,12 @@ int main(int argc, char **argv)
         rc = 2;
     }
     ts_run_stats stats;
+    ts_tokens ref = {0}, got = {0};
     if (rc == 0) {
         cli.run.prompts = cli.prompts;
         cli.run.n_prompts = cli.n_prompts;
         cli.run.steps = cli.steps;
-        rc = ts_generate(&model, &tok, &cli.run, stdout, &stats) == 0 ? 0 : 1;
+        rc = generate(&model, &tok, &cli.run, &stats, &ref, &got) == 0 ? 0 : 1;
     }
     if (rc == 0) {
         ra_options *o = NULL;
@@ -234,9 +315,12 @@ int main(int argc, char **argv)
         const int threads = cli.run.threads > 0 ? cli.run.threads : omp_get_max_threads();
         const double secs = stats.seconds > 0.0 ? stats.seconds : 1e-9;
         fprintf(stderr,
-                "tinystories: batch %d, layout %s, kernel %s, %d thread%s: %ld tokens in %.3f s "
-                "= %.1f tok/s (%ld batch steps, %.1f steps/s; attention %.0f%% of the time)\n",
+                "tinystories: batch %d, layout %s%s%s, kernel %s, %d thread%s: %ld tokens in "
+                "%.3f s = %.1f tok/s (%ld batch steps, %.1f steps/s; attention %.0f%% of the "
+                "time)\n",
                 cli.n_prompts, layout_name(cli.run.layout),
+                cli.run.kv_dtype == RA_DTYPE_F32 ? "" : ", kv ",
+                cli.run.kv_dtype == RA_DTYPE_F32 ? "" : kv_name(cli.run.kv_dtype),
                 ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
                 stats.seconds, stats.positions / secs, stats.batch_steps,
                 stats.batch_steps / secs, 100.0 * stats.attn_seconds / secs);
@@ -252,7 +336,11 @@ int main(int argc, char **argv)
         if (cli.run.check)
             fprintf(stderr, "tinystories: attention check passed, worst error %.3g of max|o|\n",
                     stats.worst_rel);
+        if (cli.run.kv_dtype != RA_DTYPE_F32)
+            report_kv_difference(cli.run.kv_dtype, &ref, &got);
     }
+    ts_tokens_free(&ref);
+    ts_tokens_free(&got);
     ts_tokenizer_free(&tok);
     ts_model_free(&model);
     free(cli.prompts);

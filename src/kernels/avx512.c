@@ -399,11 +399,13 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
 #undef PV_PF_POS
 }
 
-/* scales[i] of each lane's position (lane g*TT + i of step k is position k*TT + i). */
-RA_INLINE __m512 position_scales(const float *scales, int64_t k, const int TT, __mmask16 ok)
+/* scales[i] of each lane's position (lane g*TT + i of step k is position k*TT + i). Only the
+ * tile's T scales are loaded: the scratch holding them may end right after them. */
+RA_INLINE __m512 position_scales(const float *scales, int64_t k, const int TT, int64_t T,
+                                 __mmask16 ok)
 {
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512 s = _mm512_maskz_loadu_ps(lanes(TT), scales + k * TT);
+    const __m512 s = _mm512_maskz_loadu_ps(lanes(T - k * TT) & lanes(TT), scales + k * TT);
     return _mm512_maskz_permutexvar_ps(ok, _mm512_and_si512(lane, _mm512_set1_epi32(TT - 1)), s);
 }
 
@@ -419,7 +421,7 @@ RA_INLINE void scale_p_tile(const ra__tile *t, const int GT, float *sb)
         const __m512i pos = _mm512_add_epi32(in_step, _mm512_set1_epi32((int)(k * TT)));
         const __mmask16 ok = _mm512_cmp_epi32_mask(pos, _mm512_set1_epi32((int)t->T), _MM_CMPINT_LT);
         _mm512_store_ps(sb + 16 * k, _mm512_mul_ps(_mm512_load_ps(sb + 16 * k),
-                                                   position_scales(t->v_scales, k, TT, ok)));
+                                                   position_scales(t->v_scales, k, TT, t->T, ok)));
     }
 }
 
@@ -440,7 +442,7 @@ RA_INLINE void modify_tile(const ra__tile *t, int64_t g0, const int GT, float *s
         const __m512 dist = _mm512_sub_ps(_mm512_set1_ps(dist0), _mm512_cvtepi32_ps(pos));
         __m512 x = _mm512_load_ps(sb + 16 * k);
         if (t->k_scales)
-            x = _mm512_mask_mul_ps(x, ok, x, position_scales(t->k_scales, k, TT, ok));
+            x = _mm512_mask_mul_ps(x, ok, x, position_scales(t->k_scales, k, TT, t->T, ok));
         _mm512_store_ps(sb + 16 * k, _mm512_mask_mov_ps(x, ok, modify16(x, t->softcap, slope, dist,
                                                                         t->slopes != NULL)));
     }

@@ -310,6 +310,93 @@ static void test_paged_equals_contiguous(void **state)
         or_buf_free(bufs[i]);
 }
 
+/* An empty cache (S = 0, or a pool of no pages) with an empty scale, whose data may be NULL,
+ * is still quantized: every length is 0 and the call gives the empty state. */
+static void test_empty_cache_with_empty_scale(void **state)
+{
+    (void)state;
+    enum { B = 2, H = 2, D = 8 };
+    const int64_t qs[4] = {B, 1, H, D}, ms[4] = {B, 1, H, 1}, ls[1] = {B}, ts[2] = {B, 1};
+    const int64_t kv[4] = {B, 0, H, D}, kvs[4] = {B, 0, H, 1};
+    const int64_t pool[4] = {0, 4, H, D}, pools[4] = {0, 4, H, 1};
+    float qd[B * H * D] = {0}, od[B * H * D], md[B * H], ld[B * H];
+    int32_t lens[B] = {0, 0}, table[B] = {0, 0};
+    ra_tensor *q, *o, *m, *l, *len, *tab, *sc, *k, *psc, *pk;
+    assert_int_equal(ra_tensor_wrap(&q, RA_DTYPE_F32, 4, qs, NULL, qd), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&o, RA_DTYPE_F32, 4, qs, NULL, od), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&m, RA_DTYPE_F32, 4, ms, NULL, md), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&l, RA_DTYPE_F32, 4, ms, NULL, ld), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&len, RA_DTYPE_I32, 1, ls, NULL, lens), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&tab, RA_DTYPE_I32, 2, ts, NULL, table), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&sc, RA_DTYPE_F32, 4, kvs, NULL, NULL), RA_OK);
+    assert_int_equal(ra_tensor_wrap_quantized(&k, RA_DTYPE_I8, 4, kv, NULL, NULL, sc), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&psc, RA_DTYPE_F32, 4, pools, NULL, NULL), RA_OK);
+    assert_int_equal(ra_tensor_wrap_quantized(&pk, RA_DTYPE_FP8_E4M3, 4, pool, NULL, NULL, psc),
+                     RA_OK);
+    for (int paged = 0; paged < 2; paged++) {
+        memset(od, 0xAB, sizeof od);
+        ra_status s = paged ? ra_paged_gqa(NULL, q, pk, pk, tab, len, o, m, l)
+                            : ra_ragged_gqa(NULL, q, k, k, len, o, m, l);
+        if (s != RA_OK)
+            fail_msg("%s: %s", paged ? "ra_paged_gqa" : "ra_ragged_gqa", ra_last_error());
+        for (int i = 0; i < B * H; i++) {
+            assert_true(md[i] == -INFINITY && ld[i] == 0.0f);
+            for (int d = 0; d < D; d++)
+                assert_true(od[i * D + d] == 0.0f);
+        }
+    }
+    ra_tensor *all[] = {q, o, m, l, len, tab, sc, k, psc, pk};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ra_tensor_destroy(all[i]);
+}
+
+/* Tiles whose length is not a multiple of the AVX-512 step (three query heads per KV head, a
+ * block of 8 positions, lengths 35 and 32): the kernels read the V scales of the tile's
+ * positions only, not past the scratch that holds them (ASan in tools/sanitize.sh), and agree
+ * with the portable kernel to f32 rounding. */
+static void test_short_tile_scales(void **state)
+{
+    (void)state;
+    or_rng r = or_rng_seed(77);
+    enum { B = 2, S = 65, H = 8, G = 3, D = 1 };
+    const int64_t qs[4] = {B, 1, H * G, D}, kvs[4] = {B, S, H, D}, ls[1] = {B};
+    const int32_t lens[B] = {35, 32};
+    or_buf q, len, o_ref, o;
+    or_buf_init(&q, RA_DTYPE_F32, 4, qs, NULL);
+    or_buf_fill_uniform(&q, &r, -1, 1);
+    or_buf_init(&len, RA_DTYPE_I32, 1, ls, NULL);
+    memcpy(len.data, lens, sizeof lens);
+    or_buf_init(&o_ref, RA_DTYPE_F32, 4, qs, NULL);
+    or_buf_init(&o, RA_DTYPE_F32, 4, qs, NULL);
+    qcache k, v;
+    qcache_init(&k, RA_DTYPE_I8, PER_TENSOR, kvs, &r);
+    qcache_init(&v, RA_DTYPE_I8, PER_ROW, kvs, &r);
+    ra_options *ref = options_for(RA_KERNEL_PORTABLE, 0, 1);
+    assert_int_equal(ra_options_set_block_size(ref, 8), RA_OK);
+    assert_int_equal(ra_ragged_gqa(ref, q.t, k.t, v.t, len.t, o_ref.t, NULL, NULL), RA_OK);
+    ra_options_destroy(ref);
+    for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++) {
+        ra_options *opts = options_for(kernels[ki], 0, 1);
+        if (!opts)
+            continue;
+        assert_int_equal(ra_options_set_block_size(opts, 8), RA_OK);
+        assert_int_equal(ra_ragged_gqa(opts, q.t, k.t, v.t, len.t, o.t, NULL, NULL), RA_OK);
+        ra_options_destroy(opts);
+        float got[B * H * G], want[B * H * G];
+        or_buf_gather_f32(&o, got);
+        or_buf_gather_f32(&o_ref, want);
+        or_err e = or_compare_f32(got, want, B * H * G);
+        if (e.nonfinite || e.rel > 1e-5)
+            fail_msg("kernel %s: %.3g from the portable kernel", ra_kernel_name(kernels[ki]),
+                     e.rel);
+    }
+    qcache_free(&k);
+    qcache_free(&v);
+    or_buf *bufs[] = {&q, &len, &o_ref, &o};
+    for (int i = 0; i < 4; i++)
+        or_buf_free(bufs[i]);
+}
+
 /* ---- ra_quantize ------------------------------------------------------------------------ */
 
 /* Whether code is a nearest code of dt to y (no other finite code is strictly closer). */
@@ -496,6 +583,8 @@ int main(void)
         cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_nan_scale_stays_in_its_head),
         cmocka_unit_test(test_paged_equals_contiguous),
+        cmocka_unit_test(test_empty_cache_with_empty_scale),
+        cmocka_unit_test(test_short_tile_scales),
         cmocka_unit_test(test_quantize_helper),
         cmocka_unit_test(test_bad_input),
     };

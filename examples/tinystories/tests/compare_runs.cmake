@@ -7,6 +7,8 @@
 #   -DRIGHT=<runs>         compare LEFT with these runs' concatenated stdouts, or
 #   -DFAIL_REGEX=<regex>   require LEFT (one run) to fail with stderr matching the regex.
 #   With none of the three, LEFT's runs only have to succeed.
+#   -DOUT_REGEX=<regex>    also require LEFT's concatenated stdout to match the regex, and
+#   -DERR_REGEX=<regex>    each LEFT run's stderr.
 #   -DPAGE_REUSE=ON        also require each LEFT run's stderr to report a paged KV cache that
 #                          reused pages: more page acquisitions than pages in use at the peak.
 #
@@ -45,7 +47,8 @@ endfunction()
 
 # Runs every run of `runs`, failing on a non-zero exit, and writes the concatenated stdouts to
 # out_file (cmake -E cat keeps the bytes exact). check_reuse: apply require_page_reuse.
-function(run_all runs out_file check_reuse)
+# err_regex: each run's stderr must match it (empty: no requirement).
+function(run_all runs out_file check_reuse err_regex)
   string(REPLACE "@@" ";" run_list "${runs}")
   set(parts "")
   set(i 0)
@@ -57,6 +60,9 @@ function(run_all runs out_file check_reuse)
     message(STATUS "ran: ${shown}\n${err}")
     if(check_reuse)
       require_page_reuse("${err}" "${shown}")
+    endif()
+    if(NOT err_regex STREQUAL "" AND NOT err MATCHES "${err_regex}")
+      message(FATAL_ERROR "stderr does not match '${err_regex}': ${EXE} ${shown}\n${err}")
     endif()
     list(APPEND parts "${out_file}.${i}")
     math(EXPR i "${i} + 1")
@@ -102,10 +108,16 @@ endif()
 if(NOT DEFINED PAGE_REUSE)
   set(PAGE_REUSE OFF)
 endif()
-run_all("${LEFT}" "${WORK}.left" ${PAGE_REUSE})
+run_all("${LEFT}" "${WORK}.left" ${PAGE_REUSE} "${ERR_REGEX}")
+if(DEFINED OUT_REGEX)
+  file(READ "${WORK}.left" left_text)
+  if(NOT left_text MATCHES "${OUT_REGEX}")
+    message(FATAL_ERROR "stdout does not match '${OUT_REGEX}':\n${left_text}")
+  endif()
+endif()
 if(DEFINED EXPECTED)
   require_same("${WORK}.left" "${EXPECTED}")
 elseif(DEFINED RIGHT)
-  run_all("${RIGHT}" "${WORK}.right" OFF)
+  run_all("${RIGHT}" "${WORK}.right" OFF "")
   require_same("${WORK}.left" "${WORK}.right")
 endif()
