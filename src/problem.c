@@ -243,11 +243,11 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
 
     *p = (ra__problem){
         .B = B, .S = S, .Hq = Hq, .Hkv = Hkv, .G = Hkv ? Hq / Hkv : 0, .D = D,
-        .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D], 0},
+        .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D], 0, NULL, 0, 0, 0, 0},
         .k = {k->data, k->dtype, sk[RA_R_B], sk[RA_R_S] + sk[RA_R_PS], sk[RA_R_HKV], sk[RA_R_D],
-              sk[RA_R_NP]},
+              sk[RA_R_NP], NULL, 0, 0, 0, 0}, /* scales below */
         .v = {v->data, v->dtype, sv[RA_R_B], sv[RA_R_S] + sv[RA_R_PS], sv[RA_R_HKV], sv[RA_R_D],
-              sv[RA_R_NP]},
+              sv[RA_R_NP], NULL, 0, 0, 0, 0},
         .o = o->data, .o_sb = so[RA_R_B], .o_sh = so[RA_R_HQ], .o_sd = so[RA_R_D],
         .m = m ? m->data : NULL, .m_sb = sm[RA_R_B], .m_sh = sm[RA_R_HQ],
         .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ],

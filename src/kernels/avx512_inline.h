@@ -55,7 +55,7 @@ RA_INLINE __m512 load16(const void *base, int64_t i, __mmask16 mk, const int dt)
      : (c) == 0    ? 0                                                                          \
      : (c) == 1    ? 0x3b00                                                                     \
      : (c) < 4     ? 0x3b80 | (((c) & 1) << 6)                                                  \
-                   : 0x3c00 | (((c) - 4) << 5))
+                   : 0x3c00 | (((c) & 3) << 5))
 #define RA_LUT4(f, c) f(c), f((c) + 1), f((c) + 2), f((c) + 3)
 #define RA_LUT16(f, c) RA_LUT4(f, c), RA_LUT4(f, (c) + 4), RA_LUT4(f, (c) + 8), RA_LUT4(f, (c) + 12)
 #define RA_LUT64(f, c) RA_LUT16(f, c), RA_LUT16(f, (c) + 16), RA_LUT16(f, (c) + 32), RA_LUT16(f, (c) + 48)
