@@ -13,26 +13,7 @@
 #include "measure.h"
 #include "workload.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
-
-static int parse(int argc, const char *const *args, bench_config *cfg)
-{
-    char *argv[16];
-    argv[0] = (char *)"raggedattn-bench";
-    for (int i = 0; i < argc; i++)
-        argv[i + 1] = (char *)args[i];
-    return bench_parse_args(argc + 1, argv, cfg);
-}
+#include "test_check.h"
 
 static bool kernel_available(ra_kernel k)
 {

@@ -9,17 +9,7 @@
 #include "cli.h"
 #include "stability.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
+#include "test_check.h"
 
 static void expect_flags(double med, double min, double slow, double fast, double share,
                          const char *want)
@@ -96,12 +86,8 @@ static void test_summary(void)
 static void expect_description(int argc, const char *const *args, const char *want,
                                const char *want_preset)
 {
-    char *argv[16];
-    argv[0] = (char *)"raggedattn-bench";
-    for (int i = 0; i < argc; i++)
-        argv[i + 1] = (char *)args[i];
     bench_config cfg;
-    int rc = bench_parse_args(argc + 1, argv, &cfg);
+    int rc = parse(argc, args, &cfg);
     CHECK(rc == 0, "bench_parse_args returned %d", rc);
     char buf[512];
     const char *got = bench_run_description(&cfg, buf, sizeof buf);
