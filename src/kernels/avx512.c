@@ -13,11 +13,11 @@
  * K/V may be f32, f16 (vcvtph2ps) or bf16, independently; q, o, m, l stay f32, and so does
  * every sum. bf16 rows load 32 elements whole and split them into even and odd ones with a
  * shift and a mask, so q comes pre-split (ra__tile.qp) and PV sums return to feature order
- * once per tile. e4m3 rows take the same path: a byte table lookup turns 32 codes into 32
- * exact bf16 (fewer operations than widening them to f32 16 at a time). When q and K are both bf16 and the CPU has AVX512-BF16, QK
- * multiplies them as bf16 pairs instead (vdpbf16ps: exact products, f32 sums, 32 elements per
- * instruction), 1.2-1.3x faster on GQA/MQA workloads; bf16 subnormals, which the instruction
- * reads as 0, are detected and take exact products. */
+ * once per tile. e4m3 rows take the same path where the CPU has AVX512-VBMI: byte table
+ * lookups turn 32 codes into 32 exact bf16, fewer operations than widening them to f32 16 at a
+ * time. When q and K are both bf16 and the CPU has AVX512-BF16, QK multiplies them as bf16
+ * pairs instead (vdpbf16ps: exact products, f32 sums, 32 elements per instruction); bf16
+ * subnormals, which the instruction reads as 0, are detected and take exact products. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -132,8 +132,8 @@ RA_INLINE void qk_accumulate_dot(__m512 acc[16], const uint16_t *q, int64_t D,
     }
 }
 
-/* The same for bf16 K and f32 q: 32 K elements load whole and split into even and odd ones
- * by a shift and a mask (no widening shuffle); q comes pre-split (ra__tile.qp: each 32
+/* The same for bf16 (or e4m3 read as bf16) K and f32 q: 32 K elements load whole and split
+ * into even and odd ones by a shift and a mask (no widening shuffle); q comes pre-split (ra__tile.qp: each 32
  * elements as 16 even, then 16 odd, zero-padded). */
 RA_INLINE void qk_accumulate_pairs(__m512 acc[16], const float *qp, int64_t ld,
                                    const char *const krow[16], int64_t d, __mmask32 mk, const int GT,
