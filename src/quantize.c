@@ -6,41 +6,32 @@
 #include "status_internal.h"
 #include "tensor_internal.h"
 
-/* Round to nearest even, saturating at the largest finite value (448); NaN is 0x7f. */
-static uint8_t f32_to_e4m3(float f)
+/* An fp8 code of f with mbits mantissa bits and exponent bias `bias`: round to nearest even,
+ * saturating at max_code (the largest finite value, max_val); NaN gives nan_code. */
+static inline uint8_t f32_to_fp8(float f, int mbits, int bias, float max_val, uint8_t max_code,
+                                 uint8_t nan_code)
 {
     const uint8_t sign = signbit(f) ? 0x80 : 0;
     const float a = fabsf(f);
     if (isnan(f))
-        return 0x7f;
-    if (a >= 448.0f)
-        return sign | 0x7e;
-    if (a < 0x1p-6f) /* subnormal, or the first normal after rounding up: m / 8 * 2^-6 */
-        return sign | (uint8_t)rintf(a * 0x1p9f);
+        return nan_code;
+    if (a >= max_val)
+        return sign | max_code;
+    if (a < ldexpf(1.0f, 1 - bias)) /* subnormal, or the first normal after rounding up */
+        return sign | (uint8_t)rintf(a * ldexpf(1.0f, bias - 1 + mbits));
+    const int shift = 23 - mbits;
     uint32_t x = ra__f32_to_bits(a);
-    x += 0x7ffffu + ((x >> 20) & 1u); /* round the mantissa to 3 bits */
-    const int e = (int)(x >> 23) - 127 + 7;
-    const uint8_t code = (uint8_t)((e << 3) | ((x >> 20) & 7u));
-    return sign | (code > 0x7e ? 0x7e : code);
+    x += (1u << (shift - 1)) - 1u + ((x >> shift) & 1u); /* round the mantissa to mbits bits */
+    const int e = (int)(x >> 23) - 127 + bias;
+    const uint8_t code = (uint8_t)((e << mbits) | ((x >> shift) & ((1u << mbits) - 1u)));
+    return sign | (code > max_code ? max_code : code);
 }
 
-/* Round to nearest even, saturating at the largest finite value (57344); NaN is 0x7e. */
-static uint8_t f32_to_e5m2(float f)
-{
-    const uint8_t sign = signbit(f) ? 0x80 : 0;
-    const float a = fabsf(f);
-    if (isnan(f))
-        return 0x7e;
-    if (a >= 57344.0f)
-        return sign | 0x7b;
-    if (a < 0x1p-14f) /* subnormal, or the first normal after rounding up: m / 4 * 2^-14 */
-        return sign | (uint8_t)rintf(a * 0x1p16f);
-    uint32_t x = ra__f32_to_bits(a);
-    x += 0xfffffu + ((x >> 21) & 1u); /* round the mantissa to 2 bits */
-    const int e = (int)(x >> 23) - 127 + 15;
-    const uint8_t code = (uint8_t)((e << 2) | ((x >> 21) & 3u));
-    return sign | (code > 0x7b ? 0x7b : code);
-}
+/* e4m3fn: largest finite 448 (0x7e), NaN 0x7f. */
+static uint8_t f32_to_e4m3(float f) { return f32_to_fp8(f, 3, 7, 448.0f, 0x7e, 0x7f); }
+
+/* e5m2: largest finite 57344 (0x7b), NaN 0x7e. */
+static uint8_t f32_to_e5m2(float f) { return f32_to_fp8(f, 2, 15, 57344.0f, 0x7b, 0x7e); }
 
 static float qmax_of(ra_dtype dt)
 {
