@@ -83,10 +83,10 @@ extern "C" {
 /* ---- Versions --------------------------------------------------------------------------- */
 
 #define RA_VERSION_MAJOR 0
-#define RA_VERSION_MINOR 2
+#define RA_VERSION_MINOR 3
 #define RA_VERSION_PATCH 0
 #define RA_VERSION_NUMBER (RA_VERSION_MAJOR * 10000 + RA_VERSION_MINOR * 100 + RA_VERSION_PATCH)
-#define RA_VERSION_STRING "0.2.0"
+#define RA_VERSION_STRING "0.3.0"
 
 /* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. Since 0.1.0. */
 RA_API uint32_t ra_version_number(void);
@@ -352,6 +352,37 @@ RA_API ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q,
                               const ra_tensor *page_table, const ra_tensor *lengths,
                               ra_tensor *o, ra_tensor *m, ra_tensor *l);
 
+/* ---- Several query tokens per sequence (causal) -------------------------------------------
+ *
+ * Speculative-decoding verification, chunked prefill and prefill attend with T >= 1 new
+ * tokens per sequence at once (FlashAttention's flash_attn_with_kvcache, padded form):
+ *   - q [B,T,Hq,D]; q_lens i32 [B]: sequence b uses its first q_lens[b] <= T query rows
+ *     (the rest are padding). Its new tokens are already in the cache, as its last q_lens[b]
+ *     positions, so q_lens[b] <= lengths[b].
+ *   - Causal rule: query row i of sequence b sees the positions t < lengths[b] - q_lens[b] +
+ *     i + 1 (itself and everything before it).
+ *   - o [B,T,Hq,D] un-normalized (o*l), m and l [B,T,Hq,1] or NULL: row (b, i) as
+ *     ra_ragged_gqa returns it for that query alone. Padding rows (i >= q_lens[b]) receive the
+ *     empty state: o = 0, m = -inf, l = 0.
+ *   - k, v as in ra_ragged_gqa; ra_paged_gqa_multi takes ra_paged_gqa's pools and page table.
+ *   - Options as for the decode calls. With T = 1 the results are bitwise those of
+ *     ra_ragged_gqa / ra_paged_gqa. A window and ALiBi slopes need T = 1.
+ * Results are bitwise identical for every thread count. Work: query rows of a sequence are
+ * taken in blocks that share one pass over the K/V they all see (see docs/multi_token.md).
+ *
+ * Errors (nothing is written): those of the decode calls; RA_ERR_LENGTH for q_lens[b] < 0,
+ * > T or > lengths[b]; RA_ERR_UNSUPPORTED for a window or ALiBi with T > 1. q_lens is read
+ * once, while validating. Since 0.3.0. */
+RA_API ra_status ra_ragged_gqa_multi(const ra_options *opts, const ra_tensor *q,
+                                     const ra_tensor *k, const ra_tensor *v,
+                                     const ra_tensor *lengths, const ra_tensor *q_lens,
+                                     ra_tensor *o, ra_tensor *m, ra_tensor *l);
+RA_API ra_status ra_paged_gqa_multi(const ra_options *opts, const ra_tensor *q,
+                                    const ra_tensor *k_pages, const ra_tensor *v_pages,
+                                    const ra_tensor *page_table, const ra_tensor *lengths,
+                                    const ra_tensor *q_lens, ra_tensor *o, ra_tensor *m,
+                                    ra_tensor *l);
+
 /* ---- Merging partial states --------------------------------------------------------------
  *
  * Combines n >= 1 partial states (o_i un-normalized [B,1,H,D], m_i and l_i [B,1,H,1], all f32,
@@ -393,7 +424,7 @@ RA_API ra_status ra_mha_cost_estimate(const ra_tensor *q, const ra_tensor *k, co
  *
  * dlsym one symbol, ra_get_api, and call through the table. The struct only ever grows at the
  * end; check struct_size before using a member added after version 1. */
-#define RA_API_VERSION 2
+#define RA_API_VERSION 3
 
 typedef struct ra_api {
     uint32_t struct_size; /* sizeof(ra_api) of the loaded library */
@@ -453,6 +484,13 @@ typedef struct ra_api {
     ra_status (*tensor_wrap_quantized)(ra_tensor **, ra_dtype, int, const int64_t *,
                                        const int64_t *, void *, const ra_tensor *);
     ra_status (*quantize)(const ra_tensor *, ra_tensor *, ra_tensor *);
+    /* Table version 3 (0.3.0): */
+    ra_status (*ragged_gqa_multi)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                                  const ra_tensor *, const ra_tensor *, const ra_tensor *,
+                                  ra_tensor *, ra_tensor *, ra_tensor *);
+    ra_status (*paged_gqa_multi)(const ra_options *, const ra_tensor *, const ra_tensor *,
+                                 const ra_tensor *, const ra_tensor *, const ra_tensor *,
+                                 const ra_tensor *, ra_tensor *, ra_tensor *, ra_tensor *);
     /* New members are appended here, never inserted. */
 } ra_api;
 

@@ -47,7 +47,9 @@ RA__PIN(options_set_sinks, 33);
 RA__PIN(options_set_alibi, 34);
 RA__PIN(tensor_wrap_quantized, 35);
 RA__PIN(quantize, 36);
-_Static_assert(sizeof(ra_api) == 8 + 37 * sizeof(void (*)(void)), "ra_api v2 has 37 functions");
+RA__PIN(ragged_gqa_multi, 37); /* version 3 */
+RA__PIN(paged_gqa_multi, 38);
+_Static_assert(sizeof(ra_api) == 8 + 39 * sizeof(void (*)(void)), "ra_api v3 has 39 functions");
 
 /* The same functions in every table; abi_version echoes the version asked for. */
 #define RA__API_TABLE(version)                                                                 \
@@ -90,12 +92,20 @@ _Static_assert(sizeof(ra_api) == 8 + 37 * sizeof(void (*)(void)), "ra_api v2 has
         .options_set_alibi = ra_options_set_alibi,                                            \
         .tensor_wrap_quantized = ra_tensor_wrap_quantized,                                    \
         .quantize = ra_quantize,                                                              \
+        .ragged_gqa_multi = ra_ragged_gqa_multi,                                              \
+        .paged_gqa_multi = ra_paged_gqa_multi,                                                \
     }
 
 static const ra_api api_v1 = RA__API_TABLE(1);
 static const ra_api api_v2 = RA__API_TABLE(2);
+static const ra_api api_v3 = RA__API_TABLE(3);
 
 const ra_api *ra_get_api(uint32_t abi_version)
 {
-    return abi_version == 1 ? &api_v1 : abi_version == 2 ? &api_v2 : NULL;
+    switch (abi_version) {
+    case 1: return &api_v1;
+    case 2: return &api_v2;
+    case 3: return &api_v3;
+    default: return NULL;
+    }
 }

@@ -78,12 +78,12 @@ static int64_t chunks_of(const plan *pl, int64_t len)
 }
 
 /* The positions of sequence b that the call reads, as ranges [r[i][0], r[i][1]) in position
- * order: all of them, or with a window the last `window` and the first `sink_positions`.
- * Returns the number of ranges (1 or 2; one empty range for length 0). */
+ * order: all of them (from first[b] when set), or with a window the last `window` and the
+ * first `sink_positions`. Returns the number of ranges (1 or 2; one empty range for length 0). */
 static int visible_ranges(const ra__problem *p, int64_t b, int64_t r[2][2])
 {
     const int64_t len = seq_len(p, b);
-    r[0][0] = 0;
+    r[0][0] = p->first ? p->first[b] : 0;
     r[0][1] = len;
     if (!p->window || p->window >= len)
         return 1;

@@ -13,7 +13,7 @@
 
 static const char *const role_names[RA_R_COUNT] = {"B",   "S",         "Hq",
                                                    "Hkv", "D",         "1",
-                                                   "num_pages", "page_size", "max_pages"};
+                                                   "num_pages", "page_size", "max_pages", "T"};
 
 static const char *layout_str(const ra__layout *lay, char *buf, size_t n)
 {
@@ -100,6 +100,23 @@ static ra_status copy_lengths(const char *fn, const ra_tensor *lengths, int64_t 
     return RA_OK;
 }
 
+/* Copies q_lens into qlen, each checked against T and the sequence's length. */
+static ra_status copy_q_lens(const char *fn, const ra_tensor *q_lens, int64_t B, int64_t T,
+                             const int32_t *len, int32_t *qlen)
+{
+    const int32_t *from = q_lens->data;
+    for (int64_t b = 0; b < B; b++) {
+        int32_t n = __atomic_load_n(&from[b * q_lens->strides[0]], __ATOMIC_RELAXED);
+        if (n < 0 || n > T || n > len[b])
+            return ra__fail(RA_ERR_LENGTH, "%s: q_lens[%lld] = %d is outside [0, min(T = %lld, "
+                            "lengths[%lld] = %d)] (the new tokens are the last q_lens[b] "
+                            "positions of the cache)", fn, (long long)b, (int)n, (long long)T,
+                            (long long)b, (int)len[b]);
+        qlen[b] = n;
+    }
+    return RA_OK;
+}
+
 /* Copies the page-table slots that hold valid positions, after checking each page index
  * against the pool; slots past a sequence's last page are never read. */
 static ra_status copy_pages(const char *fn, const ra_tensor *table, const int32_t *len,
@@ -148,14 +165,15 @@ static ra_status copy_pages(const char *fn, const ra_tensor *table, const int32_
 
 ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
                    const ra_tensor *k, const ra_tensor *v, const ra_tensor *page_table,
-                   const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l,
-                   ra__problem *p)
+                   const ra_tensor *lengths, const ra_tensor *q_lens, ra_tensor *o,
+                   ra_tensor *m, ra_tensor *l, ra__problem *p)
 {
     const char *fn = sig->name;
-    const ra_tensor *req[] = {q, k, v, lengths, o, page_table};
+    const ra_tensor *req[] = {q, k, v, lengths, o, sig->paged ? page_table : o,
+                              sig->multi ? q_lens : o};
     const char *req_names[] = {"q", sig->paged ? "k_pages" : "k", sig->paged ? "v_pages" : "v",
-                               "lengths", "o", "page_table"};
-    for (int i = 0; i < (sig->paged ? 6 : 5); i++)
+                               "lengths", "o", "page_table", "q_lens"};
+    for (int i = 0; i < 7; i++)
         if (!req[i])
             return ra__fail(RA_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, req_names[i]);
 
@@ -171,10 +189,11 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
                             "with ra_tensor_wrap_quantized", fn, req_names[i],
                             ra__dtype_name(fin[i]->dtype));
     }
-    const ra_tensor *ints[] = {lengths, page_table};
-    const char *int_names[] = {"lengths", "page_table"};
-    for (int i = 0; i < (sig->paged ? 2 : 1); i++)
-        if (ints[i]->dtype != RA_DTYPE_I32)
+    const ra_tensor *ints[] = {lengths, sig->paged ? page_table : NULL,
+                               sig->multi ? q_lens : NULL};
+    const char *int_names[] = {"lengths", "page_table", "q_lens"};
+    for (int i = 0; i < 3; i++)
+        if (ints[i] && ints[i]->dtype != RA_DTYPE_I32)
             return ra__fail(RA_ERR_DTYPE, "%s: %s has dtype %s, expected i32", fn,
                             int_names[i], ra__dtype_name(ints[i]->dtype));
     const ra_tensor *outs[] = {o, m, l};
@@ -189,7 +208,7 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         dims[r] = -1;
     int64_t sq[RA_R_COUNT] = {0}, sk[RA_R_COUNT] = {0}, sv[RA_R_COUNT] = {0},
             so[RA_R_COUNT] = {0}, sm[RA_R_COUNT] = {0}, sl[RA_R_COUNT] = {0},
-            slen[RA_R_COUNT] = {0}, spt[RA_R_COUNT] = {0};
+            slen[RA_R_COUNT] = {0}, spt[RA_R_COUNT] = {0}, sql[RA_R_COUNT] = {0};
     ra_status s;
     static const ra__layout len_layout = {1, {RA_R_B}};
     static const ra__layout table_layout = {2, {RA_R_B, RA_R_MP}};
@@ -199,6 +218,7 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         (sig->paged &&
          (s = ra__bind_layout(fn, "page_table", page_table, &table_layout, dims, spt))) ||
         (s = ra__bind_layout(fn, "lengths", lengths, &len_layout, dims, slen)) ||
+        (sig->multi && (s = ra__bind_layout(fn, "q_lens", q_lens, &len_layout, dims, sql))) ||
         (s = ra__bind_layout(fn, "o", o, &sig->o, dims, so)) ||
         (m && (s = ra__bind_layout(fn, "m", m, &sig->ml, dims, sm))) ||
         (l && (s = ra__bind_layout(fn, "l", l, &sig->ml, dims, sl))))
@@ -230,9 +250,16 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
             return ra__fail(RA_ERR_SHAPE, "%s: the options' %s have %lld entries, but Hq = %lld",
                             fn, per_head_names[i], (long long)*per_head[i], (long long)Hq);
 
-    const ra_tensor *ins[] = {q, k, v, lengths, page_table};
-    const char *in_names[] = {"q", req_names[1], req_names[2], "lengths", "page_table"};
-    if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, sig->paged ? 5 : 4)))
+    const int64_t T = sig->multi ? dims[RA_R_T] : 1;
+    /* A window and ALiBi measure distances from the one query position of a decode call. */
+    if (T > 1 && (op->window || op->alibi))
+        return ra__fail(RA_ERR_UNSUPPORTED, "%s: a window and ALiBi slopes need one query "
+                        "position per sequence (T = 1), got T = %lld", fn, (long long)T);
+
+    const ra_tensor *ins[] = {q, k, v, lengths, sig->paged ? page_table : NULL,
+                              sig->multi ? q_lens : NULL};
+    const char *in_names[] = {"q", req_names[1], req_names[2], "lengths", "page_table", "q_lens"};
+    if ((s = ra__check_aliasing(fn, outs, out_names, 3, ins, in_names, 6)))
         return s;
     for (int i = 0; i < 3; i++) /* and the scales of quantized K/V */
         for (int j = 1; j < 3 && outs[i]; j++)
@@ -243,14 +270,17 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
 
     *p = (ra__problem){
         .B = B, .S = S, .Hq = Hq, .Hkv = Hkv, .G = Hkv ? Hq / Hkv : 0, .D = D,
-        .q = {q->data, q->dtype, sq[RA_R_B], 0, sq[RA_R_HQ], sq[RA_R_D], 0, NULL, 0, 0, 0, 0},
+        .q = {q->data, q->dtype, sq[RA_R_B], sq[RA_R_T], sq[RA_R_HQ], sq[RA_R_D], 0, NULL, 0, 0,
+              0, 0},
+        .T = T,
         .k = {k->data, k->dtype, sk[RA_R_B], sk[RA_R_S] + sk[RA_R_PS], sk[RA_R_HKV], sk[RA_R_D],
               sk[RA_R_NP], NULL, 0, 0, 0, 0}, /* scales below */
         .v = {v->data, v->dtype, sv[RA_R_B], sv[RA_R_S] + sv[RA_R_PS], sv[RA_R_HKV], sv[RA_R_D],
               sv[RA_R_NP], NULL, 0, 0, 0, 0},
         .o = o->data, .o_sb = so[RA_R_B], .o_sh = so[RA_R_HQ], .o_sd = so[RA_R_D],
-        .m = m ? m->data : NULL, .m_sb = sm[RA_R_B], .m_sh = sm[RA_R_HQ],
-        .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ],
+        .o_st = so[RA_R_T],
+        .m = m ? m->data : NULL, .m_sb = sm[RA_R_B], .m_sh = sm[RA_R_HQ], .m_st = sm[RA_R_T],
+        .l = l ? l->data : NULL, .l_sb = sl[RA_R_B], .l_sh = sl[RA_R_HQ], .l_st = sl[RA_R_T],
         .normalize = sig->normalize,
         .scale = op->scale, .mask_value = op->mask_value,
         .softcap = op->softcap, .window = op->window, .sink_positions = op->sink_positions,
@@ -272,13 +302,17 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
         kv_ops[i]->c_sh = c[RA_R_HKV];
         kv_ops[i]->c_sp = c[RA_R_NP];
     }
+    /* lengths, then (multi-token calls) q_lens */
+    const uint64_t n_len = (uint64_t)B * (sig->multi ? 2 : 1);
     int32_t *len = p->len_inline;
-    if ((uint64_t)B > sizeof p->len_inline / sizeof p->len_inline[0] &&
-        !(len = ra__alloc(sizeof(int32_t) * (size_t)B)))
+    if (n_len > sizeof p->len_inline / sizeof p->len_inline[0] &&
+        !(len = ra__alloc(sizeof(int32_t) * (size_t)n_len)))
         return ra__fail(RA_ERR_OUT_OF_MEMORY, "%s: cannot allocate a copy of %lld lengths", fn,
                         (long long)B);
     p->len = len;
+    p->qlen = sig->multi ? len + B : NULL;
     if ((s = copy_lengths(fn, lengths, B, S, sig->paged, len)) ||
+        (sig->multi && (s = copy_q_lens(fn, q_lens, B, T, len, len + B))) ||
         (sig->paged &&
          (s = copy_pages(fn, page_table, len, B, dims[RA_R_PS], dims[RA_R_NP], p)))) {
         ra__problem_release(p);

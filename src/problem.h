@@ -22,7 +22,15 @@ typedef struct ra__operand {
 
 typedef struct ra__problem {
     int64_t B, S, Hq, Hkv, G, D; /* G = Hq / Hkv query heads per KV head */
-    ra__operand q, k, v;         /* q ignores st */
+    ra__operand q, k, v;         /* q.st: between query positions (multi-token calls) */
+    /* Query positions per sequence (1 for a decode call). In a multi-token call sequence b
+     * has qlen[b] <= T new tokens, the last qlen[b] positions of its cache; query i sees the
+     * positions before len[b] - qlen[b] + i + 1. NULL for a decode call. */
+    int64_t T;
+    const int32_t *qlen;
+    /* Positions before first[b] are not read (the engine's passes over a multi-token call
+     * set it; never together with a window); NULL: from position 0. */
+    const int32_t *first;
     /* lengths[b], copied once while validating, so that a caller changing its array during the
      * call cannot move a read out of bounds. Points at len_inline or at an allocation that
      * ra__problem_release frees; a bound problem is never copied. */
@@ -36,9 +44,9 @@ typedef struct ra__problem {
     int64_t page_size;
     void *pages_block; /* the allocation behind pages and page_at */
     float *o; /* required */
-    int64_t o_sb, o_sh, o_sd;
+    int64_t o_sb, o_sh, o_sd, o_st; /* o_st: between query positions (multi-token calls) */
     float *m, *l; /* optional */
-    int64_t m_sb, m_sh, l_sb, l_sh;
+    int64_t m_sb, m_sh, l_sb, l_sh, m_st, l_st;
     bool normalize; /* o/l (true) or o*l = un-normalized (false) */
     float scale, mask_value;
     /* score modifiers (ra_options_set_softcap/window/sinks/alibi); 0 or NULL: off */
@@ -51,9 +59,11 @@ typedef struct ra__problem {
 } ra__problem;
 
 /* The role each axis of a seed tensor plays. */
-/* NP, PS and MP: a paged pool's pages and positions per page, and a page table's slots. */
+/* NP, PS and MP: a paged pool's pages and positions per page, and a page table's slots; T:
+ * query positions of a multi-token call. */
 enum ra__role {
-    RA_R_B, RA_R_S, RA_R_HQ, RA_R_HKV, RA_R_D, RA_R_ONE, RA_R_NP, RA_R_PS, RA_R_MP, RA_R_COUNT
+    RA_R_B, RA_R_S, RA_R_HQ, RA_R_HKV, RA_R_D, RA_R_ONE, RA_R_NP, RA_R_PS, RA_R_MP, RA_R_T,
+    RA_R_COUNT
 };
 
 typedef struct ra__layout {
@@ -68,14 +78,16 @@ typedef struct ra__signature {
     bool mha;       /* Hq must equal Hkv */
     bool normalize; /* returns o/l rather than o*l */
     bool paged;     /* kv is a pool of pages [NP,PS,Hkv,D], with a page table [B,MP] */
+    bool multi;     /* q and the outputs have T query positions, counted by q_lens [B] */
 } ra__signature;
 
 /* Validates every argument (before anything is written) and fills *p. page_table is NULL
- * unless sig->paged. On RA_OK the caller owes one ra__problem_release(p). */
+ * unless sig->paged, q_lens unless sig->multi. On RA_OK the caller owes one
+ * ra__problem_release(p). */
 ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_tensor *q,
                    const ra_tensor *k, const ra_tensor *v, const ra_tensor *page_table,
-                   const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l,
-                   ra__problem *p);
+                   const ra_tensor *lengths, const ra_tensor *q_lens, ra_tensor *o,
+                   ra_tensor *m, ra_tensor *l, ra__problem *p);
 
 /* Whether p uses a score modifier. */
 static inline bool ra__problem_modified(const ra__problem *p)

@@ -25,10 +25,10 @@ enum { B_ = RA_R_B, S_ = RA_R_S, HQ_ = RA_R_HQ, HKV_ = RA_R_HKV, D_ = RA_R_D, ON
 /* The shapes of ra_ragged_gqa and ra_reference_gqa, bound straight to their engines. */
 static const ra__signature ragged_gqa = {
     "ragged_gqa", {4, {B_, ONE_, HQ_, D_}}, {4, {B_, S_, HKV_, D_}}, {4, {B_, ONE_, HQ_, D_}},
-    {4, {B_, ONE_, HQ_, ONE_}}, false, false, false};
+    {4, {B_, ONE_, HQ_, ONE_}}, false, false, false, false};
 static const ra__signature reference_gqa = {
     "reference_gqa", {3, {B_, HQ_, D_}}, {4, {B_, HKV_, S_, D_}}, {4, {B_, ONE_, HQ_, D_}},
-    {4, {B_, ONE_, HQ_, ONE_}}, false, true, false};
+    {4, {B_, ONE_, HQ_, ONE_}}, false, true, false, false};
 
 /* Binds c's call, then sets every length of the caller's array to S (valid, but the inputs
  * hold NaN past each real length, so a read of the new lengths shows), then runs the engine. */
@@ -43,8 +43,8 @@ static void bind_then_rewrite(tc_case *c, const ra__signature *sig,
     or_buf_fill_bytes(&c->m, 0xFF);
     or_buf_fill_bytes(&c->l, 0xFF);
     ra__problem p;
-    assert_int_equal(ra__bind(sig, opts, c->q.t, c->k.t, c->v.t, NULL, c->len.t, c->o.t, c->m.t,
-                              c->l.t, &p), RA_OK);
+    assert_int_equal(ra__bind(sig, opts, c->q.t, c->k.t, c->v.t, NULL, c->len.t, NULL, c->o.t,
+                              c->m.t, c->l.t, &p), RA_OK);
     int32_t *caller = (int32_t *)c->len.data;
     for (int64_t b = 0; b < c->p.B; b++)
         caller[b * c->len.strides[0]] = (int32_t)c->p.S;

@@ -27,7 +27,8 @@ typedef void (*any_fn)(void);
     X(kernel_resolve) X(kernel_name) X(ragged_mqa) X(ragged_mha) X(ragged_gqa)                 \
     X(reference_mqa) X(reference_mha) X(reference_gqa) X(merge) X(mha_cost_estimate)          \
     X(paged_gqa) X(options_set_softcap) X(options_set_window) X(options_set_sinks)            \
-    X(options_set_alibi) X(tensor_wrap_quantized) X(quantize)
+    X(options_set_alibi) X(tensor_wrap_quantized) X(quantize) X(ragged_gqa_multi)            \
+    X(paged_gqa_multi)
 
 struct member {
     const char *symbol;

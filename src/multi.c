@@ -1,0 +1,277 @@
+/* Multi-token queries with a causal mask, as two passes of the decode engine and one merge.
+ *
+ * Sequence b has n = qlen[b] new tokens, the last n of its L cached positions; its query i
+ * sees the positions before L - n + i + 1. The queries are cut into blocks of up to Tq
+ * consecutive ones, and the work of block [i0, i0 + nq) into two parts:
+ *   - the prefix [0, L - n + i0 + 1), which every query of the block sees: one decode entry
+ *     whose query heads are the block's queries of each KV head (the engine's group of G
+ *     query heads per KV head becomes Tq*G rows), so that a K/V tile is read once for all of
+ *     them and the kernels get rows enough to be compute-bound;
+ *   - the diagonal: query i0 + k (k >= 1) also sees the k positions after the prefix, one
+ *     small decode entry each (first[] starts it there).
+ * Both passes leave un-normalized (o, m, l) states; the merge adds the sinks, applies the
+ * output convention and writes the caller's rows. Rows past qlen[b] get the empty state. */
+#include <math.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "decode.h"
+#include "dtype.h"
+#include "merge_internal.h"
+#include "multi.h"
+#include "size_math.h"
+#include "status_internal.h"
+#include "tensor_internal.h"
+
+/* Query rows per KV head that a prefix entry aims for: enough for the kernels to reuse each
+ * K/V tile many times, few enough to keep a tile's logits and outputs in cache. */
+#ifndef RA_MULTI_ROWS
+#define RA_MULTI_ROWS 32
+#endif
+
+/* A pass of the engine: its problem and the states it leaves, [entries][heads][D] and
+ * [entries][heads]. */
+typedef struct pass {
+    ra__problem p;
+    int32_t *len, *first, *pages;
+    int64_t *page_at;
+    char *q;
+    float *o, *m, *l;
+} pass;
+
+/* Sizes one pass of n entries with hq query heads in a; records the offsets. */
+typedef struct pass_at {
+    size_t len, first, pages, page_at, q, o, m, l;
+} pass_at;
+
+static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t hq, pass_at *at)
+{
+    at->len = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
+    at->first = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
+    at->pages = ra__arena_take(a, p->pages ? 0 : n, 1, 1, sizeof(int32_t));
+    at->page_at = ra__arena_take(a, n + 1, 1, 1, sizeof(int64_t));
+    at->q = ra__arena_take(a, n, hq, p->D, ra__dtype_size(p->q.dtype));
+    at->o = ra__arena_take(a, n, hq, p->D, sizeof(float));
+    at->m = ra__arena_take(a, n, hq, 1, sizeof(float));
+    at->l = ra__arena_take(a, n, hq, 1, sizeof(float));
+}
+
+/* The pass's problem: n entries of p's cache with hq query heads, un-normalized outputs, no
+ * sinks (the merge adds them). A contiguous cache is viewed as a pool of B pages of S
+ * positions, so that an entry names its sequence through the page table like a paged one. */
+static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem *p, int64_t n,
+                      int64_t hq)
+{
+    x->len = (int32_t *)(base + at->len);
+    x->first = (int32_t *)(base + at->first);
+    x->pages = p->pages ? NULL : (int32_t *)(base + at->pages);
+    x->page_at = (int64_t *)(base + at->page_at);
+    x->q = base + at->q;
+    x->o = (float *)(base + at->o);
+    x->m = (float *)(base + at->m);
+    x->l = (float *)(base + at->l);
+    const int64_t D = p->D;
+    ra__problem d = {
+        .B = n, .S = p->S, .Hq = hq, .Hkv = p->Hkv, .G = hq / p->Hkv, .D = D,
+        .q = {x->q, p->q.dtype, hq * D, 0, D, 1, 0, NULL, 0, 0, 0, 0},
+        .k = p->k, .v = p->v, .T = 1, .len = x->len, .first = x->first,
+        .pages = p->pages ? p->pages : x->pages, .page_at = x->page_at,
+        .page_size = p->pages ? p->page_size : p->S,
+        .o = x->o, .o_sb = hq * D, .o_sh = D, .o_sd = 1,
+        .m = x->m, .m_sb = hq, .m_sh = 1, .l = x->l, .l_sb = hq, .l_sh = 1,
+        .normalize = false, .scale = p->scale, .mask_value = p->mask_value,
+        .softcap = p->softcap, .block_size = p->block_size, .split_tokens = p->split_tokens,
+        .num_threads = p->num_threads, .kernel = p->kernel,
+    };
+    if (!p->pages) { /* sequence b is page b: the batch stride becomes the page stride */
+        ra__operand *ops[2] = {&d.k, &d.v};
+        for (int i = 0; i < 2; i++) {
+            ops[i]->sp = ops[i]->sb;
+            ops[i]->sb = 0;
+            ops[i]->c_sp = ops[i]->c_sb;
+            ops[i]->c_sb = 0;
+        }
+    }
+    x->p = d;
+}
+
+/* Points entry e of x at sequence b of p's cache. */
+static void entry_sequence(pass *x, const ra__problem *p, int64_t e, int64_t b)
+{
+    if (p->pages) {
+        x->page_at[e] = p->page_at[b];
+    } else {
+        x->pages[e] = (int32_t)b;
+        x->page_at[e] = e;
+    }
+}
+
+/* Copies query i of sequence b, heads [h0, h0 + nh), to dst [nh][D] in q's dtype. */
+static void copy_query(const ra__problem *p, int64_t b, int64_t i, int64_t h0, int64_t nh,
+                       char *dst)
+{
+    const size_t es = ra__dtype_size(p->q.dtype);
+    const int64_t D = p->D;
+    for (int64_t h = h0; h < h0 + nh; h++, dst += (size_t)D * es) {
+        const char *src = (const char *)p->q.data +
+                          (size_t)(b * p->q.sb + i * p->q.st + h * p->q.sh) * es;
+        if (p->q.sd == 1)
+            memcpy(dst, src, (size_t)D * es);
+        else
+            for (int64_t d = 0; d < D; d++)
+                memcpy(dst + (size_t)d * es, src + (size_t)(d * p->q.sd) * es, es);
+    }
+}
+
+/* Writes row (b, i, h) of the caller's outputs from parts a and (when c_o is not NULL) c. */
+static void write_row(const ra__problem *p, int64_t b, int64_t i, int64_t h, const float *a_o,
+                      float a_m, float a_l, const float *c_o, float c_m, float c_l)
+{
+    float M = p->sinks ? p->sinks[h] : -INFINITY;
+    M = ra__nan_max(M, a_m);
+    if (c_o)
+        M = ra__nan_max(M, c_m);
+    const float wa = ra__merge_weight(a_m, M), wc = c_o ? ra__merge_weight(c_m, M) : 0.0f;
+    float L = wa * a_l;
+    if (c_o)
+        L += wc * c_l;
+    if (p->sinks)
+        L += ra__merge_weight(p->sinks[h], M);
+    float *out = p->o + b * p->o_sb + i * p->o_st + h * p->o_sh;
+    for (int64_t d = 0; d < p->D; d++) {
+        float acc = wa * a_o[d];
+        if (c_o)
+            acc += wc * c_o[d];
+        out[d * p->o_sd] = ra__finish_o(acc, L, p->normalize);
+    }
+    if (p->m)
+        p->m[b * p->m_sb + i * p->m_st + h * p->m_sh] = M;
+    if (p->l)
+        p->l[b * p->l_sb + i * p->l_st + h * p->l_sh] = L;
+}
+
+static void write_empty_row(const ra__problem *p, int64_t b, int64_t i, int64_t h)
+{
+    float *out = p->o + b * p->o_sb + i * p->o_st + h * p->o_sh;
+    for (int64_t d = 0; d < p->D; d++)
+        out[d * p->o_sd] = 0.0f;
+    if (p->m)
+        p->m[b * p->m_sb + i * p->m_st + h * p->m_sh] = -INFINITY;
+    if (p->l)
+        p->l[b * p->l_sb + i * p->l_st + h * p->l_sh] = 0.0f;
+}
+
+/* T = 1: the decode engine on the sequences that have their query; the others are emptied
+ * afterwards (so the results are those of ra_ragged_gqa / ra_paged_gqa, bit for bit). */
+static ra_status run_single(const ra__problem *p)
+{
+    bool any_empty = false;
+    for (int64_t b = 0; b < p->B; b++)
+        any_empty |= p->qlen[b] == 0;
+    ra__problem d = *p;
+    int32_t *len = NULL;
+    if (any_empty) {
+        if (!(len = ra__alloc(sizeof(int32_t) * (size_t)p->B)))
+            return ra__fail(RA_ERR_OUT_OF_MEMORY, "multi-token: cannot allocate %lld lengths",
+                            (long long)p->B);
+        for (int64_t b = 0; b < p->B; b++)
+            len[b] = p->qlen[b] ? p->len[b] : 0;
+        d.len = len;
+    }
+    ra_status s = ra__decode(&d);
+    if (s == RA_OK)
+        for (int64_t b = 0; b < p->B; b++)
+            for (int64_t h = 0; h < p->Hq && !p->qlen[b]; h++)
+                write_empty_row(p, b, 0, h);
+    ra__free(len);
+    return s;
+}
+
+ra_status ra__multi(const ra__problem *p)
+{
+    if (p->B == 0 || p->Hq == 0 || p->T == 0)
+        return RA_OK;
+    if (p->T == 1)
+        return run_single(p);
+    const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, D = p->D;
+    const int64_t Tq = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G < p->T ? RA_MULTI_ROWS / G
+                                                                          : p->T;
+    const int64_t hq_a = Hkv * Tq * G; /* a prefix entry's query heads: [Hkv][Tq][G] */
+    int64_t n_a = 0, n_c = 0;          /* prefix entries, diagonal entries */
+    for (int64_t b = 0; b < p->B; b++) {
+        const int64_t blocks = (p->qlen[b] + Tq - 1) / Tq; /* qlen < 2^31: no overflow */
+        n_a += blocks;
+        n_c += p->qlen[b] - blocks;
+    }
+    if (!p->pages && p->B > INT32_MAX)
+        return ra__fail(RA_ERR_OVERFLOW, "multi-token: B = %lld sequences", (long long)p->B);
+
+    ra__arena a = {0, false};
+    pass_at at_a, at_c;
+    take_pass(&a, p, n_a, hq_a, &at_a);
+    take_pass(&a, p, n_c, Hq, &at_c);
+    if (a.overflow)
+        return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query blocks of %lld "
+                        "rows overflows", (long long)n_a, (long long)hq_a);
+    char *base = ra__alloc(a.used);
+    if (!base)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "multi-token: cannot allocate %zu bytes of "
+                        "scratch", a.used);
+    pass pa, pc;
+    init_pass(&pa, base, &at_a, p, n_a, hq_a);
+    init_pass(&pc, base, &at_c, p, n_c, Hq);
+
+    const size_t qrow = (size_t)D * ra__dtype_size(p->q.dtype);
+    int64_t ea = 0, ec = 0;
+    for (int64_t b = 0; b < p->B; b++) {
+        const int64_t L = p->len[b], n = p->qlen[b];
+        for (int64_t i0 = 0; i0 < n; i0 += Tq, ea++) {
+            const int64_t nq = n - i0 < Tq ? n - i0 : Tq, seen = L - n + i0 + 1;
+            entry_sequence(&pa, p, ea, b);
+            pa.len[ea] = (int32_t)seen;
+            pa.first[ea] = 0;
+            for (int64_t j = 0; j < Hkv; j++)
+                for (int64_t k = 0; k < Tq; k++) {
+                    char *dst = pa.q + (size_t)((ea * hq_a + (j * Tq + k) * G)) * qrow;
+                    if (k < nq)
+                        copy_query(p, b, i0 + k, j * G, G, dst);
+                    else /* a short last block: rows that nobody reads back */
+                        memset(dst, 0, (size_t)G * qrow);
+                }
+            for (int64_t k = 1; k < nq; k++, ec++) {
+                entry_sequence(&pc, p, ec, b);
+                pc.first[ec] = (int32_t)seen;
+                pc.len[ec] = (int32_t)(seen + k);
+                copy_query(p, b, i0 + k, 0, Hq, pc.q + (size_t)(ec * Hq) * qrow);
+            }
+        }
+    }
+    ra_status s = ra__decode(&pa.p);
+    if (s == RA_OK)
+        s = ra__decode(&pc.p);
+    if (s == RA_OK) {
+        ea = ec = 0;
+        for (int64_t b = 0; b < p->B; b++) {
+            const int64_t n = p->qlen[b];
+            for (int64_t i = 0; i < p->T; i++) {
+                const int64_t k = i % Tq, e_a = ea + i / Tq, e_c = ec + i - i / Tq - 1;
+                for (int64_t h = 0; h < Hq; h++) {
+                    if (i >= n) {
+                        write_empty_row(p, b, i, h);
+                        continue;
+                    }
+                    const int64_t ra = e_a * hq_a + (h / G * Tq + k) * G + h % G,
+                                  rc = e_c * Hq + h;
+                    write_row(p, b, i, h, pa.o + ra * D, pa.m[ra], pa.l[ra],
+                              k ? pc.o + rc * D : NULL, k ? pc.m[rc] : 0.0f,
+                              k ? pc.l[rc] : 0.0f);
+                }
+            }
+            const int64_t blocks = (n + Tq - 1) / Tq;
+            ea += blocks;
+            ec += n - blocks;
+        }
+    }
+    ra__free(base);
+    return s;
+}
