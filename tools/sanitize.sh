@@ -18,4 +18,4 @@ cmake --build "$build" -j2
 export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 cd "$build"
-ctest --output-on-failure "$@"
+ctest --output-on-failure -j2 "$@"

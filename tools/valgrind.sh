@@ -23,5 +23,5 @@ MemoryCheckCommandOptions: --error-exitcode=1 --leak-check=full --errors-for-lea
 MemoryCheckSuppressionFile: $root/tools/valgrind.supp
 CFG
 cd "$build"
-# Tests run one at a time: valgrind serializes threads anyway and the machine has 2 cores.
-ctest -T memcheck -L valgrind --output-on-failure "$@"
+# Two tests at a time: valgrind runs each process on one core at a time, and there are two.
+ctest -T memcheck -L valgrind --output-on-failure -j2 "$@"
