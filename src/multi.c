@@ -81,7 +81,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
         .m = x->m, .m_sb = hq, .m_sh = 1, .l = x->l, .l_sb = hq, .l_sh = 1,
         .normalize = false, .scale = p->scale, .mask_value = p->mask_value,
         .softcap = p->softcap, .block_size = p->block_size, .split_tokens = p->split_tokens,
-        .num_threads = p->num_threads, .kernel = p->kernel,
+        .num_threads = p->num_threads, .kernel = p->kernel, .many_rows = hq > p->Hq,
     };
     if (!p->pages) { /* sequence b is page b: the batch stride becomes the page stride */
         ra__operand *ops[2] = {&d.k, &d.v};
@@ -194,8 +194,18 @@ ra_status ra__multi(const ra__problem *p)
     if (p->T == 1)
         return run_single(p);
     const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, D = p->D;
-    const int64_t Tq = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G < p->T ? RA_MULTI_ROWS / G
-                                                                          : p->T;
+    int64_t most = 0; /* the longest query run: blocks need not be longer */
+    for (int64_t b = 0; b < p->B; b++)
+        most = p->qlen[b] > most ? p->qlen[b] : most;
+    if (most == 0) {
+        for (int64_t b = 0; b < p->B; b++)
+            for (int64_t i = 0; i < p->T; i++)
+                for (int64_t h = 0; h < p->Hq; h++)
+                    write_empty_row(p, b, i, h);
+        return RA_OK;
+    }
+    const int64_t Tq = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G < most ? RA_MULTI_ROWS / G
+                                                                         : most;
     const int64_t hq_a = Hkv * Tq * G; /* a prefix entry's query heads: [Hkv][Tq][G] */
     int64_t n_a = 0, n_c = 0;          /* prefix entries, diagonal entries */
     for (int64_t b = 0; b < p->B; b++) {
