@@ -280,6 +280,17 @@ static int verify(const ts_model *m, const ts_tokenizer *tok, const ts_run_confi
     return -1;
 }
 
+/* How cfg runs the prompts, for the reports. */
+static const char *prefill_name(const ts_run_config *cfg, char *buf, size_t size)
+{
+    if (!cfg->prefill)
+        return "token by token";
+    if (cfg->chunk == 0)
+        return "prefill";
+    snprintf(buf, size, "prefill in chunks of %d", cfg->chunk);
+    return buf;
+}
+
 /* The largest |x - y| of n logits relative to max|y|. */
 static double relative_difference(const float *x, const float *y, int n)
 {
@@ -314,14 +325,10 @@ static int check_logits(const ts_run_config *cfg, const ts_tokens *ref, const ts
         }
     }
     const int ok = worst <= 1e-5;
-    char how[64] = "token by token";
-    if (cfg->prefill && cfg->chunk > 0)
-        snprintf(how, sizeof how, "prefill in chunks of %d", cfg->chunk);
-    else if (cfg->prefill)
-        snprintf(how, sizeof how, "prefill");
+    char buf[64];
     fprintf(stderr, "tinystories: logits check: %s against token by token: max relative "
-            "difference %.3g over %ld positions (limit 1e-5): %s\n", how, worst, positions,
-            ok ? "passed" : "FAILED");
+            "difference %.3g over %ld positions (limit 1e-5): %s\n",
+            prefill_name(cfg, buf, sizeof buf), worst, positions, ok ? "passed" : "FAILED");
     return ok ? 0 : -1;
 }
 
@@ -435,6 +442,10 @@ int main(int argc, char **argv)
                 ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
                 stats.seconds, stats.positions / secs, stats.batch_steps,
                 stats.batch_steps / secs, 100.0 * stats.attn_seconds / secs);
+        char buf[64];
+        fprintf(stderr, "tinystories: prompts (%s): %ld positions in %.3f ms, in the steps "
+                "that ran them\n", prefill_name(&cli.run, buf, sizeof buf),
+                stats.prompt_positions, 1e3 * stats.prompt_seconds);
         if (cli.run.layout == TS_LAYOUT_PAGED) {
             const long per_seq = (cli.steps + cli.run.page_size - 1) / cli.run.page_size;
             fprintf(stderr,
