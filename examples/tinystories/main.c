@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "                          ra_paged_gqa_multi) per layer; token: one position\n"
             "                          per step, as decoding\n"
             "      --chunk N           prefill in chunks of N prompt tokens, each chunk one\n"
-            "                          multi-token call per layer (implies --prefill all)\n"
+            "                          multi-token call per layer (not with --prefill token)\n"
             "      --verify K          then re-run each prompt and its generated tokens K at a\n"
             "                          time through a fresh cache (speculative decoding's\n"
             "                          verification) and fail unless the argmax at every\n"
