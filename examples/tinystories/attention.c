@@ -116,8 +116,33 @@ static int pages_init(ts_pages *pg, int B, int seq_len, int page_size, int num_p
     return 0;
 }
 
-int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dtype kv_dtype,
-                 int threads, ra_kernel kernel, int check, int page_size, int num_pages)
+/* Wraps the query and output buffers for T rows per sequence: [B,T,...] for the attention
+ * call, and the same memory as [B*T,1,...] for ra_merge, which takes one row per entry. */
+static int wrap_rows(ts_attn *a, int T)
+{
+    ra_tensor **views[] = {&a->qt, &a->o_part_t, &a->mt, &a->lt,
+                           &a->o_flat_t, &a->m_flat_t, &a->l_flat_t, &a->out_t};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        ra_tensor_destroy(*views[i]);
+        *views[i] = NULL;
+    }
+    a->T = T;
+    const int64_t B = a->B, Hq = a->Hq, D = a->D;
+    const int64_t q_shape[4] = {B, T, Hq, D}, ml_shape[4] = {B, T, Hq, 1};
+    const int64_t flat[4] = {B * T, 1, Hq, D}, ml_flat[4] = {B * T, 1, Hq, 1};
+    return wrap(&a->qt, RA_DTYPE_F32, 4, q_shape, NULL, a->q, "wrapping q") ||
+           wrap(&a->o_part_t, RA_DTYPE_F32, 4, q_shape, NULL, a->o_part, "wrapping o") ||
+           wrap(&a->mt, RA_DTYPE_F32, 4, ml_shape, NULL, a->m, "wrapping m") ||
+           wrap(&a->lt, RA_DTYPE_F32, 4, ml_shape, NULL, a->l, "wrapping l") ||
+           wrap(&a->o_flat_t, RA_DTYPE_F32, 4, flat, NULL, a->o_part, "wrapping o") ||
+           wrap(&a->m_flat_t, RA_DTYPE_F32, 4, ml_flat, NULL, a->m, "wrapping m") ||
+           wrap(&a->l_flat_t, RA_DTYPE_F32, 4, ml_flat, NULL, a->l, "wrapping l") ||
+           wrap(&a->out_t, RA_DTYPE_F32, 4, flat, NULL, a->out, "wrapping out");
+}
+
+int ts_attn_init(ts_attn *a, const ts_config *c, int B, int max_T, ts_layout layout,
+                 ra_dtype kv_dtype, int threads, ra_kernel kernel, int check, int page_size,
+                 int num_pages)
 {
     memset(a, 0, sizeof *a);
     a->B = B;
@@ -126,6 +151,7 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dty
     a->Hkv = c->n_kv_heads;
     a->D = c->head_size;
     a->n_layers = c->n_layers;
+    a->max_T = max_T;
     a->layout = layout;
     a->kv_dtype = kv_dtype;
     a->check = check;
@@ -144,7 +170,8 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dty
     /* a cache of B * S rows, or a pool of num_pages * page_size rows */
     const size_t cache = paged ? (size_t)num_pages * (size_t)(page_size * Hkv * D)
                                : (size_t)B * (size_t)(S * Hkv * D);
-    const size_t qsize = (size_t)B * (size_t)(Hq * D);
+    const size_t rows = (size_t)B * (size_t)max_T;
+    const size_t qsize = rows * (size_t)(Hq * D);
     a->k = calloc((size_t)a->n_layers, sizeof *a->k);
     a->v = calloc((size_t)a->n_layers, sizeof *a->v);
     a->kt = calloc((size_t)a->n_layers, sizeof *a->kt);
@@ -158,11 +185,13 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dty
     a->q = calloc(qsize, sizeof(float));
     a->o_part = calloc(qsize, sizeof(float));
     a->out = calloc(qsize, sizeof(float));
-    a->m = calloc((size_t)(B * Hq), sizeof(float));
-    a->l = calloc((size_t)(B * Hq), sizeof(float));
+    a->m = calloc(rows * (size_t)Hq, sizeof(float));
+    a->l = calloc(rows * (size_t)Hq, sizeof(float));
     a->lengths = calloc((size_t)B, sizeof(int32_t));
+    a->q_lens = calloc((size_t)B, sizeof(int32_t));
     if (!a->k || !a->v || !a->kt || !a->vt || !a->kc || !a->vc || !a->ks || !a->vs || !a->kst ||
-        !a->vst || !a->q || !a->o_part || !a->out || !a->m || !a->l || !a->lengths)
+        !a->vst || !a->q || !a->o_part || !a->out || !a->m || !a->l || !a->lengths ||
+        !a->q_lens)
         goto oom;
     if (paged && pages_init(&a->pages, B, a->S, page_size, num_pages) != 0)
         goto oom;
@@ -181,13 +210,10 @@ int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dty
                  "wrapping the page table"))
             goto fail;
     }
-    const int64_t q_shape[4] = {B, 1, Hq, D}, ml_shape[4] = {B, 1, Hq, 1}, len_shape[1] = {B};
-    if (wrap(&a->qt, RA_DTYPE_F32, 4, q_shape, NULL, a->q, "wrapping q") ||
-        wrap(&a->o_part_t, RA_DTYPE_F32, 4, q_shape, NULL, a->o_part, "wrapping o") ||
-        wrap(&a->out_t, RA_DTYPE_F32, 4, q_shape, NULL, a->out, "wrapping out") ||
-        wrap(&a->mt, RA_DTYPE_F32, 4, ml_shape, NULL, a->m, "wrapping m") ||
-        wrap(&a->lt, RA_DTYPE_F32, 4, ml_shape, NULL, a->l, "wrapping l") ||
-        wrap(&a->lengths_t, RA_DTYPE_I32, 1, len_shape, NULL, a->lengths, "wrapping lengths"))
+    const int64_t len_shape[1] = {B};
+    if (wrap_rows(a, 1) ||
+        wrap(&a->lengths_t, RA_DTYPE_I32, 1, len_shape, NULL, a->lengths, "wrapping lengths") ||
+        wrap(&a->q_lens_t, RA_DTYPE_I32, 1, len_shape, NULL, a->q_lens, "wrapping q_lens"))
         goto fail;
 
     ra_status s = ra_options_create(&a->opts);
@@ -244,12 +270,10 @@ void ts_attn_free(ts_attn *a)
     free(a->vs);
     free(a->kst);
     free(a->vst);
-    ra_tensor_destroy(a->qt);
-    ra_tensor_destroy(a->o_part_t);
-    ra_tensor_destroy(a->out_t);
-    ra_tensor_destroy(a->mt);
-    ra_tensor_destroy(a->lt);
-    ra_tensor_destroy(a->lengths_t);
+    ra_tensor *views[] = {a->qt,       a->o_part_t, a->mt,     a->lt,        a->o_flat_t,
+                          a->m_flat_t, a->l_flat_t, a->out_t, a->lengths_t, a->q_lens_t};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
+        ra_tensor_destroy(views[i]);
     ra_options_destroy(a->opts);
     ra_tensor_destroy(a->pages.table_t);
     free(a->pages.table);
@@ -262,6 +286,7 @@ void ts_attn_free(ts_attn *a)
     free(a->m);
     free(a->l);
     free(a->lengths);
+    free(a->q_lens);
     memset(a, 0, sizeof *a);
 }
 
@@ -303,29 +328,40 @@ int ts_attn_store(ts_attn *a, int layer, int b, int pos, const float *k, const f
     return 0;
 }
 
-int ts_attn_begin_step(ts_attn *a, const int *active, int n_active, const int *pos, int step)
+/* Paged: sequence b takes a page from the free list for position t, the first of a page it
+ * does not hold yet. */
+static int acquire_page(ts_pages *pg, int b, int t, int step)
 {
+    if (pg->n_free == 0) {
+        fprintf(stderr,
+                "tinystories: the page pool is exhausted: at step %d sequence %d needs a "
+                "page for position %d, and all %d pages of %d positions are in use "
+                "(raise --pool-pages)\n",
+                step, b, t, pg->count, pg->size);
+        return -1;
+    }
+    pg->table[(int64_t)b * pg->max_pages + pg->held[b]] = pg->free[--pg->n_free];
+    pg->held[b]++;
+    pg->acquired++;
+    if (pg->count - pg->n_free > pg->peak)
+        pg->peak = pg->count - pg->n_free;
+    return 0;
+}
+
+int ts_attn_begin_step(ts_attn *a, const ts_step *st, int step)
+{
+    if (st->T != a->T && wrap_rows(a, st->T) != 0)
+        return -1;
+    a->multi = st->multi;
     memset(a->lengths, 0, (size_t)a->B * sizeof *a->lengths);
-    ts_pages *pg = &a->pages;
-    for (int i = 0; i < n_active; i++) {
-        const int b = active[i];
-        a->lengths[b] = pos[b] + 1;
-        if (a->layout != TS_LAYOUT_PAGED || pos[b] % pg->size != 0)
-            continue;
-        /* position pos[b] is the first of a page this sequence does not hold yet */
-        if (pg->n_free == 0) {
-            fprintf(stderr,
-                    "tinystories: the page pool is exhausted: at step %d sequence %d needs a "
-                    "page for position %d, and all %d pages of %d positions are in use "
-                    "(raise --pool-pages)\n",
-                    step, b, pos[b], pg->count, pg->size);
-            return -1;
-        }
-        pg->table[(int64_t)b * pg->max_pages + pg->held[b]] = pg->free[--pg->n_free];
-        pg->held[b]++;
-        pg->acquired++;
-        if (pg->count - pg->n_free > pg->peak)
-            pg->peak = pg->count - pg->n_free;
+    memset(a->q_lens, 0, (size_t)a->B * sizeof *a->q_lens);
+    for (int i = 0; i < st->n_active; i++) {
+        const int b = st->active[i];
+        a->lengths[b] = st->pos[b] + st->n[b];
+        a->q_lens[b] = st->n[b];
+        for (int t = st->pos[b]; t < a->lengths[b] && a->layout == TS_LAYOUT_PAGED; t++)
+            if (t % a->pages.size == 0 && acquire_page(&a->pages, b, t, step) != 0)
+                return -1;
     }
     return 0;
 }
@@ -353,24 +389,40 @@ void ts_attn_release(ts_attn *a, int b)
     pg->held[b] = 0;
 }
 
+/* The step's attention call for layer `layer`, into o_part, m and l; *what names it. */
+static ra_status attend(ts_attn *a, int layer, const char **what)
+{
+    const ra_tensor *k = a->kt[layer], *v = a->vt[layer], *pt = a->pages.table_t;
+    if (a->layout == TS_LAYOUT_PAGED) {
+        *what = a->multi ? "ra_paged_gqa_multi" : "ra_paged_gqa";
+        return a->multi ? ra_paged_gqa_multi(a->opts, a->qt, k, v, pt, a->lengths_t, a->q_lens_t,
+                                             a->o_part_t, a->mt, a->lt)
+                        : ra_paged_gqa(a->opts, a->qt, k, v, pt, a->lengths_t, a->o_part_t,
+                                       a->mt, a->lt);
+    }
+    *what = a->multi ? "ra_ragged_gqa_multi" : "ra_ragged_gqa";
+    return a->multi ? ra_ragged_gqa_multi(a->opts, a->qt, k, v, a->lengths_t, a->q_lens_t,
+                                          a->o_part_t, a->mt, a->lt)
+                    : ra_ragged_gqa(a->opts, a->qt, k, v, a->lengths_t, a->o_part_t, a->mt,
+                                    a->lt);
+}
+
 int ts_attn_run(ts_attn *a, int layer)
 {
     const double t0 = omp_get_wtime();
     const int paged = a->layout == TS_LAYOUT_PAGED;
-    ra_status s = paged ? ra_paged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer],
-                                       a->pages.table_t, a->lengths_t, a->o_part_t, a->mt, a->lt)
-                        : ra_ragged_gqa(a->opts, a->qt, a->kt[layer], a->vt[layer],
-                                        a->lengths_t, a->o_part_t, a->mt, a->lt);
+    const char *what;
+    ra_status s = attend(a, layer, &what);
     if (s != RA_OK)
-        return ra_fail(s, paged ? "ra_paged_gqa" : "ra_ragged_gqa");
-    /* Paged with the check: ra_ragged_gqa on the same rows laid out contiguously must give
-     * the same bits; compared before ra_merge, on the partial state itself. */
+        return ra_fail(s, what);
+    /* Paged with the check: ra_ragged_gqa (_multi) on the same rows laid out contiguously must
+     * give the same bits; compared before ra_merge, on the partial state itself. */
     const double t1 = omp_get_wtime();
     if (paged && a->check && ts_attn_check_contiguous(a, layer) != 0)
         return -1;
     const double t2 = omp_get_wtime();
-    /* One partial state merges to o / l, and to zeros for idle slots (l == 0). */
-    const ra_tensor *o = a->o_part_t, *m = a->mt, *l = a->lt;
+    /* One partial state merges to o / l, and to zeros for empty rows (l == 0). */
+    const ra_tensor *o = a->o_flat_t, *m = a->m_flat_t, *l = a->l_flat_t;
     s = ra_merge(1, &o, &m, &l, a->out_t, NULL, NULL);
     if (s != RA_OK)
         return ra_fail(s, "ra_merge");

@@ -1,5 +1,7 @@
 /* The KV cache of a batch and the one attention call per layer and step: ra_ragged_gqa over a
- * cache with a row per position of every sequence, or ra_paged_gqa over a pool of pages. */
+ * cache with a row per position of every sequence, or ra_paged_gqa over a pool of pages; a
+ * step that runs several tokens of a sequence (prefill, verification) calls their causal
+ * multi-token forms ra_ragged_gqa_multi / ra_paged_gqa_multi instead. */
 #ifndef TS_ATTENTION_H
 #define TS_ATTENTION_H
 
@@ -31,8 +33,21 @@ typedef struct ts_pages {
     ra_tensor *table_t;
 } ts_pages;
 
+/* The tokens one forward runs: active sequence b runs n[b] >= 1 tokens, token[b * T + i] at
+ * position pos[b] + i, as row b * T + i of the activations and of the attention's [B,T,Hq,D]
+ * buffers (rows i >= n[b] are padding). multi: attend with the multi-token calls (q_lens =
+ * n); otherwise T is 1 and the calls are the decode ones. */
+typedef struct ts_step {
+    int T, multi;
+    const int *active;
+    int n_active;
+    const int *n, *pos, *token;
+} ts_step;
+
 typedef struct ts_attn {
     int B, S, Hq, Hkv, D, n_layers;
+    int max_T;            /* rows per sequence the buffers hold */
+    int T, multi;         /* the current step's (ts_attn_begin_step) */
     ts_layout layout;
     /* RA_DTYPE_F32, or a quantized dtype (i8, fp8): the cache then holds codes, quantized by
      * ra_quantize as each row is stored, and an f32 scale per position and KV head. */
@@ -45,12 +60,15 @@ typedef struct ts_attn {
     ra_tensor **kst, **vst; /* per layer: the scale tensors [B,S,Hkv,1] (or [pages,...,1]) */
     ra_tensor **kt, **vt; /* per layer: views [B,S,Hkv,D] (or the pools) over the cache */
     ts_pages pages;       /* the paged layout's allocator (zeroed otherwise) */
-    float *q;             /* [B,1,Hq,D]: the caller writes each active sequence's query */
-    float *o_part;        /* [B,1,Hq,D]: un-normalized o*l from ra_ragged_gqa */
-    float *m, *l;         /* [B,1,Hq,1] */
-    float *out;           /* [B,1,Hq,D]: normalized attention output (0 where lengths[b] == 0) */
-    int32_t *lengths;     /* [B]: pos+1 for active sequences, 0 for idle slots */
-    ra_tensor *qt, *o_part_t, *mt, *lt, *out_t, *lengths_t;
+    float *q;             /* [B,T,Hq,D]: the caller writes each active sequence's queries */
+    float *o_part;        /* [B,T,Hq,D]: un-normalized o*l from the attention call */
+    float *m, *l;         /* [B,T,Hq,1] */
+    float *out;           /* [B,T,Hq,D]: normalized attention output (0 in empty rows) */
+    int32_t *lengths;     /* [B]: pos+n for active sequences, 0 for idle slots */
+    int32_t *q_lens;      /* [B]: n for active sequences, 0 for idle slots */
+    ra_tensor *qt, *o_part_t, *mt, *lt; /* [B,T,...] views for the attention call */
+    ra_tensor *o_flat_t, *m_flat_t, *l_flat_t, *out_t; /* [B*T,1,...] for ra_merge */
+    ra_tensor *lengths_t, *q_lens_t;
     ra_options *opts;
     int check;         /* compare every call with a double-precision oracle */
     struct ts_contig *contig; /* paged with check: the rows gathered for ra_ragged_gqa */
@@ -58,13 +76,15 @@ typedef struct ts_attn {
     double seconds;    /* wall time inside ra_ragged_gqa (or ra_paged_gqa) and ra_merge */
 } ts_attn;
 
-/* Allocates zeroed caches for B sequences and wraps them. kv_dtype: f32, or i8/fp8 for a
+/* Allocates zeroed caches for B sequences and wraps them, with query and output buffers for
+ * up to max_T tokens per sequence and step. kv_dtype: f32, or i8/fp8 for a
  * quantized cache. threads: ra_options num_threads (0 = OpenMP default). kernel:
  * RA_KERNEL_AUTO or a forced kernel. For TS_LAYOUT_PAGED, num_pages pages of page_size
  * positions per layer, all free and filled with NaN (unused otherwise). Returns 0, or -1 after
  * printing the reason to stderr. */
-int ts_attn_init(ts_attn *a, const ts_config *c, int B, ts_layout layout, ra_dtype kv_dtype,
-                 int threads, ra_kernel kernel, int check, int page_size, int num_pages);
+int ts_attn_init(ts_attn *a, const ts_config *c, int B, int max_T, ts_layout layout,
+                 ra_dtype kv_dtype, int threads, ra_kernel kernel, int check, int page_size,
+                 int num_pages);
 void ts_attn_free(ts_attn *a);
 
 /* Where position t of KV head j of sequence b starts in a layer's cache (D floats follow).
@@ -84,18 +104,26 @@ static inline int64_t ts_attn_offset(const ts_attn *a, int b, int t, int j)
  * after printing the library's error. */
 int ts_attn_store(ts_attn *a, int layer, int b, int pos, const float *k, const float *v);
 
-/* Sets the lengths of a step: pos[b] + 1 for the n_active sequences in active[], 0 for the
- * other slots. Paged: a sequence whose position starts a new page takes one from the free
- * list first. Returns 0, or -1 after printing to stderr that the pool ran out (at step
- * `step`, for the message). */
-int ts_attn_begin_step(ts_attn *a, const int *active, int n_active, const int *pos, int step);
+/* Sets the lengths of a step: pos[b] + n[b] (and q_lens n[b]) for the active sequences, 0
+ * for the other slots, and the buffers' views for st->T rows per sequence. Paged: each
+ * position that starts a new page takes one from the free list first. Returns 0, or -1 after
+ * printing to stderr that the pool ran out (at step `step`, for the message). */
+int ts_attn_begin_step(ts_attn *a, const ts_step *st, int step);
+
+/* The positions query row i of sequence b sees in the current step: the causal rule
+ * lengths[b] - q_lens[b] + i + 1, or 0 for a padding row or an idle slot. */
+static inline int ts_attn_row_length(const ts_attn *a, int b, int i)
+{
+    return i < a->q_lens[b] ? a->lengths[b] - a->q_lens[b] + i + 1 : 0;
+}
 
 /* Paged: sequence b has finished, and its pages go back to the free list, refilled with NaN
  * so that a read of a row no sequence holds shows in the output. Otherwise a no-op. */
 void ts_attn_release(ts_attn *a, int b);
 
-/* Attention of layer `layer` for the whole batch: one ra_ragged_gqa (paged: ra_paged_gqa)
- * over q, the layer's cache and lengths, then ra_merge (n = 1) to normalize into out. Returns
+/* Attention of layer `layer` for the whole batch: one ra_ragged_gqa (paged: ra_paged_gqa, and
+ * their _multi forms in a multi step) over q, the layer's cache and lengths, then ra_merge
+ * (n = 1, every row of [B*T] as a sequence of its own) to normalize into out. Returns
  * 0, or -1 after printing the library's error (or a failed check) to stderr. */
 int ts_attn_run(ts_attn *a, int layer);
 

@@ -1,6 +1,7 @@
 /* raggedattn-tinystories: greedy text generation with a Llama-2 TinyStories model, where each
  * layer's attention for the whole batch is one ra_ragged_gqa call (ra_paged_gqa with a paged
- * KV cache). stdout gets only the text; speed and diagnostics go to stderr. */
+ * KV cache; their _multi forms when a step runs several prompt tokens of a sequence). stdout
+ * gets only the text; speed and diagnostics go to stderr. */
 #include "datadir.h"
 #include "generate.h"
 #include "model.h"
@@ -8,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <raggedattn.h>
 #include <stdio.h>
@@ -43,8 +45,21 @@ static void usage(FILE *f)
             "  -t, --temperature T     sampling temperature; only 0 (greedy) is supported\n"
             "  -s, --stagger N         sequence b joins N*b steps late (default 0)\n"
             "  -k, --kernel K          auto (default), blas, portable, avx2 or avx512\n"
+            "      --prefill MODE      how a prompt runs: all (default): its tokens go through\n"
+            "                          the model together, one ra_ragged_gqa_multi (or\n"
+            "                          ra_paged_gqa_multi) per layer; token: one position\n"
+            "                          per step, as decoding\n"
+            "      --chunk N           prefill in chunks of N prompt tokens, each chunk one\n"
+            "                          multi-token call per layer (not with --prefill token)\n"
+            "      --verify K          then re-run each prompt and its generated tokens K at a\n"
+            "                          time through a fresh cache (speculative decoding's\n"
+            "                          verification) and fail unless the argmax at every\n"
+            "                          position equals the generated token\n"
             "  -c, --check-attention   compare every attention call with a double-precision\n"
             "                          oracle and fail on an error above 1e-5 of max|o|\n"
+            "      --check-logits      also decode token by token and fail unless every\n"
+            "                          position's logits are within 1e-5 (relative to the\n"
+            "                          position's max|logit|) of this run's\n"
             "  -h, --help              this text\n"
             "Each sequence's text goes to stdout followed by a newline, in prompt order.\n"
             "The default model and tokenizer are the ones installed with this program.\n",
@@ -68,6 +83,8 @@ typedef struct ts_cli {
     const char *model, *tokenizer;
     const char **prompts;
     int n_prompts, steps;
+    int verify;       /* --verify K; 0 = off */
+    int check_logits; /* --check-logits */
     ts_run_config run;
 } ts_cli;
 
@@ -128,6 +145,10 @@ static int parse_args(int argc, char **argv, ts_cli *c)
             c->run.check = 1;
             continue;
         }
+        if (strcmp(a, "--check-logits") == 0) {
+            c->check_logits = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "tinystories: unknown option or missing value: '%s'\n", a);
             return -1;
@@ -184,11 +205,27 @@ static int parse_args(int argc, char **argv, ts_cli *c)
         } else if (strcmp(a, "--kv") == 0) {
             if (parse_kv(val, &c->run.kv_dtype))
                 return -1;
+        } else if (strcmp(a, "--prefill") == 0) {
+            if (strcmp(val, "all") != 0 && strcmp(val, "token") != 0) {
+                fprintf(stderr, "tinystories: --prefill must be all or token, got '%s'\n", val);
+                return -1;
+            }
+            c->run.prefill = strcmp(val, "all") == 0;
+        } else if (strcmp(a, "--chunk") == 0) {
+            if (parse_int(a, val, 1, 1 << 20, &c->run.chunk))
+                return -1;
+        } else if (strcmp(a, "--verify") == 0) {
+            if (parse_int(a, val, 1, 1 << 20, &c->verify))
+                return -1;
         } else {
             fprintf(stderr, "tinystories: unknown option '%s' (try --help)\n", a);
             return -1;
         }
 #undef IS
+    }
+    if (c->run.chunk > 0 && !c->run.prefill) {
+        fprintf(stderr, "tinystories: --chunk needs --prefill all\n");
+        return -1;
     }
     if (paging_given && c->run.layout != TS_LAYOUT_PAGED) {
         fprintf(stderr, "tinystories: --page-size and --pool-pages need --layout paged\n");
@@ -199,21 +236,100 @@ static int parse_args(int argc, char **argv, ts_cli *c)
         fprintf(stderr, "tinystories: --check-attention needs --kv f32\n");
         return -1;
     }
+    /* a quantized run already has a reference run: the f32 cache's */
+    if (c->check_logits && c->run.kv_dtype != RA_DTYPE_F32) {
+        fprintf(stderr, "tinystories: --check-logits needs --kv f32\n");
+        return -1;
+    }
+    c->run.keep_logits = c->check_logits;
     return 0;
 }
 
-/* Runs cfg, printing its text. With a quantized cache it first runs the f32 cache silently,
- * recording both runs' tokens in ref and got. */
+/* Runs cfg, printing its text and recording its tokens in got. With a quantized cache it
+ * first runs the f32 cache silently, and with check_logits the token-by-token path, recording
+ * that run in ref. */
 static int generate(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg,
-                    ts_run_stats *stats, ts_tokens *ref, ts_tokens *got)
+                    int check_logits, ts_run_stats *stats, ts_tokens *ref, ts_tokens *got)
 {
-    if (cfg->kv_dtype == RA_DTYPE_F32)
-        return ts_generate(m, tok, cfg, stdout, stats, NULL);
-    ts_run_config f32 = *cfg;
-    f32.kv_dtype = RA_DTYPE_F32;
-    if (ts_generate(m, tok, &f32, NULL, stats, ref) != 0)
-        return -1;
+    if (cfg->kv_dtype != RA_DTYPE_F32 || check_logits) {
+        ts_run_config r = *cfg;
+        r.kv_dtype = RA_DTYPE_F32;
+        r.prefill = check_logits ? 0 : cfg->prefill;
+        if (ts_generate(m, tok, &r, NULL, stats, ref) != 0)
+            return -1;
+    }
     return ts_generate(m, tok, cfg, stdout, stats, got);
+}
+
+/* --verify: re-checks got k tokens at a time; the stderr line says how many and whether all
+ * matched. Returns 0 when they did. */
+static int verify(const ts_model *m, const ts_tokenizer *tok, const ts_run_config *cfg,
+                  const ts_tokens *got, int k)
+{
+    ts_run_stats v;
+    if (ts_verify(m, tok, cfg, got, k, &v) != 0)
+        return -1;
+    fprintf(stderr, "tinystories: verify %d: %ld generated tokens re-checked %d at a time in "
+            "%ld batch steps, %ld differ", k, v.verified, k, v.batch_steps, v.mismatched);
+    if (v.mismatched == 0) {
+        fprintf(stderr, ": all match\n");
+        return 0;
+    }
+    fprintf(stderr, "; the first is token %d of sequence %d: generated %d, re-check's argmax %d\n",
+            v.bad_index, v.bad_seq, v.bad_token, v.bad_argmax);
+    return -1;
+}
+
+/* How cfg runs the prompts, for the reports. */
+static const char *prefill_name(const ts_run_config *cfg, char *buf, size_t size)
+{
+    if (!cfg->prefill)
+        return "token by token";
+    if (cfg->chunk == 0)
+        return "prefill";
+    snprintf(buf, size, "prefill in chunks of %d", cfg->chunk);
+    return buf;
+}
+
+/* The largest |x - y| of n logits relative to max|y|. */
+static double relative_difference(const float *x, const float *y, int n)
+{
+    double err = 0.0, ymax = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double e = fabs((double)x[i] - y[i]), a = fabs((double)y[i]);
+        err = e > err ? e : err;
+        ymax = a > ymax ? a : ymax;
+    }
+    return ymax > 0.0 ? err / ymax : err;
+}
+
+/* --check-logits: got's logits against ref's (token by token) at every position both computed
+ * with the same tokens so far, i.e. up to the first generated token that differs. */
+static int check_logits(const ts_run_config *cfg, const ts_tokens *ref, const ts_tokens *got)
+{
+    double worst = 0.0;
+    long positions = 0;
+    for (int b = 0; b < ref->B; b++) {
+        int same = 0; /* generated tokens the two runs share */
+        while (same < ref->n[b] && same < got->n[b] && ref->ids[b][same] == got->ids[b][same])
+            same++;
+        /* position t's input is a prompt token or generated token t - n_prompt */
+        const int n_prompt = ref->n_logits[b] - ref->n[b] + 1;
+        int n = ref->n_logits[b] < got->n_logits[b] ? ref->n_logits[b] : got->n_logits[b];
+        n = n_prompt + same < n ? n_prompt + same : n;
+        for (int t = 0; t < n; t++, positions++) {
+            const size_t at = (size_t)t * (size_t)ref->vocab;
+            const double d = relative_difference(got->logits[b] + at, ref->logits[b] + at,
+                                                 ref->vocab);
+            worst = d > worst ? d : worst;
+        }
+    }
+    const int ok = worst <= 1e-5;
+    char buf[64];
+    fprintf(stderr, "tinystories: logits check: %s against token by token: max relative "
+            "difference %.3g over %ld positions (limit 1e-5): %s\n",
+            prefill_name(cfg, buf, sizeof buf), worst, positions, ok ? "passed" : "FAILED");
+    return ok ? 0 : -1;
 }
 
 /* The last stderr line of a quantized run: how many generated tokens differ from the f32
@@ -249,12 +365,13 @@ static const char *layout_name(ts_layout l)
 
 int main(int argc, char **argv)
 {
-    ts_cli cli = {NULL, NULL, NULL, 0, 256, {0}};
+    ts_cli cli = {NULL, NULL, NULL, 0, 256, 0, 0, {0}};
     cli.run.layout = TS_LAYOUT_BSTH;
     cli.run.threads = 1;
     cli.run.kernel = RA_KERNEL_AUTO;
     cli.run.kv_dtype = RA_DTYPE_F32;
     cli.run.page_size = 16;
+    cli.run.prefill = 1;
     /* at most one prompt per argument pair, plus the default empty prompt */
     cli.prompts = calloc((size_t)argc / 2 + 1, sizeof *cli.prompts);
     if (!cli.prompts) {
@@ -304,8 +421,9 @@ int main(int argc, char **argv)
         cli.run.prompts = cli.prompts;
         cli.run.n_prompts = cli.n_prompts;
         cli.run.steps = cli.steps;
-        rc = generate(&model, &tok, &cli.run, &stats, &ref, &got) == 0 ? 0 : 1;
+        rc = generate(&model, &tok, &cli.run, cli.check_logits, &stats, &ref, &got) == 0 ? 0 : 1;
     }
+
     if (rc == 0) {
         ra_options *o = NULL;
         ra_kernel k = cli.run.kernel;
@@ -324,6 +442,10 @@ int main(int argc, char **argv)
                 ra_kernel_name(k), threads, threads == 1 ? "" : "s", stats.positions,
                 stats.seconds, stats.positions / secs, stats.batch_steps,
                 stats.batch_steps / secs, 100.0 * stats.attn_seconds / secs);
+        char buf[64];
+        fprintf(stderr, "tinystories: prompts (%s): %ld positions in %.3f ms, in the steps "
+                "that ran them\n", prefill_name(&cli.run, buf, sizeof buf),
+                stats.prompt_positions, 1e3 * stats.prompt_seconds);
         if (cli.run.layout == TS_LAYOUT_PAGED) {
             const long per_seq = (cli.steps + cli.run.page_size - 1) / cli.run.page_size;
             fprintf(stderr,
@@ -336,6 +458,10 @@ int main(int argc, char **argv)
         if (cli.run.check)
             fprintf(stderr, "tinystories: attention check passed, worst error %.3g of max|o|\n",
                     stats.worst_rel);
+        if (cli.verify > 0 && verify(&model, &tok, &cli.run, &got, cli.verify) != 0)
+            rc = 1;
+        if (cli.check_logits && check_logits(&cli.run, &ref, &got) != 0)
+            rc = 1;
         if (cli.run.kv_dtype != RA_DTYPE_F32)
             report_kv_difference(cli.run.kv_dtype, &ref, &got);
     }
