@@ -140,7 +140,8 @@ static void *alloc_fill(size_t n, ra_dtype dt, uint64_t stream)
 static int data_init(multi_data *d, const multi_case *c, const multi_args *a)
 {
     memset(d, 0, sizeof *d);
-    const size_t nq = (size_t)(c->B * c->T * c->Hq * c->D), nkv = (size_t)(c->B * c->S * c->Hkv * c->D);
+    const size_t nq = (size_t)(c->B * c->T * c->Hq * c->D),
+                 nkv = (size_t)(c->B * c->S * c->Hkv * c->D);
     d->q = alloc_fill(nq, a->q, 1);
     d->k = alloc_fill(nkv, a->kv, 2);
     d->v = alloc_fill(nkv, a->kv, 3);
@@ -174,7 +175,8 @@ static void data_free(multi_data *d)
 static int per_token_calls(const multi_case *c, const multi_args *a, multi_data *d,
                            const ra_options *opts)
 {
-    const int64_t qs[4] = {c->B, 1, c->Hq, c->D}, st[4] = {c->T * c->Hq * c->D, c->Hq * c->D, c->D, 1};
+    const int64_t qs[4] = {c->B, 1, c->Hq, c->D},
+                  st[4] = {c->T * c->Hq * c->D, c->Hq * c->D, c->D, 1};
     const size_t qes = bench_dtype_size(a->q);
     for (int64_t i = 0; i < c->T; i++) {
         for (int64_t b = 0; b < c->B; b++)
@@ -305,7 +307,8 @@ static int write_json(const char *path, const multi_row *rows, int n, const mult
     }
     fprintf(f, "{\"library_version\": \"%s\", \"kernel\": \"%s\", \"kv_dtype\": \"%s\", "
             "\"q_dtype\": \"%s\", \"reps\": %d, \"results\": [", ra_version_string(),
-            ra_kernel_name(a->kernel ? a->kernel : ra_kernel_resolve(NULL)), bench_dtype_name(a->kv),
+            ra_kernel_name(a->kernel ? a->kernel : ra_kernel_resolve(NULL)),
+            bench_dtype_name(a->kv),
             bench_dtype_name(a->q), a->reps);
     for (int i = 0; i < n; i++) {
         const multi_row *r = &rows[i];

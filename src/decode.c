@@ -421,6 +421,9 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     /* groups of many rows (multi-token blocks): the compute-bound step, on q transposed */
     if (!pl->rows && p->many_rows && !p->k.scale && !p->v.scale)
         pl->many = kt->step_many[p->k.dtype][p->v.dtype];
+#ifdef RA_NO_MANY_STEP /* a build knob for measuring the decode steps on those groups */
+    pl->many = NULL;
+#endif
     pl->qt_ld = pl->many ? (p->G + 15) & ~(int64_t)15 : 0;
     bool want_qp = !pl->rows && kt->q_pairs_for_k[p->k.dtype];
     pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */

@@ -83,7 +83,8 @@ static void mt_init(mt_case *c, const mt_params *p)
                     }
     if (quant) { /* i8 codes with a scale per (b, t, j); the oracle reads codes * scales */
         const int64_t sc[4] = {p->B, p->S, p->Hkv, 1};
-        or_buf *codes[2] = {&c->kq, &c->vq}, *scales[2] = {&c->ks, &c->vs}, *src[2] = {&c->k, &c->v};
+        or_buf *codes[2] = {&c->kq, &c->vq}, *scales[2] = {&c->ks, &c->vs},
+               *src[2] = {&c->k, &c->v};
         ra_tensor **views[2] = {&c->kt, &c->vt};
         for (int i = 0; i < 2; i++) {
             or_buf_init(codes[i], RA_DTYPE_I8, 4, kvs, NULL);
@@ -180,6 +181,12 @@ static void mt_check(const mt_case *c, const char *what)
                 const int64_t mi[4] = {b, i, h, 0};
                 const double gm = or_buf_get(&c->m, mi), gl = or_buf_get(&c->l, mi);
                 const int64_t r = b * p->Hq + h;
+                if (i < c->q_lens[b] && isnan(e.l[r])) { /* a NaN it sees: NaN out */
+                    if (!isnan(gl))
+                        fail_msg("%s: b=%lld i=%lld h=%lld sees a NaN but l = %g", what,
+                                 (long long)b, (long long)i, (long long)h, gl);
+                    continue;
+                }
                 if (i >= c->q_lens[b]) { /* padding: the empty state, exactly */
                     if (!(gm == -INFINITY && gl == 0.0))
                         fail_msg("%s: padding row b=%lld i=%lld h=%lld: m=%g l=%g", what,
@@ -193,7 +200,9 @@ static void mt_check(const mt_case *c, const char *what)
                     const int64_t oi[4] = {b, i, h, x};
                     const double got = or_buf_get(&c->o, oi);
                     const double want = i < c->q_lens[b] ? e.o_un[r * p->D + x] : 0.0;
-                    if (!(fabs(got - want) <= 1e-5 * fmax(max_o, 1e-30)))
+                    const bool ok = isnan(want) ? isnan(got)
+                                                : fabs(got - want) <= 1e-5 * fmax(max_o, 1e-30);
+                    if (!ok)
                         fail_msg("%s: o[b=%lld][i=%lld][h=%lld][%lld] = %.9g, oracle %.9g "
                                  "(tolerance 1e-5 * %g)", what, (long long)b, (long long)i,
                                  (long long)h, (long long)x, got, want, max_o);
@@ -287,6 +296,30 @@ static void assert_same_bits(const or_buf *a, const or_buf *b, const char *what)
         fail_msg("%s: results differ in bits", what);
 }
 
+/* A NaN in K at one position makes exactly the rows that see it NaN (its KV head's query
+ * heads, from the first query whose causal prefix reaches it). */
+static void test_nan_reaches_only_rows_that_see_it(void **state)
+{
+    (void)state;
+    const int32_t lengths[2] = {20, 30}, q_lens[2] = {12, 9};
+    const mt_params p = {2, 12, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
+                         lengths, q_lens, 17, 0.0f, 0.0f, false};
+    mt_case c;
+    mt_init(&c, &p);
+    const int64_t at0[4] = {0, 13, 1, 3}, at1[4] = {1, 25, 0, 0};
+    or_buf_set(&c.k, at0, NAN); /* seen by queries 5.. of sequence 0, KV head 1 */
+    or_buf_set(&c.v, at1, NAN); /* seen by queries 4.. of sequence 1, KV head 0 */
+    for (size_t ki = 0; ki < sizeof all_kernels / sizeof all_kernels[0]; ki++) {
+        ra_options *o = mt_options(&c, all_kernels[ki], 0, 0, 2);
+        if (!o)
+            continue;
+        assert_int_equal(mt_run(&c, o), RA_OK);
+        mt_check(&c, ra_kernel_name(all_kernels[ki]));
+        ra_options_destroy(o);
+    }
+    mt_free(&c);
+}
+
 /* T = 1 is a decode call: ra_ragged_gqa's bits, with every option. */
 static void test_t1_is_ragged_gqa(void **state)
 {
@@ -356,7 +389,8 @@ static void test_deterministic(void **state)
     ra_tensor *q1, *k1, *v1, *len1, *ql1, *o1;
     const int64_t qs[4] = {1, p.T, p.Hq, p.D}, kvs[4] = {1, p.S, p.Hkv, p.D}, one[1] = {1};
     const size_t qrow = (size_t)(p.T * p.Hq * p.D), kvrow = (size_t)(p.S * p.Hkv * p.D);
-    assert_int_equal(ra_tensor_wrap(&q1, RA_DTYPE_F32, 4, qs, NULL, (float *)c.q.data + qrow), RA_OK);
+    assert_int_equal(ra_tensor_wrap(&q1, RA_DTYPE_F32, 4, qs, NULL, (float *)c.q.data + qrow),
+                     RA_OK);
     assert_int_equal(ra_tensor_wrap(&k1, RA_DTYPE_BF16, 4, kvs, NULL, (uint16_t *)c.k.data + kvrow),
                      RA_OK);
     assert_int_equal(ra_tensor_wrap(&v1, RA_DTYPE_BF16, 4, kvs, NULL, (uint16_t *)c.v.data + kvrow),
@@ -503,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_shapes_against_oracle),
         cmocka_unit_test(test_edge_q_lens),
         cmocka_unit_test(test_dtypes_and_modifiers),
+        cmocka_unit_test(test_nan_reaches_only_rows_that_see_it),
         cmocka_unit_test(test_t1_is_ragged_gqa),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_paged_equals_contiguous),
