@@ -49,9 +49,6 @@ typedef struct plan {
     float *qp;          /* [B][Hq][qp_ld] q split into even/odd halves of 32 (see
                          * ra__tile.qp) when the kernel wants it, else NULL */
     int64_t qp_ld;
-    ra__tile_fn many;   /* the kernel's step for groups of many rows, or NULL */
-    float *qt;          /* when many runs: [B][Hkv][D][qt_ld] each group's q transposed */
-    int64_t qt_ld, many_at; /* (rows rounded up to 16); floats into a thread's scratch */
     /* Each item's partial state: o [heads_per_item*G][D] at part_o + slot*o_st, and m, l
      * [heads_per_item*G] each at part_ml + slot*ml_st. Both strides are whole cache lines, so
      * that threads running neighbouring items never write to one line (false sharing of m and
@@ -241,12 +238,7 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
     float *v_scales = p->v.scale ? scratch + pl->scales_at + pl->tile : NULL;
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     const bool dot = pl->dot && !pl->no_dot[it->b];
-    ra__tile_fn fused = pl->many ? pl->many : dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
-    if (pl->many) {
-        t.conv = scratch + pl->many_at;
-        t.qt_ld = pl->qt_ld;
-        t.tile_cap = (pl->tile + 7) & ~(int64_t)7;
-    }
+    ra__tile_fn fused = dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
     ra__tile_fn fused_rows = dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
@@ -289,7 +281,6 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.qb = pl->qb ? pl->qb + (it->b * p->Hq + j * G) * D : NULL;
             t.qp = pl->qp ? pl->qp + (it->b * p->Hq + j * G) * pl->qp_ld : NULL;
             t.slopes = p->alibi ? p->alibi + j * G : NULL;
-            t.qt = pl->qt ? pl->qt + (it->b * p->Hkv + j) * D * pl->qt_ld : NULL;
             t.k = gather ? gk + (size_t)(jj * D) * kes : ra__kv_row(p, &p->k, it->b, t0, j, kes);
             t.v = gather ? gv + (size_t)(jj * D) * ves : ra__kv_row(p, &p->v, it->b, t0, j, ves);
             t.k_row_off = (size_t)(jj * p->k.sh) * kes;
@@ -305,18 +296,18 @@ static int64_t run_item(const plan *pl, const item *it, int64_t *next_item, floa
             t.l = l + jj * G;
             const int64_t n_pf = gather ? 0 : n_next;
             /* self-prefetching kernels without paged steps read p alone */
-            const bool first_run_only = kt->self_prefetch && !by_row && !pl->many;
+            const bool first_run_only = kt->self_prefetch && !by_row;
             t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
                                     pf_k_rows, first_run_only);
             t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
                                     pf_v_rows, first_run_only);
-            if (!kt->self_prefetch || pl->many) {
+            if (!kt->self_prefetch) {
                 ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
                 ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);
                 ra__prefetch_step_any(&pk, 0);
                 ra__prefetch_step_any(&pv_, 0);
             }
-            if (by_row && !pl->many) {
+            if (by_row) {
                 fused_rows(&t);
             } else if (fused) {
                 fused(&t);
@@ -418,13 +409,6 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
-    /* groups of many rows (multi-token blocks): the compute-bound step, on q transposed */
-    if (!pl->rows && p->many_rows && !p->k.scale && !p->v.scale)
-        pl->many = kt->step_many[p->k.dtype][p->v.dtype];
-#ifdef RA_NO_MANY_STEP /* a build knob for measuring the decode steps on those groups */
-    pl->many = NULL;
-#endif
-    pl->qt_ld = pl->many ? (p->G + 15) & ~(int64_t)15 : 0;
     bool want_qp = !pl->rows && kt->q_pairs_for_k[p->k.dtype];
     pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
 
@@ -451,7 +435,6 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
     size_t at_no_dot = ra__arena_take(&a, pl->dot ? p->B : 0, 1, 1, sizeof(bool));
     size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
-    size_t at_qt = ra__arena_take(&a, p->B, p->Hkv * p->D, pl->qt_ld, sizeof(float)); /* < Hq*D */
     /* tensor.c keeps o's [.., Hq, D] f32 bytes within int64_t, so Hq*D < 2^61: neither stride
      * below can overflow; the check guards against that changing */
     int64_t o_floats;
@@ -472,11 +455,6 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     if (p->pages) /* row pointers: a tile's K and V, and the next tile's prefetch shares */
         pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 4, pl->tile, 1, sizeof(char *)) /
                                     sizeof(float));
-    if (pl->many)
-        pl->many_at = (int64_t)(ra__arena_take(&per, ra__many_scratch_floats(
-                                                          (pl->tile + 7) & ~(int64_t)7, p->D,
-                                                          pl->qt_ld),
-                                               1, 1, sizeof(float)) / sizeof(float));
     if (p->k.scale || p->v.scale) /* a tile's K and V scales (quantized K/V) */
         pl->scales_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(float)) /
                                   sizeof(float));
@@ -506,7 +484,6 @@ static ra_status build_plan(const ra__problem *p, plan *pl, void **block)
     pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
     pl->no_dot = pl->dot ? (bool *)(base + at_no_dot) : NULL;
     pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
-    pl->qt = pl->qt_ld ? (float *)(base + at_qt) : NULL;
     pl->part_o = (float *)(base + at_o);
     pl->part_ml = (float *)(base + at_ml);
     pl->scratch = (float *)(base + at_scratch);
@@ -569,13 +546,6 @@ static void prepare_q(const ra__problem *p, const plan *pl)
         }
         if (pl->no_dot)
             pl->no_dot[b] = subnormal;
-        for (int64_t j = 0; pl->qt && j < p->Hkv; j++) { /* qt[d][g], padding lanes 0 */
-            float *qt = pl->qt + (b * p->Hkv + j) * D * pl->qt_ld;
-            const float *qf = pl->qf + (b * p->Hq + j * p->G) * D;
-            for (int64_t d = 0; d < D; d++)
-                for (int64_t g = 0; g < pl->qt_ld; g++)
-                    qt[d * pl->qt_ld + g] = g < p->G ? qf[g * D + d] : 0.0f;
-        }
     }
 }
 

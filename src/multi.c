@@ -12,6 +12,8 @@
  * Both passes leave un-normalized (o, m, l) states; the merge adds the sinks, applies the
  * output convention and writes the caller's rows. Rows past qlen[b] get the empty state. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "alloc_internal.h"
@@ -27,6 +29,10 @@
  * K/V tile many times, few enough to keep a tile's logits and outputs in cache. */
 #ifndef RA_MULTI_ROWS
 #define RA_MULTI_ROWS 32
+#endif
+/* Scratch per round of blocks (see ra__multi), engine copies included. */
+#ifndef RA_MULTI_ROUND_BYTES
+#define RA_MULTI_ROUND_BYTES ((size_t)8 << 20)
 #endif
 
 /* A pass of the engine: its problem and the states it leaves, [entries][heads][D] and
@@ -81,7 +87,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
         .m = x->m, .m_sb = hq, .m_sh = 1, .l = x->l, .l_sb = hq, .l_sh = 1,
         .normalize = false, .scale = p->scale, .mask_value = p->mask_value,
         .softcap = p->softcap, .block_size = p->block_size, .split_tokens = p->split_tokens,
-        .num_threads = p->num_threads, .kernel = p->kernel, .many_rows = hq > p->Hq,
+        .num_threads = p->num_threads, .kernel = p->kernel,
     };
     if (!p->pages) { /* sequence b is page b: the batch stride becomes the page stride */
         ra__operand *ops[2] = {&d.k, &d.v};
@@ -187,101 +193,155 @@ static ra_status run_single(const ra__problem *p)
     return s;
 }
 
+/* A block of queries: nq of sequence b from query i0. Blocks are walked in (b, i0) order. */
+typedef struct block {
+    int64_t b, i0, nq;
+} block;
+
+/* The block after *x (from {0, 0, 0}: the first); false past the last. */
+static bool next_block(const ra__problem *p, int64_t Tq, block *x)
+{
+    int64_t b = x->b, i0 = x->i0 + x->nq;
+    while (b < p->B && i0 >= p->qlen[b]) {
+        b++;
+        i0 = 0;
+    }
+    if (b >= p->B)
+        return false;
+    *x = (block){b, i0, p->qlen[b] - i0 < Tq ? p->qlen[b] - i0 : Tq};
+    return true;
+}
+
+/* Scratch bytes a block adds to a round, counting the engine's own copies of q and the states
+ * (about as large again): so that a round stays within RA_MULTI_ROUND_BYTES. */
+static size_t block_bytes(const ra__problem *p, int64_t hq_a, const block *x)
+{
+    const double row = (double)p->D * ((double)ra__dtype_size(p->q.dtype) + 12.0) + 16.0;
+    const double rows = (double)hq_a + (double)(x->nq - 1) * (double)p->Hq;
+    return rows * row > (double)SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)(rows * row);
+}
+
+/* The blocks of one round from *x on (advancing *x past them): their count and diagonal
+ * queries. */
+static bool next_round(const ra__problem *p, int64_t Tq, int64_t hq_a, block *x, int64_t *n_a,
+                       int64_t *n_c)
+{
+    size_t bytes = 0;
+    *n_a = *n_c = 0;
+    block y = *x;
+    while (next_block(p, Tq, &y)) {
+        const size_t add = block_bytes(p, hq_a, &y);
+        if (*n_a > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
+            break;
+        bytes += add;
+        ++*n_a;
+        *n_c += y.nq - 1;
+        *x = y;
+    }
+    return *n_a > 0;
+}
+
+/* Fills the passes with the blocks that follow *x (n_a of them, advancing *x). */
+static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x, pass *pa,
+                       pass *pc)
+{
+    const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
+    const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
+    int64_t ec = 0;
+    for (int64_t ea = 0; ea < n_a && next_block(p, Tq, x); ea++) {
+        const int64_t b = x->b, i0 = x->i0, nq = x->nq;
+        const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
+        entry_sequence(pa, p, ea, b);
+        pa->len[ea] = (int32_t)seen;
+        pa->first[ea] = 0;
+        for (int64_t j = 0; j < Hkv; j++)
+            for (int64_t k = 0; k < Tq; k++) {
+                char *dst = pa->q + (size_t)(ea * hq_a + (j * Tq + k) * G) * qrow;
+                if (k < nq)
+                    copy_query(p, b, i0 + k, j * G, G, dst);
+                else /* a short block: rows that nobody reads back */
+                    memset(dst, 0, (size_t)G * qrow);
+            }
+        for (int64_t k = 1; k < nq; k++, ec++) {
+            entry_sequence(pc, p, ec, b);
+            pc->first[ec] = (int32_t)seen;
+            pc->len[ec] = (int32_t)(seen + k);
+            copy_query(p, b, i0 + k, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
+        }
+    }
+    pa->p.B = n_a;
+    pc->p.B = ec;
+}
+
+/* Writes the rows of the n_a blocks that follow *x from the passes' states. */
+static void merge_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x, const pass *pa,
+                        const pass *pc)
+{
+    const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
+    int64_t ec = 0;
+    for (int64_t ea = 0; ea < n_a && next_block(p, Tq, x); ea++)
+        for (int64_t k = 0; k < x->nq; k++) {
+            for (int64_t h = 0; h < Hq; h++) {
+                const int64_t ra = ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
+                write_row(p, x->b, x->i0 + k, h, pa->o + ra * D, pa->m[ra], pa->l[ra],
+                          k ? pc->o + rc * D : NULL, k ? pc->m[rc] : 0.0f, k ? pc->l[rc] : 0.0f);
+            }
+            ec += k > 0;
+        }
+}
+
 ra_status ra__multi(const ra__problem *p)
 {
     if (p->B == 0 || p->Hq == 0 || p->T == 0)
         return RA_OK;
     if (p->T == 1)
         return run_single(p);
-    const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, D = p->D;
+    const int64_t G = p->G, Hkv = p->Hkv;
     int64_t most = 0; /* the longest query run: blocks need not be longer */
     for (int64_t b = 0; b < p->B; b++)
         most = p->qlen[b] > most ? p->qlen[b] : most;
-    if (most == 0) {
-        for (int64_t b = 0; b < p->B; b++)
-            for (int64_t i = 0; i < p->T; i++)
-                for (int64_t h = 0; h < p->Hq; h++)
-                    write_empty_row(p, b, i, h);
-        return RA_OK;
-    }
     const int64_t Tq = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G < most ? RA_MULTI_ROWS / G
                                                                          : most;
     const int64_t hq_a = Hkv * Tq * G; /* a prefix entry's query heads: [Hkv][Tq][G] */
-    int64_t n_a = 0, n_c = 0;          /* prefix entries, diagonal entries */
-    for (int64_t b = 0; b < p->B; b++) {
-        const int64_t blocks = (p->qlen[b] + Tq - 1) / Tq; /* qlen < 2^31: no overflow */
-        n_a += blocks;
-        n_c += p->qlen[b] - blocks;
-    }
     if (!p->pages && p->B > INT32_MAX)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: B = %lld sequences", (long long)p->B);
 
+    /* The work goes in rounds of whole blocks with bounded scratch, allocated once: memory
+     * stays proportional to a round, not to T, and the allocator can reuse it call after
+     * call instead of handing out fresh pages that must be zeroed. */
+    int64_t max_a = 0, max_c = 0, n_a, n_c;
+    for (block x = {0, 0, 0}; most && next_round(p, Tq, hq_a, &x, &n_a, &n_c);) {
+        max_a = n_a > max_a ? n_a : max_a;
+        max_c = n_c > max_c ? n_c : max_c;
+    }
     ra__arena a = {0, false};
     pass_at at_a, at_c;
-    take_pass(&a, p, n_a, hq_a, &at_a);
-    take_pass(&a, p, n_c, Hq, &at_c);
+    take_pass(&a, p, max_a, hq_a, &at_a);
+    take_pass(&a, p, max_c, p->Hq, &at_c);
     if (a.overflow)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query blocks of %lld "
-                        "rows overflows", (long long)n_a, (long long)hq_a);
+                        "rows overflows", (long long)max_a, (long long)hq_a);
     char *base = ra__alloc(a.used);
     if (!base)
         return ra__fail(RA_ERR_OUT_OF_MEMORY, "multi-token: cannot allocate %zu bytes of "
                         "scratch", a.used);
     pass pa, pc;
-    init_pass(&pa, base, &at_a, p, n_a, hq_a);
-    init_pass(&pc, base, &at_c, p, n_c, Hq);
-
-    const size_t qrow = (size_t)D * ra__dtype_size(p->q.dtype);
-    int64_t ea = 0, ec = 0;
-    for (int64_t b = 0; b < p->B; b++) {
-        const int64_t L = p->len[b], n = p->qlen[b];
-        for (int64_t i0 = 0; i0 < n; i0 += Tq, ea++) {
-            const int64_t nq = n - i0 < Tq ? n - i0 : Tq, seen = L - n + i0 + 1;
-            entry_sequence(&pa, p, ea, b);
-            pa.len[ea] = (int32_t)seen;
-            pa.first[ea] = 0;
-            for (int64_t j = 0; j < Hkv; j++)
-                for (int64_t k = 0; k < Tq; k++) {
-                    char *dst = pa.q + (size_t)((ea * hq_a + (j * Tq + k) * G)) * qrow;
-                    if (k < nq)
-                        copy_query(p, b, i0 + k, j * G, G, dst);
-                    else /* a short last block: rows that nobody reads back */
-                        memset(dst, 0, (size_t)G * qrow);
-                }
-            for (int64_t k = 1; k < nq; k++, ec++) {
-                entry_sequence(&pc, p, ec, b);
-                pc.first[ec] = (int32_t)seen;
-                pc.len[ec] = (int32_t)(seen + k);
-                copy_query(p, b, i0 + k, 0, Hq, pc.q + (size_t)(ec * Hq) * qrow);
-            }
-        }
+    init_pass(&pa, base, &at_a, p, max_a, hq_a);
+    init_pass(&pc, base, &at_c, p, max_c, p->Hq);
+    ra_status s = RA_OK;
+    for (block x = {0, 0, 0}, y = x, z = x;
+         s == RA_OK && most && next_round(p, Tq, hq_a, &x, &n_a, &n_c);) {
+        fill_round(p, Tq, n_a, &y, &pa, &pc);
+        s = ra__decode(&pa.p);
+        if (s == RA_OK)
+            s = ra__decode(&pc.p);
+        if (s == RA_OK)
+            merge_round(p, Tq, n_a, &z, &pa, &pc);
     }
-    ra_status s = ra__decode(&pa.p);
-    if (s == RA_OK)
-        s = ra__decode(&pc.p);
-    if (s == RA_OK) {
-        ea = ec = 0;
-        for (int64_t b = 0; b < p->B; b++) {
-            const int64_t n = p->qlen[b];
-            for (int64_t i = 0; i < p->T; i++) {
-                const int64_t k = i % Tq, e_a = ea + i / Tq, e_c = ec + i - i / Tq - 1;
-                for (int64_t h = 0; h < Hq; h++) {
-                    if (i >= n) {
-                        write_empty_row(p, b, i, h);
-                        continue;
-                    }
-                    const int64_t ra = e_a * hq_a + (h / G * Tq + k) * G + h % G,
-                                  rc = e_c * Hq + h;
-                    write_row(p, b, i, h, pa.o + ra * D, pa.m[ra], pa.l[ra],
-                              k ? pc.o + rc * D : NULL, k ? pc.m[rc] : 0.0f,
-                              k ? pc.l[rc] : 0.0f);
-                }
-            }
-            const int64_t blocks = (n + Tq - 1) / Tq;
-            ea += blocks;
-            ec += n - blocks;
-        }
-    }
+    for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */
+        for (int64_t i = p->qlen[b]; i < p->T; i++)
+            for (int64_t h = 0; h < p->Hq; h++)
+                write_empty_row(p, b, i, h);
     ra__free(base);
     return s;
 }

@@ -31,7 +31,6 @@ typedef struct ra__problem {
     /* Positions before first[b] are not read (the engine's passes over a multi-token call
      * set it; never together with a window); NULL: from position 0. */
     const int32_t *first;
-    bool many_rows; /* a multi-token pass: each group holds several queries' heads */
     /* lengths[b], copied once while validating, so that a caller changing its array during the
      * call cannot move a read out of bounds. Points at len_inline or at an allocation that
      * ra__problem_release frees; a bound problem is never copied. */

@@ -567,12 +567,6 @@ RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
              [RA_DTYPE_I8] = {[RA_DTYPE_I8] = step_I8_I8},                                    \
              [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = step_FP8_E4M3_FP8_E4M3},            \
              [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = step_FP8_E5M2_FP8_E5M2}},           \
-    .step_many = {[RA_DTYPE_F32] = {ra__avx512_many_F32_F32, ra__avx512_many_F32_F16,         \
-                                    ra__avx512_many_F32_BF16},                                \
-                  [RA_DTYPE_F16] = {ra__avx512_many_F16_F32, ra__avx512_many_F16_F16,         \
-                                    ra__avx512_many_F16_BF16},                                \
-                  [RA_DTYPE_BF16] = {ra__avx512_many_BF16_F32, ra__avx512_many_BF16_F16,      \
-                                     ra__avx512_many_BF16_BF16}},                             \
     .step_rows = {[RA_DTYPE_F32] = {paged_F32_F32, paged_F32_F16, paged_F32_BF16},            \
                   [RA_DTYPE_F16] = {paged_F16_F32, paged_F16_F16, paged_F16_BF16},            \
                   [RA_DTYPE_BF16] = {paged_BF16_F32, paged_BF16_F16, paged_BF16_BF16},        \

@@ -53,12 +53,7 @@ typedef struct ra__tile {
     int64_t s_ld;
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
-    float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first; for a
-                    * step_many, ra__many_scratch_floats(tile_cap, D, qt_ld) floats */
-    /* step_many only: q of the group transposed, qt[d * qt_ld + g] (lanes G..qt_ld-1 zero),
-     * and the positions per tile the scratch was sized for */
-    const float *qt;
-    int64_t qt_ld, tile_cap;
+    float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
     /* What of later tiles to prefetch while this one computes: bytes from p; in a paged call
      * also bytes2 from p2 (a second run of rows), or instead n_rows rows of row_bytes each at
      * rows[i]; p and rows NULL: nothing. Kernels that set self_prefetch in their table spread
@@ -245,9 +240,6 @@ typedef struct ra__kernel_table {
     ra__tile_fn step[RA__KV_DTYPES][RA__KV_DTYPES];
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[RA__KV_DTYPES];
-    /* Fused steps [K dtype][V dtype] for groups of many rows (the query blocks of a
-     * multi-token call), which are compute-bound; they read ra__tile.qt (NULL: none). */
-    ra__tile_fn step_many[RA__KV_DTYPES][RA__KV_DTYPES];
     /* The fused steps again for paged calls: rows through ra__tile.k_rows/v_rows, prefetch
      * targets of either kind (ra__prefetch_step_any). Kernels without them get a paged tile
      * that spans runs of rows gathered into a dense buffer. */
@@ -280,28 +272,6 @@ void ra__avx512_rows_I8_I8(const ra__rows *r);
 void ra__avx512_rows_FP8_E4M3_FP8_E4M3(const ra__rows *r);
 void ra__avx512_rows_FP8_E5M2_FP8_E5M2(const ra__rows *r);
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v);
-
-/* The AVX-512 steps for many rows (avx512_many.c). */
-void ra__avx512_many_F32_F32(const ra__tile *t);
-void ra__avx512_many_F32_F16(const ra__tile *t);
-void ra__avx512_many_F32_BF16(const ra__tile *t);
-void ra__avx512_many_F16_F32(const ra__tile *t);
-void ra__avx512_many_F16_F16(const ra__tile *t);
-void ra__avx512_many_F16_BF16(const ra__tile *t);
-void ra__avx512_many_BF16_F32(const ra__tile *t);
-void ra__avx512_many_BF16_F16(const ra__tile *t);
-void ra__avx512_many_BF16_BF16(const ra__tile *t);
-
-/* A step_many's scratch: K and V tiles [tile_cap][D], logits [tile_cap][qt_ld], and qt_ld
- * rescale factors (tile_cap a multiple of 8); -1 when it does not fit in int64_t. */
-static inline int64_t ra__many_scratch_floats(int64_t tile_cap, int64_t D, int64_t qt_ld)
-{
-    int64_t a, b;
-    if (__builtin_mul_overflow(2 * tile_cap, D, &a) ||
-        __builtin_mul_overflow(tile_cap + 1, qt_ld, &b) || __builtin_add_overflow(a, b, &a))
-        return -1;
-    return a;
-}
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

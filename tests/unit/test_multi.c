@@ -259,6 +259,25 @@ static void test_shapes_against_oracle(void **state)
     }
 }
 
+/* Large enough that the library splits the call into rounds of blocks (each round's scratch,
+ * about 2 MiB per block of 8 queries here, is capped at 8 MiB): rows from every round. */
+static void test_several_rounds(void **state)
+{
+    (void)state;
+    const int32_t lengths[2] = {64, 50}, q_lens[2] = {40, 37};
+    const mt_params p = {2, 40, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
+                         lengths, q_lens, 77, 0.0625f, 0.0f, false};
+    mt_case c;
+    mt_init(&c, &p);
+    for (int threads = 1; threads <= 2; threads++) {
+        ra_options *o = mt_options(&c, RA_KERNEL_AUTO, 0, 24, threads);
+        assert_int_equal(mt_run(&c, o), RA_OK);
+        mt_check(&c, threads == 1 ? "rounds, 1 thread" : "rounds, 2 threads");
+        ra_options_destroy(o);
+    }
+    mt_free(&c);
+}
+
 /* q_lens 0, 1, T and lengths[b] (a whole prompt), lengths 0 and 1. */
 static void test_edge_q_lens(void **state)
 {
@@ -536,6 +555,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_against_oracle),
         cmocka_unit_test(test_edge_q_lens),
+        cmocka_unit_test(test_several_rounds),
         cmocka_unit_test(test_dtypes_and_modifiers),
         cmocka_unit_test(test_nan_reaches_only_rows_that_see_it),
         cmocka_unit_test(test_t1_is_ragged_gqa),
