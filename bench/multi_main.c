@@ -291,10 +291,14 @@ static void print_table(const multi_row *rows, int n, const multi_args *a)
     }
     printf("\n%%peak: attention FLOPs (4*D per query, position and head) per second over the %s "
            "FMA peak measured on the same threads:", n ? rows[0].peak_isa : "-");
-    for (int i = 0; i < n; i++)
-        if (i == 0 || rows[i].threads != rows[i - 1].threads)
+    for (int i = 0; i < n; i++) { /* the first measurement of each thread count */
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= rows[j].threads == rows[i].threads;
+        if (!seen)
             printf(" %.1f GFLOP/s at %d thread%s;", rows[i].peak_gflops, rows[i].threads,
                    rows[i].threads > 1 ? "s" : "");
+    }
     printf("\nrel diff: max |multi - per-token| / max |per-token| of the un-normalized o.\n");
 }
 

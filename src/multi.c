@@ -28,7 +28,7 @@
 /* Query rows per KV head that a prefix entry aims for: enough for the kernels to reuse each
  * K/V tile many times, few enough to keep a tile's logits and outputs in cache. */
 #ifndef RA_MULTI_ROWS
-#define RA_MULTI_ROWS 32
+#define RA_MULTI_ROWS 16
 #endif
 /* Scratch per round of blocks (see ra__multi), engine copies included. */
 #ifndef RA_MULTI_ROUND_BYTES

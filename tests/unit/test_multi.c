@@ -259,8 +259,9 @@ static void test_shapes_against_oracle(void **state)
     }
 }
 
-/* Large enough that the library splits the call into rounds of blocks (each round's scratch,
- * about 2 MiB per block of 8 queries here, is capped at 8 MiB): rows from every round. */
+/* Large enough that the library splits the call into rounds of query blocks (a round's
+ * scratch is capped at 8 MiB; a block here takes about 1 MiB, and there are 20 blocks): rows
+ * from every round. */
 static void test_several_rounds(void **state)
 {
     (void)state;
