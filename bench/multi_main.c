@@ -2,7 +2,9 @@
  * shapes servers run: speculative-decoding verification, chunked prefill and prefill. These
  * calls are compute-bound, so the table reads them against the machine's FMA peak, measured in
  * the same run on the same threads, and against the way to get the same rows without the
- * multi-token call: one ra_ragged_gqa call per query position, each over its causal prefix. */
+ * multi-token call: one ra_ragged_gqa call per query position, each over its causal prefix.
+ * The roofline of a call is the larger of its K/V bytes over the read bandwidth (measured here
+ * too) and its FLOPs over the FMA peak; %roof is that time over the measured one. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include "cli.h"
 #include "fill.h"
 #include "fma_peak.h"
+#include "membw.h"
 #include "report.h"
 
 typedef struct multi_case {
@@ -42,6 +45,7 @@ typedef struct multi_row {
     int threads;
     double t_multi, t_multi_min, t_tokens; /* medians (and min) of seconds per call */
     double gflops, peak_gflops, speedup, max_diff;
+    double read_gbs, roofline_s; /* read bandwidth (same threads), max(memory, FMA) time */
     const char *peak_isa;
 } multi_row;
 
@@ -218,8 +222,14 @@ static double case_flops(const multi_case *c)
     return 4.0 * (double)c->D * (double)c->Hq * (double)c->B * positions;
 }
 
-static int measure(const multi_case *c, const multi_args *a, int threads, multi_row *row,
-                   double start, int step, int total)
+/* Bytes of K and V the call must read once: every cached position of every sequence. */
+static double case_kv_bytes(const multi_case *c, const multi_args *a)
+{
+    return 2.0 * (double)(c->B * c->S * c->Hkv * c->D) * (double)bench_dtype_size(a->kv);
+}
+
+static int measure(const multi_case *c, const multi_args *a, const bench_membw *mb, int threads,
+                   multi_row *row, double start, int step, int total)
 {
     multi_data d;
     ra_options *opts = NULL;
@@ -266,6 +276,13 @@ static int measure(const multi_case *c, const multi_args *a, int threads, multi_
     bench_fma_peak pk = bench_fma_peak_measure(threads, 0.2);
     row->peak_gflops = pk.gflops;
     row->peak_isa = pk.isa;
+    double bw[3];
+    for (int r = 0; r < 3; r++)
+        bw[r] = bench_membw_read_pass(mb, threads);
+    row->read_gbs = median(bw, 3) * 1e-9;
+    const double t_mem = case_kv_bytes(c, a) / (row->read_gbs * 1e9),
+                 t_fma = case_flops(c) / (row->peak_gflops * 1e9);
+    row->roofline_s = t_mem > t_fma ? t_mem : t_fma;
     rc = 0;
 out:
     ra_options_destroy(opts);
@@ -278,16 +295,17 @@ static void print_table(const multi_row *rows, int n, const multi_args *a)
     printf("\nra_ragged_gqa_multi, K/V %s, q %s (median of %d calls; per-token = one "
            "ra_ragged_gqa call per query position)\n\n",
            bench_dtype_name(a->kv), bench_dtype_name(a->q), a->reps);
-    printf("%-8s %3s %5s %6s %4s %4s %4s %3s | %10s %8s %6s | %11s %7s | %8s\n", "case", "B",
-           "T", "S", "Hq", "Hkv", "D", "thr", "ms/call", "GFLOP/s", "%peak", "per-token ms",
-           "speedup", "rel diff");
+    printf("%-8s %3s %5s %6s %4s %4s %4s %3s | %10s %8s %6s %6s | %11s %7s | %8s\n", "case",
+           "B", "T", "S", "Hq", "Hkv", "D", "thr", "ms/call", "GFLOP/s", "%peak", "%roof",
+           "per-token ms", "speedup", "rel diff");
     for (int i = 0; i < n; i++) {
         const multi_row *r = &rows[i];
-        printf("%-8s %3lld %5lld %6lld %4lld %4lld %4lld %3d | %10.2f %8.1f %5.1f%% | %11.2f "
-               "%6.2fx | %8.1e\n", r->c->name, (long long)r->c->B, (long long)r->c->T,
+        printf("%-8s %3lld %5lld %6lld %4lld %4lld %4lld %3d | %10.2f %8.1f %5.1f%% %5.1f%% | "
+               "%11.2f %6.2fx | %8.1e\n", r->c->name, (long long)r->c->B, (long long)r->c->T,
                (long long)r->c->S, (long long)r->c->Hq, (long long)r->c->Hkv,
                (long long)r->c->D, r->threads, r->t_multi * 1e3, r->gflops,
-               100.0 * r->gflops / r->peak_gflops, r->t_tokens * 1e3, r->speedup, r->max_diff);
+               100.0 * r->gflops / r->peak_gflops, 100.0 * r->roofline_s / r->t_multi,
+               r->t_tokens * 1e3, r->speedup, r->max_diff);
     }
     printf("\n%%peak: attention FLOPs (4*D per query, position and head) per second over the %s "
            "FMA peak measured on the same threads:", n ? rows[0].peak_isa : "-");
@@ -296,9 +314,10 @@ static void print_table(const multi_row *rows, int n, const multi_args *a)
         for (int j = 0; j < i; j++)
             seen |= rows[j].threads == rows[i].threads;
         if (!seen)
-            printf(" %.1f GFLOP/s at %d thread%s;", rows[i].peak_gflops, rows[i].threads,
-                   rows[i].threads > 1 ? "s" : "");
+            printf(" %.1f GFLOP/s and %.1f GB/s read at %d thread%s;", rows[i].peak_gflops,
+                   rows[i].read_gbs, rows[i].threads, rows[i].threads > 1 ? "s" : "");
     }
+    printf("\n%%roof: max(K/V bytes / read bandwidth, FLOPs / FMA peak) over the time per call.");
     printf("\nrel diff: max |multi - per-token| / max |per-token| of the un-normalized o.\n");
 }
 
@@ -320,11 +339,12 @@ static int write_json(const char *path, const multi_row *rows, int n, const mult
                 "\"Hkv\": %lld, \"D\": %lld, \"threads\": %d, \"time_median_s\": %.6g, "
                 "\"time_min_s\": %.6g, \"gflops\": %.4g, \"peak_gflops\": %.4g, "
                 "\"peak_isa\": \"%s\", \"per_token_time_median_s\": %.6g, \"speedup\": %.4g, "
-                "\"max_rel_diff\": %.3g}", i ? "," : "", r->c->name, (long long)r->c->B,
+                "\"read_gbs\": %.4g, \"roofline_s\": %.6g, \"max_rel_diff\": %.3g}", i ? "," : "",
+                r->c->name, (long long)r->c->B,
                 (long long)r->c->T, (long long)r->c->S, (long long)r->c->Hq,
                 (long long)r->c->Hkv, (long long)r->c->D, r->threads, r->t_multi,
                 r->t_multi_min, r->gflops, r->peak_gflops, r->peak_isa, r->t_tokens,
-                r->speedup, r->max_diff);
+                r->speedup, r->read_gbs, r->roofline_s, r->max_diff);
     }
     fprintf(f, "\n]}\n");
     return fclose(f) ? -1 : 0;
@@ -344,14 +364,19 @@ int main(int argc, char **argv)
         total += a.run_case[c] ? a.n_threads : 0;
     printf("raggedattn %s, kernel %s\n", ra_version_string(),
            ra_kernel_name(a.kernel ? a.kernel : ra_kernel_resolve(NULL)));
+    bench_membw mb; /* two arrays of 256 MiB: far past the 32 MiB L3 */
+    if (bench_membw_init(&mb, (size_t)512 << 20, 4096, false)) /* (no flush used) */
+        return 1;
     const double start = omp_get_wtime();
     for (int c = 0; c < N_CASES; c++)
         for (int t = 0; t < a.n_threads && a.run_case[c]; t++, n++)
-            if (measure(&cases[c], &a, a.threads[t], &rows[n], start, n + 1, total)) {
+            if (measure(&cases[c], &a, &mb, a.threads[t], &rows[n], start, n + 1, total)) {
                 bench_progress_end();
+                bench_membw_free(&mb);
                 return 1;
             }
     bench_progress_end();
+    bench_membw_free(&mb);
     print_table(rows, n, &a);
     return a.json && write_json(a.json, rows, n, &a) ? 1 : 0;
 }
