@@ -260,6 +260,12 @@ bool fz_nan_at(const fz_case *c, const fz_tensor *t, const int64_t *idx);
 /* mods: the input's modifier trailer (fz_split_mods); quant: its quantization trailer. */
 void fz_op_attention(fz_in *in, fz_in *mods, fz_in *quant);
 void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant);
+/* The multi-token bytes of an input: a trailer [bytes][n][0x54][0xC3] just before the
+ * quantization trailer (or the modifier trailer, or the end); {NULL, 0} when the input has
+ * none, as no input made before the multi-token calls has. */
+fz_in fz_split_multi(fz_in *in);
+/* ra_ragged_gqa_multi or ra_paged_gqa_multi; ms: the multi-token bytes. */
+void fz_op_multi(fz_in *in, fz_in *ms, fz_in *mods, fz_in *quant);
 /* ra_quantize on fuzz-built src, dst and scale. */
 void fz_op_quantize(fz_in *in);
 void fz_op_merge(fz_in *in);

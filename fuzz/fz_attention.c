@@ -165,10 +165,7 @@ void fz_bufs_check_same(const fz_case *c, unsigned char **first, const char *wha
                      (double)((float *)(void *)c->buf[i])[j / 4]);
 }
 
-/* Fills lengths, then q, k and v (codes for quantized K/V, then their scales from the
- * quantization bytes qs). For the ragged functions, positions past the length, and those a
- * window leaves out, may hold poison (NaN, huge values) that must not change anything. */
-static void fill_inputs(fz_in *in, fz_in *qs, fz_attn *a)
+void fz_attn_fill_inputs(fz_in *in, fz_in *qs, fz_attn *a)
 {
     fz_case *c = &a->c;
     fz_tensor *len = &c->t[A_LEN];
@@ -308,7 +305,7 @@ void fz_op_attention(fz_in *in, fz_in *mods, fz_in *quant)
             fz_quant_build_scale(quant, c, r, r == A_K ? A_KS : A_VS);
     fz_quant_share(quant, c, outs, 3, scales, 2);
     fz_case_materialize(c);
-    fill_inputs(in, quant, &a);
+    fz_attn_fill_inputs(in, quant, &a);
 
     if (getenv("FZ_DEBUG")) { /* a readable description of the case, for bug reports */
         fprintf(stderr, "%s B=%lld Hq=%lld Hkv=%lld S=%lld D=%lld opts=%s block=%lld "

@@ -38,6 +38,12 @@ typedef struct fz_attn {
     int64_t page_size;
     /* The score modifiers the options hold (never NULL; all off for inputs without them). */
     const fz_mods *mods;
+    /* Several query rows per sequence (ra_ragged_gqa_multi, ra_paged_gqa_multi): q, o, m and
+     * l have T rows on axis 1; row i of sequence b is the decode result over the first
+     * lengths[b] - q_lens[b] + i + 1 positions, and rows i >= q_lens[b] hold the empty state
+     * (o = 0, m = -inf, l = 0, sinks or not). NULL for the decode functions (one row). */
+    const fz_tensor *q_lens;
+    int64_t T;
 } fz_attn;
 
 /* Logical index -> tensor index, for tensors of the expected rank. */
@@ -49,8 +55,15 @@ void fz_ml_idx(const fz_fn *f, int64_t b, int64_t h, int64_t idx[4]);
 void fz_attn_shape(const fz_fn *f, int role, int64_t B, int64_t Hq, int64_t Hkv, int64_t S,
                    int64_t D, fz_tensor *t);
 
-/* Checks the outputs of a successful call against the double-precision oracle. */
+/* Checks the outputs of a successful call against the double-precision oracle (each query
+ * row alone over its causal prefix when a->q_lens is set). */
 void fz_attn_check_values(const fz_attn *a);
+
+/* Fills lengths, then q, k and v (codes for quantized K/V, then their scales from the
+ * quantization bytes qs) of a contiguous cache. For the ragged functions, positions past the
+ * length, and those a window leaves out, may hold poison (NaN, huge values) that must not
+ * change anything. */
+void fz_attn_fill_inputs(fz_in *in, fz_in *qs, fz_attn *a);
 
 /* A bulk input value of magnitude class cls (0..7): small, subnormal, huge or spread. */
 double fz_attn_value(fz_rng *r, int cls);

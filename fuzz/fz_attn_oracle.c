@@ -15,6 +15,8 @@
  *   - a sink logit in m and l only.
  * A position whose weight cannot exceed e^-100 of the largest is left out of the error bound of
  * the others, and its weight is added to the bounds on its own.
+ * Several query rows (the multi-token calls): row i is a decode query of its own over its causal
+ * prefix, so every bound above applies to it unchanged.
  * Quantized K/V (the header's ra_tensor_wrap_quantized) mean code * scale, taken exactly here.
  * A kernel may round that product to f32 or fold the scale into the dot product or the weight,
  * so each logit gets 2 more units of A and one step of the subnormal grid per term, each V
@@ -126,6 +128,28 @@ static void kv_at(const fz_attn *a, int64_t b, int64_t t, int64_t j, int64_t d, 
     set4(idx, fz_get_i32(&a->c, a->table, slot), t % a->page_size, j, d);
 }
 
+/* q, o and m/l indices of query row i (axis 1; always 0 for the decode functions). */
+static void q_at(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64_t d, int64_t idx[4])
+{
+    fz_q_idx(a->fn, b, h, d, idx);
+    if (a->q_lens)
+        idx[1] = i;
+}
+
+static void o_at(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64_t d, int64_t idx[4])
+{
+    fz_o_idx(a->fn, b, h, d, idx);
+    if (a->q_lens)
+        idx[1] = i;
+}
+
+static void ml_at(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64_t idx[4])
+{
+    fz_ml_idx(a->fn, b, h, idx);
+    if (a->q_lens)
+        idx[1] = i;
+}
+
 /* What one head must produce. */
 typedef struct head {
     bool skip;      /* Inf, overflow or an undefined seed result: only "no crash" is checked */
@@ -141,7 +165,8 @@ static double f32r(double x)
     return (double)(float)x;
 }
 
-static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, head *r)
+static void oracle_head(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64_t len,
+                        head *r)
 {
     const fz_fn *f = a->fn;
     const fz_case *c = &a->c;
@@ -170,7 +195,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
     bool nan_valid = false, nan_v = false, inf_qk = false, nonfinite = false;
     const double kq = k->quant ? 1 : 0, vq = v->quant ? fz_quant_max(v->dt) : 0;
     for (int64_t d = 0; d < D; d++) {
-        fz_q_idx(f, b, h, d, idx);
+        q_at(a, b, i, h, d, idx);
         double x = fz_get(c, q, idx);
         nan_valid |= isnan(x);
         inf_qk |= isinf(x);
@@ -210,7 +235,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t h, int64_t len, hea
         n_seen++;
         double dot = 0, absdot = 0, absq = 0, absdot_code = 0;
         for (int64_t d = 0; d < D; d++) {
-            fz_q_idx(f, b, h, d, idx);
+            q_at(a, b, i, h, d, idx);
             double xq = fz_get(c, q, idx);
             kv_at(a, b, t, j, d, idx);
             double xk = fz_get(c, k, idx);
@@ -331,6 +356,29 @@ out:
     free(seen);
 }
 
+/* A padding row of a multi-token call: exactly the empty state, whatever the options. */
+static void check_padding(const fz_attn *a, int64_t b, int64_t i)
+{
+    const fz_case *c = &a->c;
+    const fz_tensor *o = &c->t[A_O], *m = &c->t[A_M], *l = &c->t[A_L];
+    int64_t idx[4];
+    for (int64_t h = 0; h < a->Hq; h++) {
+        for (int64_t d = 0; d < a->D; d++) {
+            o_at(a, b, i, h, d, idx);
+            const double go = fz_get(c, o, idx);
+            FZ_CHECK(go == 0.0, "%s b=%lld i=%lld h=%lld d=%lld: a padding row must give o = 0, "
+                     "got %g", a->fn->name, (long long)b, (long long)i, (long long)h,
+                     (long long)d, go);
+        }
+        ml_at(a, b, i, h, idx);
+        const double gm = m->present ? fz_get(c, m, idx) : -INFINITY;
+        const double gl = l->present ? fz_get(c, l, idx) : 0.0;
+        FZ_CHECK(gm == -INFINITY && gl == 0.0, "%s b=%lld i=%lld h=%lld: a padding row must "
+                 "give m = -inf, l = 0, got %g, %g", a->fn->name, (long long)b, (long long)i,
+                 (long long)h, gm, gl);
+    }
+}
+
 void fz_attn_check_values(const fz_attn *a)
 {
     const fz_fn *f = a->fn;
@@ -340,48 +388,60 @@ void fz_attn_check_values(const fz_attn *a)
     r.o = malloc((size_t)(a->D ? a->D : 1) * sizeof *r.o);
     FZ_CHECK(r.o != NULL, "harness out of memory");
     int64_t idx[4], lidx[4] = {0, 0, 0, 0};
+    const int64_t rows = a->q_lens ? a->T : 1;
     for (int64_t b = 0; b < a->B; b++) {
         lidx[0] = b;
-        int64_t n = fz_get_i32(c, len, lidx);
-        for (int64_t h = 0; h < a->Hq; h++) {
-            oracle_head(a, b, h, n, &r);
-            double gm = NAN, gl = NAN;
-            fz_ml_idx(f, b, h, idx);
-            if (m->present)
-                gm = fz_get(c, m, idx);
-            if (l->present)
-                gl = fz_get(c, l, idx);
-            bool any_nan = false;
-            for (int64_t d = 0; d < a->D; d++) {
-                fz_o_idx(f, b, h, d, idx);
-                double go = fz_get(c, o, idx);
-                any_nan |= isnan(go);
-                if (r.empty || r.sink_only)
-                    FZ_CHECK(go == 0.0, "%s b=%lld h=%lld d=%lld: length 0 must give o = 0, got %g",
-                             f->name, (long long)b, (long long)h, (long long)d, go);
-                else if (!r.skip)
-                    FZ_CHECK(fabs(go - r.o[d]) <= r.tol_o,
-                             "%s b=%lld h=%lld d=%lld len=%lld: o = %.9g, oracle %.9g, tol %.3g",
-                             f->name, (long long)b, (long long)h, (long long)d, (long long)n, go,
-                             r.o[d], r.tol_o);
+        const int64_t len_b = fz_get_i32(c, len, lidx);
+        const int64_t ql = a->q_lens ? fz_get_i32(c, a->q_lens, lidx) : 1;
+        for (int64_t i = 0; i < rows; i++) {
+            if (i >= ql) {
+                check_padding(a, b, i);
+                continue;
             }
-            if (r.must_nan)
-                FZ_CHECK(any_nan, "%s b=%lld h=%lld: a NaN input in a valid position did not "
-                         "reach o", f->name, (long long)b, (long long)h);
-            if (r.empty || r.sink_only) {
-                /* no position: the empty state, or the sink's alone (weight exp(0) = 1) */
-                FZ_CHECK(!m->present || gm == r.m, "%s b=%lld h=%lld: length 0 must give "
-                         "m = %g, got %g", f->name, (long long)b, (long long)h, r.m, gm);
-                FZ_CHECK(!l->present || gl == (r.empty ? 0.0 : 1.0), "%s b=%lld h=%lld: length "
-                         "0 must give l = %g, got %g", f->name, (long long)b, (long long)h,
-                         r.empty ? 0.0 : 1.0, gl);
-            } else if (!r.skip) {
-                FZ_CHECK(!m->present || fabs(gm - r.m) <= r.tol_m,
-                         "%s b=%lld h=%lld len=%lld: m = %.9g, oracle %.9g, tol %.3g", f->name,
-                         (long long)b, (long long)h, (long long)n, gm, r.m, r.tol_m);
-                FZ_CHECK(!l->present || fabs(gl - r.l) <= r.tol_l,
-                         "%s b=%lld h=%lld len=%lld: l = %.9g, oracle %.9g, tol %.3g", f->name,
-                         (long long)b, (long long)h, (long long)n, gl, r.l, r.tol_l);
+            const int64_t n = len_b - ql + i + 1; /* the causal prefix; len_b with one row */
+            for (int64_t h = 0; h < a->Hq; h++) {
+                oracle_head(a, b, i, h, n, &r);
+                double gm = NAN, gl = NAN;
+                ml_at(a, b, i, h, idx);
+                if (m->present)
+                    gm = fz_get(c, m, idx);
+                if (l->present)
+                    gl = fz_get(c, l, idx);
+                bool any_nan = false;
+                for (int64_t d = 0; d < a->D; d++) {
+                    o_at(a, b, i, h, d, idx);
+                    double go = fz_get(c, o, idx);
+                    any_nan |= isnan(go);
+                    if (r.empty || r.sink_only)
+                        FZ_CHECK(go == 0.0, "%s b=%lld i=%lld h=%lld d=%lld: length 0 must give "
+                                 "o = 0, got %g", f->name, (long long)b, (long long)i,
+                                 (long long)h, (long long)d, go);
+                    else if (!r.skip)
+                        FZ_CHECK(fabs(go - r.o[d]) <= r.tol_o, "%s b=%lld i=%lld h=%lld d=%lld "
+                                 "len=%lld: o = %.9g, oracle %.9g, tol %.3g", f->name,
+                                 (long long)b, (long long)i, (long long)h, (long long)d,
+                                 (long long)n, go, r.o[d], r.tol_o);
+                }
+                if (r.must_nan)
+                    FZ_CHECK(any_nan, "%s b=%lld i=%lld h=%lld: a NaN input in a valid position "
+                             "did not reach o", f->name, (long long)b, (long long)i,
+                             (long long)h);
+                if (r.empty || r.sink_only) {
+                    /* no position: the empty state, or the sink's alone (weight exp(0) = 1) */
+                    FZ_CHECK(!m->present || gm == r.m, "%s b=%lld i=%lld h=%lld: length 0 must "
+                             "give m = %g, got %g", f->name, (long long)b, (long long)i,
+                             (long long)h, r.m, gm);
+                    FZ_CHECK(!l->present || gl == (r.empty ? 0.0 : 1.0), "%s b=%lld i=%lld "
+                             "h=%lld: length 0 must give l = %g, got %g", f->name, (long long)b,
+                             (long long)i, (long long)h, r.empty ? 0.0 : 1.0, gl);
+                } else if (!r.skip) {
+                    FZ_CHECK(!m->present || fabs(gm - r.m) <= r.tol_m, "%s b=%lld i=%lld h=%lld "
+                             "len=%lld: m = %.9g, oracle %.9g, tol %.3g", f->name, (long long)b,
+                             (long long)i, (long long)h, (long long)n, gm, r.m, r.tol_m);
+                    FZ_CHECK(!l->present || fabs(gl - r.l) <= r.tol_l, "%s b=%lld i=%lld h=%lld "
+                             "len=%lld: l = %.9g, oracle %.9g, tol %.3g", f->name, (long long)b,
+                             (long long)i, (long long)h, (long long)n, gl, r.l, r.tol_l);
+                }
             }
         }
     }

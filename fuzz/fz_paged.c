@@ -12,11 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fz_attn.h"
-
-/* The roles of the attention operation, the page table after them, then the scales of
- * quantized pools. */
-enum { P_TABLE = A_N, P_N, P_KS = P_N, P_VS, P_ALL };
+#include "fz_paged.h"
 
 /* ra_paged_gqa's shapes for the oracle: q and outputs as ra_ragged_gqa's, un-normalized. The
  * call itself has another signature, so it has no function pointer here. */
@@ -33,34 +29,12 @@ static const int64_t tab_ps[] = {1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 31, 32, 33, 64
 static const int64_t tab_mp[] = {0, 1, 2, 3, 4, 5, 6, 8, 1, 2, 3};
 static const ra_dtype tab_dt[] = {RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16};
 
-/* How the pools are laid out. */
-enum {
-    POOL_NHD,      /* two pools [NP][PS][Hkv][D] */
-    POOL_HND,      /* two pools stored [NP][Hkv][PS][D], passed as strided views */
-    POOL_ONE_NHD,  /* one buffer [NP][2][PS][Hkv][D], K and V two views of it */
-    POOL_ONE_HND,  /* one buffer [NP][2][Hkv][PS][D] */
-    POOL_MIXED,    /* K NHD, V HND */
-    POOL_PADDED,   /* NHD with gaps between rows and between pages */
-    POOL_FUZZED,   /* fz_choose_layout for each: permuted, padded, broadcast, small strides */
-    POOL_SAME,     /* K and V are the same view */
-    POOL_N
-};
-
-/* How the page table fills the used slots. */
-enum { PAGES_SHUFFLED, PAGES_IN_ORDER, PAGES_REPEATED, PAGES_SHARED_PREFIX, PAGES_N };
-
-typedef struct fz_paged {
-    fz_attn a; /* tensors at A_Q .. A_L, the table at P_TABLE; a.S = max_pages * page_size */
-    int64_t NP, PS, MP;
-    int layout, pages_mode;
-} fz_paged;
-
 static bool is_output(int r)
 {
     return r == A_O || r == A_M || r == A_L;
 }
 
-static int64_t ceil_div(int64_t a, int64_t b)
+int64_t fz_ceil_div(int64_t a, int64_t b)
 {
     return (a + b - 1) / b;
 }
@@ -135,7 +109,7 @@ static fz_expect expect_paged(const fz_paged *pg)
                     bad = true;
                     continue;
                 }
-                for (int64_t i = 0; table_ok && b < B && i < ceil_div(n, PS); i++) {
+                for (int64_t i = 0; table_ok && b < B && i < fz_ceil_div(n, PS); i++) {
                     const int64_t tidx[4] = {b, i, 0, 0};
                     const int32_t page = fz_get_i32(c, tab, tidx);
                     bad |= page < 0 || page >= NP;
@@ -170,8 +144,7 @@ static fz_expect expect_paged(const fz_paged *pg)
     return e;
 }
 
-/* A length chosen by one byte: mostly valid, sometimes S, 0, or out of range. */
-static int32_t pick_length(uint8_t x, int64_t S)
+int32_t fz_pick_length(uint8_t x, int64_t S)
 {
     const int64_t S1 = S + 1;
     const int64_t n = x < 200    ? x % S1
@@ -185,9 +158,7 @@ static int32_t pick_length(uint8_t x, int64_t S)
     return (int32_t)n;
 }
 
-/* The lengths the tensor will hold once every entry is written in order (a broadcast or
- * overlapping layout keeps the last value written to each element). */
-static void final_lengths(const fz_tensor *len, const int32_t *wrote, int64_t n, int32_t *out)
+void fz_final_lengths(const fz_tensor *len, const int32_t *wrote, int64_t n, int32_t *out)
 {
     for (int64_t b = 0; b < n; b++) {
         out[b] = wrote[b];
@@ -200,9 +171,7 @@ static void final_lengths(const fz_tensor *len, const int32_t *wrote, int64_t n,
     }
 }
 
-/* Element strides of the pool views for the layouts that fix them; the byte offset of V in
- * K's buffer for the one-buffer layouts. */
-static void pool_layout(fz_paged *pg, fz_in *in)
+void fz_paged_pool_layout(fz_paged *pg, fz_in *in)
 {
     fz_case *c = &pg->a.c;
     fz_tensor *k = &c->t[A_K], *v = &c->t[A_V];
@@ -308,10 +277,7 @@ static void mark_row(const fz_tensor *x, bool *used, int64_t page, int64_t row)
         used[(page * x->shape[1] + row) * per_row + i] = true;
 }
 
-/* Writes lengths and the page table, then fills the pools (every row poison or background
- * first, then each valid position's row; codes in quantized pools, then their scales from the
- * quantization bytes qs), q, and now and then a special value. */
-static void fill_paged(fz_in *in, fz_in *qs, fz_paged *pg, const int32_t *len_wrote)
+void fz_paged_fill(fz_in *in, fz_in *qs, fz_paged *pg, const int32_t *len_wrote)
 {
     fz_attn *a = &pg->a;
     fz_case *c = &a->c;
@@ -320,7 +286,7 @@ static void fill_paged(fz_in *in, fz_in *qs, fz_paged *pg, const int32_t *len_wr
     if (len->present && fz_numel(len) > 0)
         for (int64_t b = 0; b < len->shape[0]; b++) {
             const int64_t idx[4] = {b, 0, 0, 0};
-            put_int(c, len, idx, b < B ? len_wrote[b] : pick_length(fz_u8(in), a->S));
+            put_int(c, len, idx, b < B ? len_wrote[b] : fz_pick_length(fz_u8(in), a->S));
         }
 
     /* The table: planned pages in the used slots (now and then one out of range), garbage in
@@ -331,7 +297,7 @@ static void fill_paged(fz_in *in, fz_in *qs, fz_paged *pg, const int32_t *len_wr
         int32_t *plan = calloc((size_t)(B * MP + 1), sizeof *plan);
         FZ_CHECK(n_used && plan, "harness out of memory");
         for (int64_t b = 0; b < rows && b < B; b++)
-            n_used[b] = len_wrote[b] >= 0 && pg->PS > 0 ? ceil_div(len_wrote[b], pg->PS) : 0;
+            n_used[b] = len_wrote[b] >= 0 && pg->PS > 0 ? fz_ceil_div(len_wrote[b], pg->PS) : 0;
         plan_pages(pg, in, n_used, B, plan);
         const uint8_t bad = fz_u8(in);
         const int64_t bad_b = fz_u8(in), bad_i = fz_u8(in);
@@ -657,7 +623,7 @@ void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant)
     pg.pages_mode = fz_u8(in) % PAGES_N;
     int32_t wrote[4] = {0, 0, 0, 0}; /* B <= 3 */
     for (int64_t b = 0; b < a->B; b++)
-        wrote[b] = pick_length(fz_u8(in), a->S);
+        wrote[b] = fz_pick_length(fz_u8(in), a->S);
 
     fz_opts eo;
     ra_options *opts = fz_build_options(in, &eo);
@@ -699,11 +665,11 @@ void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant)
     fz_mutate(in, len, false);
     fz_choose_layout(in, len, true);
     int32_t final[4] = {0, 0, 0, 0};
-    final_lengths(len, wrote, a->B, final);
+    fz_final_lengths(len, wrote, a->B, final);
     int64_t needed = 0;
     for (int64_t b = 0; b < a->B; b++)
         if (final[b] > 0 && final[b] <= a->S && pg.PS > 0)
-            needed += ceil_div(final[b], pg.PS);
+            needed += fz_ceil_div(final[b], pg.PS);
     const uint8_t spare = fz_u8(in);
     pg.NP = pg.pages_mode == PAGES_REPEATED ? (needed > 0) + (int64_t)(spare % 4) * needed / 4
                                             : needed + spare % 4;
@@ -717,7 +683,7 @@ void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant)
             fz_choose_layout(in, t, r != A_O && r != A_M && r != A_L);
         t->null_data = fz_u8(in) & 1; /* honoured only for empty tensors */
     }
-    pool_layout(&pg, in);
+    fz_paged_pool_layout(&pg, in);
     static const int outs[] = {A_O, A_M, A_L}, scales[] = {P_KS, P_VS};
     if (k_quant)
         fz_quant_build_scale(quant, c, A_K, P_KS);
@@ -737,7 +703,7 @@ void fz_op_paged(fz_in *in, fz_in *mods, fz_in *quant)
         }
     }
     fz_case_materialize(c);
-    fill_paged(in, quant, &pg, final);
+    fz_paged_fill(in, quant, &pg, final);
     a->table = &c->t[P_TABLE];
     a->page_size = c->t[A_K].shape[1]; /* read only after a success, when k_pages says it */
     if (getenv("FZ_DEBUG"))

@@ -4,7 +4,9 @@
  * An input that ends in a modifier trailer (fz_split_mods) also sets score modifiers for the
  * attention operations; one with a quantization trailer (fz_split_quant, before the modifier
  * trailer) gets quantized K/V in the attention operations, and runs ra_quantize in place of
- * the other operations. No input made before these trailers ends in one. */
+ * the other operations. One with a multi-token trailer (fz_split_multi, before the other two)
+ * runs the multi-token calls, whatever its first byte. No input made before these trailers
+ * ends in one. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_in in = {data, size};
     fz_in mods = fz_split_mods(&in);
     fz_in quant = fz_split_quant(&in);
+    fz_in multi = fz_split_multi(&in);
+    if (multi.p) {
+        fz_op_multi(&in, &multi, &mods, &quant);
+        return 0;
+    }
     const uint8_t op = fz_u8(&in);
     if (op >= 200 && op < 248) {
         fz_op_paged(&in, &mods, &quant);
