@@ -354,8 +354,9 @@ RA_API ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q,
 
 /* ---- Several query tokens per sequence (causal) -------------------------------------------
  *
- * Speculative-decoding verification, chunked prefill and prefill attend with T >= 1 new
- * tokens per sequence at once (FlashAttention's flash_attn_with_kvcache, padded form):
+ * Speculative-decoding verification, chunked prefill and prefill attend with T new tokens per
+ * sequence at once (FlashAttention's flash_attn_with_kvcache, padded form; T = 0 is a call
+ * with nothing to do):
  *   - q [B,T,Hq,D]; q_lens i32 [B]: sequence b uses its first q_lens[b] <= T query rows
  *     (the rest are padding). Its new tokens are already in the cache, as its last q_lens[b]
  *     positions, so q_lens[b] <= lengths[b].

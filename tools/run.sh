@@ -51,8 +51,8 @@ test)
     if [ "${RA_SKIP_SLOW:-0}" != 1 ]; then
         echo "== ctest under AddressSanitizer + UndefinedBehaviorSanitizer"
         bash tools/sanitize.sh
-        echo "== core tests under valgrind memcheck"
-        bash tools/valgrind.sh
+        echo "== core tests under valgrind memcheck (the Release build's, its library has -g)"
+        BUILD_DIR="$PWD/build" bash tools/valgrind.sh
         echo "== fuzzing (${RA_FUZZ_SECONDS:-90} s)"
         # A fixed seed keeps CI repeatable; run tools/fuzz.sh yourself to explore further.
         FUZZ_ARGS="${FUZZ_ARGS:--seed=20261127}" bash tools/fuzz.sh "${RA_FUZZ_SECONDS:-90}"
