@@ -212,45 +212,62 @@ static bool next_block(const ra__problem *p, int64_t Tq, block *x)
     return true;
 }
 
+/* A block of one query (a sequence that decodes while others prefill, or a chunk's last
+ * query) is one diagonal-pass entry over its whole prefix: a prefix entry would compute Tq
+ * queries' rows for it. */
+static bool lone(int64_t Tq, const block *x)
+{
+    return x->nq == 1 && Tq > 1;
+}
+
 /* Scratch bytes a block adds to a round, counting the engine's own copies of q and the states
  * (about as large again): so that a round stays within RA_MULTI_ROUND_BYTES. */
-static size_t block_bytes(const ra__problem *p, int64_t hq_a, const block *x)
+static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, const block *x)
 {
     const double row = (double)p->D * ((double)ra__dtype_size(p->q.dtype) + 12.0) + 16.0;
-    const double rows = (double)hq_a + (double)(x->nq - 1) * (double)p->Hq;
+    const double rows = lone(Tq, x) ? (double)p->Hq
+                                    : (double)hq_a + (double)(x->nq - 1) * (double)p->Hq;
     return rows * row > (double)SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)(rows * row);
 }
 
-/* The blocks of one round from *x on (advancing *x past them): their count and diagonal
- * queries. */
-static bool next_round(const ra__problem *p, int64_t Tq, int64_t hq_a, block *x, int64_t *n_a,
-                       int64_t *n_c)
+/* The blocks of one round from *x on (advancing *x past them): how many, and the entries
+ * they make in the prefix pass and the diagonal pass. */
+static bool next_round(const ra__problem *p, int64_t Tq, int64_t hq_a, block *x, int64_t *n_blk,
+                       int64_t *n_a, int64_t *n_c)
 {
     size_t bytes = 0;
-    *n_a = *n_c = 0;
+    *n_blk = *n_a = *n_c = 0;
     block y = *x;
     while (next_block(p, Tq, &y)) {
-        const size_t add = block_bytes(p, hq_a, &y);
-        if (*n_a > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
+        const size_t add = block_bytes(p, Tq, hq_a, &y);
+        if (*n_blk > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
             break;
         bytes += add;
-        ++*n_a;
-        *n_c += y.nq - 1;
+        ++*n_blk;
+        *n_a += !lone(Tq, &y);
+        *n_c += lone(Tq, &y) ? 1 : y.nq - 1;
         *x = y;
     }
-    return *n_a > 0;
+    return *n_blk > 0;
 }
 
-/* Fills the passes with the blocks that follow *x (n_a of them, advancing *x). */
-static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x, pass *pa,
+/* Fills the passes with the n_blk blocks that follow *x (advancing *x). */
+static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_blk, block *x, pass *pa,
                        pass *pc)
 {
     const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
     const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
-    int64_t ec = 0;
-    for (int64_t ea = 0; ea < n_a && next_block(p, Tq, x); ea++) {
+    int64_t ea = 0, ec = 0;
+    for (int64_t n = 0; n < n_blk && next_block(p, Tq, x); n++) {
         const int64_t b = x->b, i0 = x->i0, nq = x->nq;
         const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
+        if (lone(Tq, x)) {
+            entry_sequence(pc, p, ec, b);
+            pc->first[ec] = 0;
+            pc->len[ec] = (int32_t)seen;
+            copy_query(p, b, i0, 0, Hq, pc->q + (size_t)(ec++ * Hq) * qrow);
+            continue;
+        }
         entry_sequence(pa, p, ea, b);
         pa->len[ea] = (int32_t)seen;
         pa->first[ea] = 0;
@@ -268,18 +285,28 @@ static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x, 
             pc->len[ec] = (int32_t)(seen + k);
             copy_query(p, b, i0 + k, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
         }
+        ea++;
     }
-    pa->p.B = n_a;
+    pa->p.B = ea;
     pc->p.B = ec;
 }
 
-/* Writes the rows of the n_a blocks that follow *x from the passes' states. */
-static void merge_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x, const pass *pa,
-                        const pass *pc)
+/* Writes the rows of the n_blk blocks that follow *x from the passes' states. */
+static void merge_round(const ra__problem *p, int64_t Tq, int64_t n_blk, block *x,
+                        const pass *pa, const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
-    int64_t ec = 0;
-    for (int64_t ea = 0; ea < n_a && next_block(p, Tq, x); ea++)
+    int64_t ea = 0, ec = 0;
+    for (int64_t n = 0; n < n_blk && next_block(p, Tq, x); n++) {
+        if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
+            for (int64_t h = 0; h < Hq; h++) {
+                const int64_t rc = ec * Hq + h;
+                write_row(p, x->b, x->i0, h, pc->o + rc * D, pc->m[rc], pc->l[rc], NULL, 0.0f,
+                          0.0f);
+            }
+            ec++;
+            continue;
+        }
         for (int64_t k = 0; k < x->nq; k++) {
             for (int64_t h = 0; h < Hq; h++) {
                 const int64_t ra = ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
@@ -288,6 +315,8 @@ static void merge_round(const ra__problem *p, int64_t Tq, int64_t n_a, block *x,
             }
             ec += k > 0;
         }
+        ea++;
+    }
 }
 
 ra_status ra__multi(const ra__problem *p)
@@ -309,8 +338,8 @@ ra_status ra__multi(const ra__problem *p)
     /* The work goes in rounds of whole blocks with bounded scratch, allocated once: memory
      * stays proportional to a round, not to T, and the allocator can reuse it call after
      * call instead of handing out fresh pages that must be zeroed. */
-    int64_t max_a = 0, max_c = 0, n_a, n_c;
-    for (block x = {0, 0, 0}; most && next_round(p, Tq, hq_a, &x, &n_a, &n_c);) {
+    int64_t max_a = 0, max_c = 0, n_blk, n_a, n_c;
+    for (block x = {0, 0, 0}; most && next_round(p, Tq, hq_a, &x, &n_blk, &n_a, &n_c);) {
         max_a = n_a > max_a ? n_a : max_a;
         max_c = n_c > max_c ? n_c : max_c;
     }
@@ -330,13 +359,13 @@ ra_status ra__multi(const ra__problem *p)
     init_pass(&pc, base, &at_c, p, max_c, p->Hq);
     ra_status s = RA_OK;
     for (block x = {0, 0, 0}, y = x, z = x;
-         s == RA_OK && most && next_round(p, Tq, hq_a, &x, &n_a, &n_c);) {
-        fill_round(p, Tq, n_a, &y, &pa, &pc);
+         s == RA_OK && most && next_round(p, Tq, hq_a, &x, &n_blk, &n_a, &n_c);) {
+        fill_round(p, Tq, n_blk, &y, &pa, &pc);
         s = ra__decode(&pa.p);
         if (s == RA_OK)
             s = ra__decode(&pc.p);
         if (s == RA_OK)
-            merge_round(p, Tq, n_a, &z, &pa, &pc);
+            merge_round(p, Tq, n_blk, &z, &pa, &pc);
     }
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */
         for (int64_t i = p->qlen[b]; i < p->T; i++)
