@@ -19,14 +19,8 @@ ra_status ra_ragged_gqa_multi(const ra_options *opts, const ra_tensor *q, const 
                               const ra_tensor *v, const ra_tensor *lengths,
                               const ra_tensor *q_lens, ra_tensor *o, ra_tensor *m, ra_tensor *l)
 {
-    ra__problem p;
-    ra_status s = ra__bind(&sig_ragged_gqa_multi, opts, q, k, v, NULL, lengths, q_lens, o, m,
-                           l, &p);
-    if (s != RA_OK)
-        return s;
-    s = ra__multi(&p);
-    ra__problem_release(&p);
-    return s;
+    return ra__bind_and_run(&sig_ragged_gqa_multi, ra__multi, opts, q, k, v, NULL, lengths,
+                            q_lens, o, m, l);
 }
 
 ra_status ra_paged_gqa_multi(const ra_options *opts, const ra_tensor *q,
@@ -34,12 +28,6 @@ ra_status ra_paged_gqa_multi(const ra_options *opts, const ra_tensor *q,
                              const ra_tensor *page_table, const ra_tensor *lengths,
                              const ra_tensor *q_lens, ra_tensor *o, ra_tensor *m, ra_tensor *l)
 {
-    ra__problem p;
-    ra_status s = ra__bind(&sig_paged_gqa_multi, opts, q, k_pages, v_pages, page_table, lengths,
-                           q_lens, o, m, l, &p);
-    if (s != RA_OK)
-        return s;
-    s = ra__multi(&p);
-    ra__problem_release(&p);
-    return s;
+    return ra__bind_and_run(&sig_paged_gqa_multi, ra__multi, opts, q, k_pages, v_pages,
+                            page_table, lengths, q_lens, o, m, l);
 }

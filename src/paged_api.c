@@ -15,12 +15,6 @@ ra_status ra_paged_gqa(const ra_options *opts, const ra_tensor *q, const ra_tens
                        const ra_tensor *v_pages, const ra_tensor *page_table,
                        const ra_tensor *lengths, ra_tensor *o, ra_tensor *m, ra_tensor *l)
 {
-    ra__problem p;
-    ra_status s = ra__bind(&sig_paged_gqa, opts, q, k_pages, v_pages, page_table, lengths,
-                           NULL, o, m, l, &p);
-    if (s != RA_OK)
-        return s;
-    s = ra__decode(&p);
-    ra__problem_release(&p);
-    return s;
+    return ra__bind_and_run(&sig_paged_gqa, ra__decode, opts, q, k_pages, v_pages, page_table,
+                            lengths, NULL, o, m, l);
 }

@@ -321,6 +321,21 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
     return RA_OK;
 }
 
+ra_status ra__bind_and_run(const ra__signature *sig, ra_status (*engine)(const ra__problem *),
+                           const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                           const ra_tensor *v, const ra_tensor *page_table,
+                           const ra_tensor *lengths, const ra_tensor *q_lens, ra_tensor *o,
+                           ra_tensor *m, ra_tensor *l)
+{
+    ra__problem p;
+    ra_status s = ra__bind(sig, opts, q, k, v, page_table, lengths, q_lens, o, m, l, &p);
+    if (s != RA_OK)
+        return s;
+    s = engine(&p);
+    ra__problem_release(&p);
+    return s;
+}
+
 void ra__problem_release(ra__problem *p)
 {
     if (p->len != p->len_inline)

@@ -89,6 +89,14 @@ ra_status ra__bind(const ra__signature *sig, const ra_options *opts, const ra_te
                    const ra_tensor *lengths, const ra_tensor *q_lens, ra_tensor *o,
                    ra_tensor *m, ra_tensor *l, ra__problem *p);
 
+/* The body of every public attention function: binds the arguments, runs engine on the
+ * problem, releases it. */
+ra_status ra__bind_and_run(const ra__signature *sig, ra_status (*engine)(const ra__problem *),
+                           const ra_options *opts, const ra_tensor *q, const ra_tensor *k,
+                           const ra_tensor *v, const ra_tensor *page_table,
+                           const ra_tensor *lengths, const ra_tensor *q_lens, ra_tensor *o,
+                           ra_tensor *m, ra_tensor *l);
+
 /* Whether p uses a score modifier. */
 static inline bool ra__problem_modified(const ra__problem *p)
 {

@@ -36,13 +36,7 @@ static const ra__signature sig_reference_gqa = {
                  const ra_tensor *v, const ra_tensor *lengths, ra_tensor *o, ra_tensor *m,      \
                  ra_tensor *l)                                                                  \
     {                                                                                           \
-        ra__problem p;                                                                          \
-        ra_status s = ra__bind(&sig, opts, q, k, v, NULL, lengths, NULL, o, m, l, &p);          \
-        if (s != RA_OK)                                                                         \
-            return s;                                                                           \
-        s = engine(&p);                                                                         \
-        ra__problem_release(&p);                                                                \
-        return s;                                                                               \
+        return ra__bind_and_run(&sig, engine, opts, q, k, v, NULL, lengths, NULL, o, m, l);     \
     }
 
 RA__SEED_FUNCTION(ra_ragged_mqa, sig_ragged_mqa, ra__decode)
