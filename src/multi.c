@@ -45,28 +45,29 @@ typedef struct pass {
     float *o, *m, *l;
 } pass;
 
-/* Sizes one pass of n entries with hq query heads in a; records the offsets. */
+/* Where one pass's arrays lie in the call's scratch: room for n entries and rows query rows
+ * (entries times their query heads). */
 typedef struct pass_at {
     size_t len, first, pages, page_at, q, o, m, l;
 } pass_at;
 
-static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t hq, pass_at *at)
+static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t rows, pass_at *at)
 {
     at->len = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
     at->first = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
     at->pages = ra__arena_take(a, p->pages ? 0 : n, 1, 1, sizeof(int32_t));
     at->page_at = ra__arena_take(a, n + 1, 1, 1, sizeof(int64_t));
-    at->q = ra__arena_take(a, n, hq, p->D, ra__dtype_size(p->q.dtype));
-    at->o = ra__arena_take(a, n, hq, p->D, sizeof(float));
-    at->m = ra__arena_take(a, n, hq, 1, sizeof(float));
-    at->l = ra__arena_take(a, n, hq, 1, sizeof(float));
+    at->q = ra__arena_take(a, rows, p->D, 1, ra__dtype_size(p->q.dtype));
+    at->o = ra__arena_take(a, rows, p->D, 1, sizeof(float));
+    at->m = ra__arena_take(a, rows, 1, 1, sizeof(float));
+    at->l = ra__arena_take(a, rows, 1, 1, sizeof(float));
 }
 
-/* The pass's problem: n entries of p's cache with hq query heads, un-normalized outputs, no
- * sinks (the merge adds them). A contiguous cache is viewed as a pool of B pages of S
- * positions, so that an entry names its sequence through the page table like a paged one. */
-static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem *p, int64_t n,
-                      int64_t hq)
+/* The pass's problem: entries of p's cache with hq query heads (their number is set per round),
+ * un-normalized outputs, no sinks (the merge adds them). A contiguous cache is viewed as a pool
+ * of B pages of S positions, so that an entry names its sequence through the page table like a
+ * paged one. */
+static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem *p, int64_t hq)
 {
     x->len = (int32_t *)(base + at->len);
     x->first = (int32_t *)(base + at->first);
@@ -78,7 +79,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
     x->l = (float *)(base + at->l);
     const int64_t D = p->D;
     ra__problem d = {
-        .B = n, .S = p->S, .Hq = hq, .Hkv = p->Hkv, .G = hq / p->Hkv, .D = D,
+        .B = 0, .S = p->S, .Hq = hq, .Hkv = p->Hkv, .G = hq / p->Hkv, .D = D,
         .q = {x->q, p->q.dtype, hq * D, 0, D, 1, 0, NULL, 0, 0, 0, 0},
         .k = p->k, .v = p->v, .T = 1, .len = x->len, .first = x->first,
         .pages = p->pages ? p->pages : x->pages, .page_at = x->page_at,
@@ -193,16 +194,25 @@ static ra_status run_single(const ra__problem *p)
     return s;
 }
 
-/* A block of queries: nq of sequence b from query i0. Blocks are walked in (b, i0) order. */
+/* A block of queries: nq of sequence b from query i0. */
 typedef struct block {
     int64_t b, i0, nq;
 } block;
 
-/* The block after *x (from {0, 0, 0}: the first); false past the last. */
-static bool next_block(const ra__problem *p, int64_t Tq, block *x)
+/* The queries per block of sequence b: up to tq_max, no more than it has. A function of the
+ * sequence alone, so that its rows do not depend on the rest of the batch (the blocks set
+ * which rows share a kernel tile and where the prefix and diagonal parts meet). */
+static int64_t block_size(const ra__problem *p, int64_t tq_max, int64_t b)
+{
+    return p->qlen[b] < tq_max ? p->qlen[b] : tq_max;
+}
+
+/* The block after *x (from {0, 0, 0}: the first) among the sequences whose block size is Tq,
+ * in (b, i0) order; false past the last. */
+static bool next_block(const ra__problem *p, int64_t tq_max, int64_t Tq, block *x)
 {
     int64_t b = x->b, i0 = x->i0 + x->nq;
-    while (b < p->B && i0 >= p->qlen[b]) {
+    while (b < p->B && (i0 >= p->qlen[b] || block_size(p, tq_max, b) != Tq)) {
         b++;
         i0 = 0;
     }
@@ -232,13 +242,14 @@ static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, const 
 
 /* The blocks of one round from *x on (advancing *x past them): how many, and the entries
  * they make in the prefix pass and the diagonal pass. */
-static bool next_round(const ra__problem *p, int64_t Tq, int64_t hq_a, block *x, int64_t *n_blk,
-                       int64_t *n_a, int64_t *n_c)
+static bool next_round(const ra__problem *p, int64_t tq_max, int64_t Tq, block *x,
+                       int64_t *n_blk, int64_t *n_a, int64_t *n_c)
 {
+    const int64_t hq_a = p->Hkv * Tq * p->G;
     size_t bytes = 0;
     *n_blk = *n_a = *n_c = 0;
     block y = *x;
-    while (next_block(p, Tq, &y)) {
+    while (next_block(p, tq_max, Tq, &y)) {
         const size_t add = block_bytes(p, Tq, hq_a, &y);
         if (*n_blk > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
             break;
@@ -252,13 +263,13 @@ static bool next_round(const ra__problem *p, int64_t Tq, int64_t hq_a, block *x,
 }
 
 /* Fills the passes with the n_blk blocks that follow *x (advancing *x). */
-static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_blk, block *x, pass *pa,
-                       pass *pc)
+static void fill_round(const ra__problem *p, int64_t tq_max, int64_t Tq, int64_t n_blk, block *x,
+                       pass *pa, pass *pc)
 {
     const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
     const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
     int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, Tq, x); n++) {
+    for (int64_t n = 0; n < n_blk && next_block(p, tq_max, Tq, x); n++) {
         const int64_t b = x->b, i0 = x->i0, nq = x->nq;
         const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
         if (lone(Tq, x)) {
@@ -292,12 +303,12 @@ static void fill_round(const ra__problem *p, int64_t Tq, int64_t n_blk, block *x
 }
 
 /* Writes the rows of the n_blk blocks that follow *x from the passes' states. */
-static void merge_round(const ra__problem *p, int64_t Tq, int64_t n_blk, block *x,
-                        const pass *pa, const pass *pc)
+static void merge_round(const ra__problem *p, int64_t tq_max, int64_t Tq, int64_t n_blk,
+                        block *x, const pass *pa, const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
     int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, Tq, x); n++) {
+    for (int64_t n = 0; n < n_blk && next_block(p, tq_max, Tq, x); n++) {
         if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
             for (int64_t h = 0; h < Hq; h++) {
                 const int64_t rc = ec * Hq + h;
@@ -326,46 +337,46 @@ ra_status ra__multi(const ra__problem *p)
     if (p->T == 1)
         return run_single(p);
     const int64_t G = p->G, Hkv = p->Hkv;
-    int64_t most = 0; /* the longest query run: blocks need not be longer */
-    for (int64_t b = 0; b < p->B; b++)
-        most = p->qlen[b] > most ? p->qlen[b] : most;
-    const int64_t Tq = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G < most ? RA_MULTI_ROWS / G
-                                                                         : most;
-    const int64_t hq_a = Hkv * Tq * G; /* a prefix entry's query heads: [Hkv][Tq][G] */
+    const int64_t tq_max = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G;
     if (!p->pages && p->B > INT32_MAX)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: B = %lld sequences", (long long)p->B);
 
-    /* The work goes in rounds of whole blocks with bounded scratch, allocated once: memory
-     * stays proportional to a round, not to T, and the allocator can reuse it call after
-     * call instead of handing out fresh pages that must be zeroed. */
-    int64_t max_a = 0, max_c = 0, n_blk, n_a, n_c;
-    for (block x = {0, 0, 0}; most && next_round(p, Tq, hq_a, &x, &n_blk, &n_a, &n_c);) {
-        max_a = n_a > max_a ? n_a : max_a;
-        max_c = n_c > max_c ? n_c : max_c;
-    }
+    /* Sequences go by block size (their prefix entries' rows differ); each size in rounds of
+     * whole blocks with bounded scratch, allocated once for the largest round: memory stays
+     * proportional to a round, not to T, and the allocator can reuse it call after call
+     * instead of handing out fresh pages that must be zeroed. */
+    int64_t max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
+    for (int64_t Tq = 1; Tq <= tq_max; Tq++)
+        for (block x = {0, 0, 0}; next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
+            max_a = n_a > max_a ? n_a : max_a;
+            rows_a = n_a * Hkv * Tq * G > rows_a ? n_a * Hkv * Tq * G : rows_a;
+            max_c = n_c > max_c ? n_c : max_c;
+        }
     ra__arena a = {0, false};
     pass_at at_a, at_c;
-    take_pass(&a, p, max_a, hq_a, &at_a);
-    take_pass(&a, p, max_c, p->Hq, &at_c);
+    take_pass(&a, p, max_a, rows_a, &at_a);
+    take_pass(&a, p, max_c, max_c * p->Hq, &at_c); /* < B * T * Hq: no overflow */
     if (a.overflow)
-        return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query blocks of %lld "
-                        "rows overflows", (long long)max_a, (long long)hq_a);
+        return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query rows overflows",
+                        (long long)rows_a);
     char *base = ra__alloc(a.used);
     if (!base)
         return ra__fail(RA_ERR_OUT_OF_MEMORY, "multi-token: cannot allocate %zu bytes of "
                         "scratch", a.used);
     pass pa, pc;
-    init_pass(&pa, base, &at_a, p, max_a, hq_a);
-    init_pass(&pc, base, &at_c, p, max_c, p->Hq);
+    init_pass(&pc, base, &at_c, p, p->Hq);
     ra_status s = RA_OK;
-    for (block x = {0, 0, 0}, y = x, z = x;
-         s == RA_OK && most && next_round(p, Tq, hq_a, &x, &n_blk, &n_a, &n_c);) {
-        fill_round(p, Tq, n_blk, &y, &pa, &pc);
-        s = ra__decode(&pa.p);
-        if (s == RA_OK)
-            s = ra__decode(&pc.p);
-        if (s == RA_OK)
-            merge_round(p, Tq, n_blk, &z, &pa, &pc);
+    for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
+        init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
+        for (block x = {0, 0, 0}, y = x, z = x;
+             s == RA_OK && next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
+            fill_round(p, tq_max, Tq, n_blk, &y, &pa, &pc);
+            s = ra__decode(&pa.p);
+            if (s == RA_OK)
+                s = ra__decode(&pc.p);
+            if (s == RA_OK)
+                merge_round(p, tq_max, Tq, n_blk, &z, &pa, &pc);
+        }
     }
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */
         for (int64_t i = p->qlen[b]; i < p->T; i++)
