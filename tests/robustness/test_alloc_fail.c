@@ -189,6 +189,73 @@ static void test_attention(void **state)
     print_message("attention: at most %ld allocations per call, each failed in turn\n", most);
 }
 
+/* ra_ragged_gqa_multi on a call large enough to run in several rounds (each round allocates
+ * in the engine after earlier rounds are done): every failing allocation still leaves the
+ * outputs untouched. */
+static void test_multi(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 44, HQ = 32, HKV = 8, S = 64, D = 256 };
+    const int64_t qs[4] = {B, T, HQ, D}, kvs[4] = {B, S, HKV, D}, ml[4] = {B, T, HQ, 1},
+                  bs[1] = {B};
+    or_buf q, k, v, len, qlen, o, m, l;
+    or_rng r = or_rng_seed(4242);
+    arm(-1);
+    or_buf_init(&q, RA_DTYPE_F32, 4, qs, NULL);
+    or_buf_init(&k, RA_DTYPE_BF16, 4, kvs, NULL);
+    or_buf_init(&v, RA_DTYPE_BF16, 4, kvs, NULL);
+    or_buf_init(&len, RA_DTYPE_I32, 1, bs, NULL);
+    or_buf_init(&qlen, RA_DTYPE_I32, 1, bs, NULL);
+    or_buf_init(&o, RA_DTYPE_F32, 4, qs, NULL);
+    or_buf_init(&m, RA_DTYPE_F32, 4, ml, NULL);
+    or_buf_init(&l, RA_DTYPE_F32, 4, ml, NULL);
+    or_buf_fill_uniform(&q, &r, -1.0, 1.0);
+    or_buf_fill_uniform(&k, &r, -1.0, 1.0);
+    or_buf_fill_uniform(&v, &r, -1.0, 1.0);
+    const int32_t lengths[B] = {64, 50}, q_lens[B] = {44, 37};
+    memcpy(len.data, lengths, sizeof lengths);
+    memcpy(qlen.data, q_lens, sizeof q_lens);
+    or_buf *outs3[3] = {&o, &m, &l};
+    unsigned char *ref[3];
+    long k_fail;
+    for (k_fail = -1; k_fail < 10000; k_fail++) {
+        arm(k_fail);
+        for (int i = 0; i < 3; i++)
+            or_buf_fill_bytes(outs3[i], 0xA5);
+        ra_status s = ra_ragged_gqa_multi(NULL, q.t, k.t, v.t, len.t, qlen.t, o.t, m.t, l.t);
+        if (k_fail < 0) {
+            assert_int_equal(s, RA_OK);
+            for (int i = 0; i < 3; i++) {
+                ref[i] = malloc(outs3[i]->bytes);
+                memcpy(ref[i], outs3[i]->data, outs3[i]->bytes);
+            }
+            continue;
+        }
+        if (s == RA_OK) {
+            for (int i = 0; i < 3; i++)
+                if (memcmp(ref[i], outs3[i]->data, outs3[i]->bytes))
+                    fail_msg("multi: allocation %ld failing changed the result", k_fail);
+            if (atomic_load(&n_allocs) <= k_fail)
+                break;
+            continue;
+        }
+        if (s != RA_ERR_OUT_OF_MEMORY || ra_last_error()[0] == '\0')
+            fail_msg("multi: allocation %ld failing gave %s", k_fail, ra_status_string(s));
+        for (int i = 0; i < 3; i++)
+            if (!all_bytes(outs3[i], 0xA5))
+                fail_msg("multi: allocation %ld failing returned an error but wrote the "
+                         "outputs", k_fail);
+    }
+    assert_true(k_fail < 10000 && k_fail > 3); /* several rounds: several allocations */
+    print_message("multi-token: %ld allocations per call, each failed in turn\n", k_fail);
+    arm(-1);
+    for (int i = 0; i < 3; i++)
+        free(ref[i]);
+    or_buf *all[] = {&q, &k, &v, &len, &qlen, &o, &m, &l};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        or_buf_free(all[i]);
+}
+
 static void test_merge(void **state)
 {
     (void)state;
@@ -321,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_handles),
         cmocka_unit_test(test_overflow_before_allocation),
         cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_multi),
         cmocka_unit_test(test_attention),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

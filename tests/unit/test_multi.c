@@ -32,6 +32,7 @@ typedef struct mt_params {
     uint64_t seed;
     float scale, softcap;
     bool sinks;
+    bool padded; /* q and the outputs with 3 extra elements per axis (strided rows) */
 } mt_params;
 
 typedef struct mt_case {
@@ -57,7 +58,10 @@ static void mt_init(mt_case *c, const mt_params *p)
     const int64_t qs[4] = {p->B, p->T, p->Hq, p->D}, kvs[4] = {p->B, p->S, p->Hkv, p->D},
                   ml[4] = {p->B, p->T, p->Hq, 1}, bs[1] = {p->B};
     const bool quant = p->kdt == RA_DTYPE_I8;
-    or_buf_init(&c->q, p->qdt, 4, qs, NULL);
+    if (p->padded)
+        or_buf_init_padded(&c->q, p->qdt, 4, qs, 3);
+    else
+        or_buf_init(&c->q, p->qdt, 4, qs, NULL);
     or_buf_init(&c->k, quant ? RA_DTYPE_F32 : p->kdt, 4, kvs, NULL);
     or_buf_init(&c->v, quant ? RA_DTYPE_F32 : p->vdt, 4, kvs, NULL);
     or_buf_fill_uniform(&c->q, &r, -1.0, 1.0);
@@ -67,9 +71,12 @@ static void mt_init(mt_case *c, const mt_params *p)
     or_buf_init(&c->qlen, RA_DTYPE_I32, 1, bs, NULL);
     memcpy(c->len.data, c->lengths, sizeof(int32_t) * (size_t)p->B);
     memcpy(c->qlen.data, c->q_lens, sizeof(int32_t) * (size_t)p->B);
-    or_buf_init(&c->o, RA_DTYPE_F32, 4, qs, NULL);
-    or_buf_init(&c->m, RA_DTYPE_F32, 4, ml, NULL);
-    or_buf_init(&c->l, RA_DTYPE_F32, 4, ml, NULL);
+    or_buf *outs[3] = {&c->o, &c->m, &c->l};
+    for (int i = 0; i < 3; i++)
+        if (p->padded)
+            or_buf_init_padded(outs[i], RA_DTYPE_F32, 4, i ? ml : qs, 3);
+        else
+            or_buf_init(outs[i], RA_DTYPE_F32, 4, i ? ml : qs, NULL);
     c->kt = c->k.t;
     c->vt = c->v.t;
     if (!quant) /* NaN past each length: a read there shows up */
@@ -191,8 +198,8 @@ static void mt_check(const mt_case *c, const char *what)
                     if (!(gm == -INFINITY && gl == 0.0))
                         fail_msg("%s: padding row b=%lld i=%lld h=%lld: m=%g l=%g", what,
                                  (long long)b, (long long)i, (long long)h, gm, gl);
-                } else if (fabs(gm - e.m[r]) > 1e-5 * fmax(1.0, fabs(e.m[r])) ||
-                           fabs(gl - e.l[r]) > 1e-5 * fmax(1.0, e.l[r])) {
+                } else if (!(fabs(gm - e.m[r]) <= 1e-5 * fmax(1.0, fabs(e.m[r]))) ||
+                           !(fabs(gl - e.l[r]) <= 1e-5 * fmax(1.0, e.l[r]))) {
                     fail_msg("%s: b=%lld i=%lld h=%lld: m %.9g vs %.9g, l %.9g vs %.9g", what,
                              (long long)b, (long long)i, (long long)h, gm, e.m[r], gl, e.l[r]);
                 }
@@ -200,8 +207,9 @@ static void mt_check(const mt_case *c, const char *what)
                     const int64_t oi[4] = {b, i, h, x};
                     const double got = or_buf_get(&c->o, oi);
                     const double want = i < c->q_lens[b] ? e.o_un[r * p->D + x] : 0.0;
-                    const bool ok = isnan(want) ? isnan(got)
-                                                : fabs(got - want) <= 1e-5 * fmax(max_o, 1e-30);
+                    const bool ok = i >= c->q_lens[b] ? got == 0.0 /* padding: exactly */
+                                    : isnan(want) ? isnan(got)
+                                                  : fabs(got - want) <= 1e-5 * fmax(max_o, 1e-30);
                     if (!ok)
                         fail_msg("%s: o[b=%lld][i=%lld][h=%lld][%lld] = %.9g, oracle %.9g "
                                  "(tolerance 1e-5 * %g)", what, (long long)b, (long long)i,
@@ -245,12 +253,13 @@ static void test_shapes_against_oracle(void **state)
     (void)state;
     const struct { int64_t B, T, Hq, Hkv, S, D; } shapes[] = {
         {3, 5, 8, 2, 40, 32},  {2, 9, 4, 4, 33, 16}, {3, 4, 8, 1, 24, 24},
-        {2, 40, 2, 1, 45, 8},  {1, 2, 6, 3, 17, 72},
+        {2, 40, 2, 1, 45, 8},  {1, 2, 6, 3, 17, 72}, {2, 6, 16, 1, 20, 16},
+        {2, 11, 6, 2, 30, 24},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const mt_params p = {shapes[i].B, shapes[i].T, shapes[i].Hq, shapes[i].Hkv, shapes[i].S,
                              shapes[i].D, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, NULL, NULL,
-                             100 + i, 0.0f, 0.0f, false};
+                             100 + i, 0.0f, 0.0f, false, (i % 2) == 1};
         char label[96];
         snprintf(label, sizeof label, "B%lld T%lld Hq%lld Hkv%lld S%lld D%lld",
                  (long long)p.B, (long long)p.T, (long long)p.Hq, (long long)p.Hkv,
@@ -260,14 +269,14 @@ static void test_shapes_against_oracle(void **state)
 }
 
 /* Large enough that the library splits the call into rounds of query blocks (a round's
- * scratch is capped at 8 MiB; a block here takes about 1 MiB, and there are 20 blocks): rows
- * from every round. */
+ * scratch is capped at 8 MiB and a block of 4 queries here takes 0.8 MB, so a round holds
+ * 10 blocks): sequence 0's 11 blocks end in the second round, which also holds sequence 1's. */
 static void test_several_rounds(void **state)
 {
     (void)state;
-    const int32_t lengths[2] = {64, 50}, q_lens[2] = {40, 37};
-    const mt_params p = {2, 40, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
-                         lengths, q_lens, 77, 0.0625f, 0.0f, false};
+    const int32_t lengths[2] = {64, 50}, q_lens[2] = {44, 37};
+    const mt_params p = {2, 44, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
+                         lengths, q_lens, 77, 0.0625f, 0.0f, false, true};
     mt_case c;
     mt_init(&c, &p);
     for (int threads = 1; threads <= 2; threads++) {
@@ -285,7 +294,7 @@ static void test_edge_q_lens(void **state)
     (void)state;
     const int32_t lengths[6] = {12, 12, 12, 6, 0, 1}, q_lens[6] = {0, 1, 8, 6, 0, 1};
     const mt_params p = {6, 8, 8, 2, 12, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
-                         lengths, q_lens, 7, 0.0f, 0.0f, false};
+                         lengths, q_lens, 7, 0.0f, 0.0f, false, true};
     run_matrix(&p, "edge q_lens");
 }
 
@@ -299,14 +308,14 @@ static void test_dtypes_and_modifiers(void **state)
     };
     for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
         mt_params p = {2, 6, 8, 2, 30, 40, dts[i].q, dts[i].k, dts[i].v, NULL, NULL, 300 + i,
-                       0.125f, 0.0f, false};
+                       0.125f, 0.0f, false, false};
         char label[96];
         snprintf(label, sizeof label, "q %s, k %s, v %s", or_dtype_name(p.qdt),
                  or_dtype_name(p.kdt), or_dtype_name(p.vdt));
         run_matrix(&p, label);
     }
     const mt_params m = {3, 7, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, NULL,
-                         NULL, 400, 0.5f, 2.0f, true};
+                         NULL, 400, 0.5f, 2.0f, true, true};
     run_matrix(&m, "soft-cap 2 and sinks");
 }
 
@@ -323,7 +332,7 @@ static void test_nan_reaches_only_rows_that_see_it(void **state)
     (void)state;
     const int32_t lengths[2] = {20, 30}, q_lens[2] = {12, 9};
     const mt_params p = {2, 12, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
-                         lengths, q_lens, 17, 0.0f, 0.0f, false};
+                         lengths, q_lens, 17, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     const int64_t at0[4] = {0, 13, 1, 3}, at1[4] = {1, 25, 0, 0};
@@ -346,7 +355,7 @@ static void test_t1_is_ragged_gqa(void **state)
     (void)state;
     const int32_t q_lens[4] = {1, 1, 0, 1};
     const mt_params p = {4, 1, 8, 2, 50, 24, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, NULL,
-                         q_lens, 11, 0.3f, 5.0f, true};
+                         q_lens, 11, 0.3f, 5.0f, true, false};
     mt_case c;
     mt_init(&c, &p);
     for (int w = 0; w < 2; w++) {
@@ -392,7 +401,7 @@ static void test_deterministic(void **state)
     (void)state;
     const int32_t lengths[3] = {64, 40, 50}, q_lens[3] = {12, 3, 7};
     const mt_params p = {3, 12, 8, 2, 64, 32, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_BF16,
-                         lengths, q_lens, 21, 0.0f, 0.0f, false};
+                         lengths, q_lens, 21, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     /* sequence 1 alone: views of its rows */
@@ -444,7 +453,7 @@ static void test_paged_equals_contiguous(void **state)
 {
     (void)state;
     const mt_params p = {3, 6, 8, 2, 31, 16, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, NULL,
-                         NULL, 33, 0.0f, 0.0f, false};
+                         NULL, 33, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     const int64_t PS = 3, MP = (p.S + PS - 1) / PS, NP = p.B * MP;
@@ -496,15 +505,18 @@ static void test_paged_equals_contiguous(void **state)
 static void expect_error(mt_case *c, const ra_options *o, const ra_tensor *ql, ra_status want,
                          const char *word)
 {
-    or_buf_fill_bytes(&c->o, 0xab);
+    or_buf *outs[3] = {&c->o, &c->m, &c->l};
+    for (int k = 0; k < 3; k++)
+        or_buf_fill_bytes(outs[k], 0xab);
     ra_status s = ra_ragged_gqa_multi(o, c->q.t, c->kt, c->vt, c->len.t, ql, c->o.t, c->m.t,
                                       c->l.t);
     if (s != want || !or_msg_names(ra_last_error(), word))
         fail_msg("want %s naming \"%s\", got %s: %s", ra_status_string(want), word,
                  ra_status_string(s), ra_last_error());
-    for (size_t i = 0; i < c->o.bytes; i++)
-        if (c->o.data[i] != 0xab)
-            fail_msg("an error wrote to o (byte %zu)", i);
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < outs[k]->bytes; i++)
+            if (outs[k]->data[i] != 0xab)
+                fail_msg("an error wrote to output %d (byte %zu)", k, i);
 }
 
 static void test_errors(void **state)
@@ -512,7 +524,7 @@ static void test_errors(void **state)
     (void)state;
     const int32_t lengths[2] = {5, 9}, q_lens[2] = {2, 4};
     const mt_params p = {2, 4, 4, 2, 9, 8, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, lengths,
-                         q_lens, 1, 0.0f, 0.0f, false};
+                         q_lens, 1, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     int32_t bad[2];
