@@ -172,8 +172,12 @@ static int parse_kv_dtype(const char *s, ra_dtype *out)
 
 ra_kernel bench_kernel_for_dtype(ra_kernel resolved, ra_dtype kv_dtype)
 {
-    return resolved == RA_KERNEL_AVX2 && bench_dtype_quantized(kv_dtype) ? RA_KERNEL_PORTABLE
-                                                                    : resolved;
+    /* AVX2 has no quantized steps; NEON has i8 but no fp8 ones */
+    if (resolved == RA_KERNEL_AVX2 && bench_dtype_quantized(kv_dtype))
+        return RA_KERNEL_PORTABLE;
+    if (resolved == RA_KERNEL_NEON && bench_dtype_quantized(kv_dtype) && kv_dtype != RA_DTYPE_I8)
+        return RA_KERNEL_PORTABLE;
+    return resolved;
 }
 
 static int parse_float_dtype(const char *s, ra_dtype *out)
@@ -194,9 +198,9 @@ const char *bench_kernel_name(ra_kernel k)
 
 static int parse_kernel(const char *s, ra_kernel *out)
 {
-    const ra_kernel all[5] = {RA_KERNEL_AUTO, RA_KERNEL_BLAS, RA_KERNEL_PORTABLE,
-                              RA_KERNEL_AVX2, RA_KERNEL_AVX512};
-    for (int i = 0; i < 5; i++)
+    const ra_kernel all[6] = {RA_KERNEL_AUTO, RA_KERNEL_BLAS, RA_KERNEL_PORTABLE,
+                              RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
+    for (int i = 0; i < 6; i++)
         if (strcmp(s, bench_kernel_name(all[i])) == 0) {
             *out = all[i];
             return 0;

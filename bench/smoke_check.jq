@@ -47,7 +47,7 @@ check([.results[].kv_dtype] | unique == ["bf16", "f32"]; "dtypes \([.results[].k
         $id + "unstable_stream"),
   check(flag_agrees(.share_over_100; .bw_fraction; 1); $id + "share_over_100"),
   check(.kernel_requested == "auto" or .kernel == .kernel_requested; $id + "ran \(.kernel)"),
-  check(.kernel | IN("blas", "portable", "avx2", "avx512"); $id + "kernel \(.kernel)"),
+  check(.kernel | IN("blas", "portable", "avx2", "avx512", "neon"); $id + "kernel \(.kernel)"),
   # f32: both paths compute in f32 (the project's tolerance). bf16: the reference rounds the
   # probabilities and the PV sum to bf16 (2^-9 relative each), which the ragged path does not.
   check(.rel_err_against == "reference"; $id + "rel_err against \(.rel_err_against)"),

@@ -3,9 +3,10 @@
 # with jq (smoke_check.jq), runs it again with --paged (smoke_check_paged.jq), with score
 # modifiers (smoke_check_mods.jq) and with quantized K/V (smoke_check_quant.jq), and checks that
 # bad flags fail with a clear message.
-# Usage: smoke_test.sh BENCH JQ WORKDIR
+# Usage: smoke_test.sh BENCH JQ WORKDIR; RA_EMULATOR (optional) runs BENCH (cross builds).
 set -eu
 bench=$1
+run_bench() { ${RA_EMULATOR:-} "$bench" "$@"; }
 jq=$2
 dir=$3
 here=$(dirname "$0")
@@ -18,7 +19,7 @@ fail() {
     exit 1
 }
 
-"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
+run_bench --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
     --dtype f32,bf16 --threads 1,2 --kernel auto,blas --reps 10 --ref-reps 2 \
     --json "$json" >"$dir/table.txt" 2>"$dir/progress.txt" || fail "the bench exited with status $?"
 cat "$dir/table.txt"
@@ -56,7 +57,7 @@ fi
 # --paged: the contiguous cache and pools of 1 and 16 positions per page, side by side.
 pjson=$dir/paged.json
 rm -f "$pjson"
-"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32,bf16 \
+run_bench --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32,bf16 \
     --threads 2 --paged 16,0,1 --reps 4 --ref-reps 1 --json "$pjson" >"$dir/paged.txt" \
     2>"$dir/paged_progress.txt" || fail "the --paged run exited with status $?"
 cat "$dir/paged.txt"
@@ -78,7 +79,7 @@ rows=$(grep -cE '^custom (f32|bf16) +2 +(contig|1|16) ' "$dir/paged.txt")
 # contiguous cache and on pages of 16 (smoke_check_mods.jq).
 mjson=$dir/mods.json
 rm -f "$mjson"
-"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32 \
+run_bench --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 --dtype f32 \
     --threads 2 --softcap 30 --window 50:4 --sinks --alibi --paged 0,16 --reps 3 --ref-reps 1 \
     --json "$mjson" >"$dir/mods.txt" 2>"$dir/mods_progress.txt" ||
     fail "the modifier run exited with status $?"
@@ -101,7 +102,7 @@ grep -q '^modifiers cap30,win50+4,sinks,alibi: the modified calls read [0-9]* of
 # modified, with the automatic and the portable kernel (smoke_check_quant.jq).
 qjson=$dir/quant.json
 rm -f "$qjson"
-"$bench" --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
+run_bench --B 3 --S 200 --hq 4 --hkv 2 --D 32 --lengths random --block 64 \
     --dtype i8,e4m3,fp8_e5m2 --threads 2 --kernel auto,portable --paged 0,16 --window 50:4 \
     --alibi --reps 3 --ref-reps 1 --json "$qjson" >"$dir/quant.txt" 2>"$dir/quant_progress.txt" ||
     fail "the quantized run exited with status $?"
@@ -122,7 +123,7 @@ expect_error() {
     msg=$2
     shift 2
     set +e
-    "$bench" "$@" >/dev/null 2>"$dir/err.txt"
+    run_bench "$@" >/dev/null 2>"$dir/err.txt"
     got=$?
     set -e
     [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
@@ -147,7 +148,7 @@ expect_error 2 "--qdtype: unknown dtype 'e4m3'" --qdtype e4m3
 expect_error 1 "cannot write --json $dir/missing/x.json" --B 1 --S 8 --json "$dir/missing/x.json"
 
 # --help documents every flag the issue asks for.
-help=$("$bench" --help)
+help=$(run_bench --help)
 for flag in --case --dtype --threads --json --quick --hot --kernel --reps --B --S --hq --hkv \
     --D --lengths --block --paged --softcap --window --sinks --alibi i8 fp8_e4m3 fp8_e5m2; do
     echo "$help" | grep -qF -- "$flag" || fail "--help does not mention $flag"

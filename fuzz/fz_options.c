@@ -69,9 +69,9 @@ ra_options *fz_build_options(fz_in *in, fz_opts *e)
             e->num_threads = x;
     }
     if (which & 16) {
-        static const int64_t t[] = {0, 1, 2, 3, 4, 1, 2, 3, 4, 5, -1};
+        static const int64_t t[] = {0, 1, 2, 3, 4, 5, 2, 3, 4, 6, -1};
         ra_kernel x = (ra_kernel)FZ_PICK(in, t);
-        bool known = (int)x >= RA_KERNEL_AUTO && (int)x <= RA_KERNEL_AVX512;
+        bool known = (int)x >= RA_KERNEL_AUTO && (int)x <= RA_KERNEL_NEON;
         fz_mark_last_error();
         s = ra_options_set_kernel(o, x);
         if (!known)

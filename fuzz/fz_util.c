@@ -272,7 +272,7 @@ bool fz_kernel_runs(ra_kernel k)
     case RA_KERNEL_BLAS:
     case RA_KERNEL_PORTABLE:
         return true;
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(RA_TEST_GENERIC_ISA)
     case RA_KERNEL_AVX2:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -280,6 +280,10 @@ bool fz_kernel_runs(ra_kernel k)
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
+#if defined(__aarch64__) && !defined(RA_TEST_GENERIC_ISA)
+    case RA_KERNEL_NEON: /* Advanced SIMD is part of AArch64 */
+        return true;
 #endif
     default:
         return false;
@@ -292,5 +296,7 @@ ra_kernel fz_kernel_auto(void)
         return RA_KERNEL_AVX512;
     if (fz_kernel_runs(RA_KERNEL_AVX2))
         return RA_KERNEL_AVX2;
+    if (fz_kernel_runs(RA_KERNEL_NEON))
+        return RA_KERNEL_NEON;
     return RA_KERNEL_PORTABLE;
 }

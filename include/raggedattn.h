@@ -83,10 +83,10 @@ extern "C" {
 /* ---- Versions --------------------------------------------------------------------------- */
 
 #define RA_VERSION_MAJOR 0
-#define RA_VERSION_MINOR 3
+#define RA_VERSION_MINOR 4
 #define RA_VERSION_PATCH 0
 #define RA_VERSION_NUMBER (RA_VERSION_MAJOR * 10000 + RA_VERSION_MINOR * 100 + RA_VERSION_PATCH)
-#define RA_VERSION_STRING "0.3.0"
+#define RA_VERSION_STRING "0.4.0"
 
 /* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. Since 0.1.0. */
 RA_API uint32_t ra_version_number(void);
@@ -186,7 +186,8 @@ RA_API int64_t ra_tensor_stride(const ra_tensor *t, int axis); /* in elements */
 typedef struct ra_options ra_options; /* opaque; NULL wherever accepted means the defaults */
 
 /* Which block kernel computes the ragged functions. AUTO picks the fastest one this CPU runs
- * (AVX-512, then AVX2+FMA, then portable C). BLAS is the original design's path (see
+ * (x86-64: AVX-512, then AVX2+FMA, then portable C; arm64: NEON). A build has the SIMD
+ * kernels of its target only: elsewhere setting one fails with RA_ERR_UNSUPPORTED. BLAS is the original design's path (see
  * docs/design.md, "Why BLAS is kept"): two cblas_sgemm calls per KV block of at most 1024
  * positions (plain loops instead when the process loaded a threaded OpenBLAS; the portable
  * kernel when G or D exceeds INT_MAX). Every kernel computes the same function; results agree
@@ -196,7 +197,8 @@ typedef enum ra_kernel {
     RA_KERNEL_BLAS = 1,
     RA_KERNEL_PORTABLE = 2,
     RA_KERNEL_AVX2 = 3,
-    RA_KERNEL_AVX512 = 4
+    RA_KERNEL_AVX512 = 4,
+    RA_KERNEL_NEON = 5 /* arm64 (AArch64 Advanced SIMD). Since 0.4.0. */
 } ra_kernel;
 
 /* Defaults: block_size 256, scale 1.0f, mask_value -0.7f*FLT_MAX, num_threads 0,

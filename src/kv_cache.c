@@ -1,7 +1,7 @@
 /* K/V addressing for contiguous and paged caches (kv_cache.h). */
 #include <string.h>
 
-#include "dtype.h"
+#include "common/dtype.h"
 #include "kernels/kernel.h"
 #include "kv_cache.h"
 #include "tensor_internal.h"

@@ -2,7 +2,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "merge_internal.h"
+#include "common/lse.h"
 #include "problem.h"
 #include "status_internal.h"
 #include "tensor_internal.h"

@@ -18,10 +18,10 @@
 
 #include "alloc_internal.h"
 #include "decode.h"
-#include "dtype.h"
-#include "merge_internal.h"
+#include "common/dtype.h"
+#include "common/lse.h"
 #include "multi.h"
-#include "size_math.h"
+#include "common/size_math.h"
 #include "status_internal.h"
 #include "tensor_internal.h"
 

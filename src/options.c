@@ -85,7 +85,7 @@ ra_status ra_options_set_num_threads(ra_options *o, int num_threads)
 ra_status ra_options_set_kernel(ra_options *o, ra_kernel kernel)
 {
     RA__NEED_OPTIONS("ra_options_set_kernel")
-    if ((int)kernel < RA_KERNEL_AUTO || (int)kernel > RA_KERNEL_AVX512)
+    if ((int)kernel < RA_KERNEL_AUTO || (int)kernel > RA_KERNEL_NEON)
         return ra__fail(RA_ERR_INVALID_ARGUMENT, "ra_options_set_kernel: unknown kernel %d",
                         (int)kernel);
     if (kernel != RA_KERNEL_AUTO && !ra__kernel_available(kernel))
@@ -208,6 +208,8 @@ const char *ra_kernel_name(ra_kernel kernel)
         return "avx2";
     case RA_KERNEL_AVX512:
         return "avx512";
+    case RA_KERNEL_NEON:
+        return "neon";
     }
     return "unknown";
 }

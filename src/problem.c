@@ -7,7 +7,7 @@
 #include "alloc_internal.h"
 #include "options_internal.h"
 #include "problem.h"
-#include "size_math.h"
+#include "common/size_math.h"
 #include "status_internal.h"
 #include "tensor_internal.h"
 

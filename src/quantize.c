@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "dtype.h"
+#include "common/dtype.h"
 #include "status_internal.h"
 #include "tensor_internal.h"
 

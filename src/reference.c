@@ -12,9 +12,9 @@
 
 #include "alloc_internal.h"
 #include "blas_guard.h"
-#include "dtype.h"
+#include "common/dtype.h"
 #include "reference.h"
-#include "size_math.h"
+#include "common/size_math.h"
 #include "status_internal.h"
 #include "team.h"
 #include "tensor_internal.h"

@@ -7,8 +7,8 @@
  *   pv      o[g] += sum_t p[g][t] * v[t]                          (V's dtype picks the variant)
  * A family may instead fuse the three into one step, keeping the logits in registers, or take
  * a whole work item in row order (ra__rows below).
- * Each kernel family (BLAS, portable C, AVX2, AVX-512) fills one ra__kernel_table; dispatch.c
- * picks a table once from the CPU's features. */
+ * Each kernel family (generic/: portable C and BLAS; x86_avx2/, x86_avx512/, arm_neon/) fills
+ * one ra__kernel_table; dispatch.c picks a table from the CPU's features. */
 #ifndef RA_KERNEL_H
 #define RA_KERNEL_H
 
@@ -257,6 +257,7 @@ extern const ra__kernel_table ra__kernels_blas;
 extern const ra__kernel_table ra__kernels_avx2;
 extern const ra__kernel_table ra__kernels_avx512;
 extern const ra__kernel_table ra__kernels_avx512_bf16;
+extern const ra__kernel_table ra__kernels_neon;
 
 /* The AVX-512 row-order items (avx512_rows.c), named in the AVX-512 tables. */
 void ra__avx512_rows_F32_F32(const ra__rows *r);

@@ -97,7 +97,7 @@ static void test_bf16_subnormal_q_k(void **state)
 {
     (void)state;
     static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_AVX512, RA_KERNEL_AVX2,
-                                        RA_KERNEL_PORTABLE};
+                                        RA_KERNEL_NEON, RA_KERNEL_PORTABLE};
     for (int which = 0; which < 2; which++) { /* 0: K subnormal, 1: q subnormal */
         tc_params p = {.fn = TC_RAGGED_GQA, .B = 2, .Hq = 8, .Hkv = 2, .S = 70, .D = 72,
                        .qdt = RA_DTYPE_BF16, .kdt = RA_DTYPE_BF16, .vdt = RA_DTYPE_BF16,
@@ -305,7 +305,7 @@ static void test_all_logits_minus_inf(void **state)
 {
     (void)state;
     static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
-                                        RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+                                        RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
     /* MQA, MHA (row order on AVX-512), GQA 2:1 (row order) and 4:1 (head by head) */
     static const struct {
         tc_fn fn;

@@ -36,7 +36,7 @@ static const struct {
 static void check_kernel(ra_kernel k)
 {
     if (!tc_kernel_available(k)) {
-        assert_true(k == RA_KERNEL_AVX2 || k == RA_KERNEL_AVX512);
+        assert_true(k == RA_KERNEL_AVX2 || k == RA_KERNEL_AVX512 || k == RA_KERNEL_NEON);
         print_message("note: kernel %s is not supported on this CPU/build; skipped\n",
                       ra_kernel_name(k));
         skip();
@@ -103,6 +103,12 @@ static void test_avx512(void **state)
 {
     (void)state;
     check_kernel(RA_KERNEL_AVX512);
+}
+
+static void test_neon(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_NEON);
 }
 
 /* The reference functions run in parallel too. */
@@ -181,6 +187,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blas),    cmocka_unit_test(test_portable),
         cmocka_unit_test(test_avx2),    cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_neon),
         cmocka_unit_test(test_reference_functions),
         cmocka_unit_test(test_repeated_calls_agree),
     };

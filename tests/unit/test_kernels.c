@@ -128,7 +128,7 @@ static void release(outs *s)
 static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
 {
     if (!tc_kernel_available(k)) {
-        assert_true(k == RA_KERNEL_AVX2 || k == RA_KERNEL_AVX512);
+        assert_true(k == RA_KERNEL_AVX2 || k == RA_KERNEL_AVX512 || k == RA_KERNEL_NEON);
         print_message("note: kernel %s is not supported on this CPU/build; skipped\n",
                       ra_kernel_name(k));
         skip();
@@ -203,6 +203,12 @@ static void test_avx512(void **state)
     check_kernel(RA_KERNEL_AVX512, configs, sizeof configs / sizeof configs[0]);
 }
 
+static void test_neon(void **state)
+{
+    (void)state;
+    check_kernel(RA_KERNEL_NEON, configs, sizeof configs / sizeof configs[0]);
+}
+
 /* MaxText's largest test shape, per kernel. */
 static void test_maxtext_shape_every_kernel(void **state)
 {
@@ -213,7 +219,7 @@ static void test_maxtext_shape_every_kernel(void **state)
                    .D = big.D, .qdt = big.q, .kdt = big.k, .vdt = big.v, .seed = 5100};
     tc_case c;
     tc_init(&c, &p);
-    for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_AVX512; k++) {
+    for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_NEON; k++) {
         if (!tc_kernel_available((ra_kernel)k))
             continue;
         const int64_t splits[2] = {0, 64};
@@ -242,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_portable),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_neon),
         cmocka_unit_test(test_maxtext_shape_every_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, print_stats);

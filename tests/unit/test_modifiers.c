@@ -20,7 +20,7 @@
 enum { NB = 7, NS = 150, ND = 32 };
 
 static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
-                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
 
 /* Lengths around the window (37) and its sink positions (5), and 0. */
 static const int32_t lengths[NB] = {0, 1, 36, 37, 38, NS, 91};

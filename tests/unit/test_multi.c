@@ -221,7 +221,7 @@ static void mt_check(const mt_case *c, const char *what)
 }
 
 static const ra_kernel all_kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
-                                        RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+                                        RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
 
 static void run_matrix(const mt_params *p, const char *label)
 {

@@ -316,7 +316,7 @@ static bool pg_check(pg_case *c, const pg_opts *o)
 /* ---- results --------------------------------------------------------------------------- */
 
 static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
-                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
 
 /* Lengths 0, 1, page - 1, page, page + 1, S and a random one, clamped to [0, S]. */
 static void edge_lengths(int32_t *len, int64_t page, int64_t S, uint64_t seed)

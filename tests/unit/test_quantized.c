@@ -91,7 +91,7 @@ static void qcache_free(qcache *c)
 enum { QB = 5, QS = 120, QD = 72 }; /* D = 64 + 8: every SIMD loop has a masked tail */
 static const int32_t qlengths[QB] = {0, 1, 33, 77, QS};
 static const ra_kernel kernels[] = {RA_KERNEL_AUTO, RA_KERNEL_PORTABLE, RA_KERNEL_BLAS,
-                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512};
+                                    RA_KERNEL_AVX2, RA_KERNEL_AVX512, RA_KERNEL_NEON};
 
 static ra_options *options_for(ra_kernel k, int64_t split, int threads)
 {

@@ -333,9 +333,9 @@ static void test_options_values(void **state)
     assert_int_equal(ra_options_set_kernel(o, RA_KERNEL_AUTO), RA_OK);
     assert_int_equal(ra_options_set_kernel(o, RA_KERNEL_BLAS), RA_OK);
     assert_int_equal(ra_options_set_kernel(o, RA_KERNEL_PORTABLE), RA_OK);
-    expect_option_fails(ra_options_set_kernel(o, (ra_kernel)5), "kernel");
+    expect_option_fails(ra_options_set_kernel(o, (ra_kernel)6), "kernel");
     expect_option_fails(ra_options_set_kernel(o, (ra_kernel)-1), "kernel");
-    for (int k = RA_KERNEL_AVX2; k <= RA_KERNEL_AVX512; k++) {
+    for (int k = RA_KERNEL_AVX2; k <= RA_KERNEL_NEON; k++) {
         ra_status s = ra_options_set_kernel(o, (ra_kernel)k);
         assert_true(s == RA_OK || s == RA_ERR_UNSUPPORTED);
         if (s == RA_ERR_UNSUPPORTED)
@@ -359,19 +359,23 @@ static void test_kernel_resolve_and_names(void **state)
     assert_string_equal(ra_kernel_name(RA_KERNEL_PORTABLE), "portable");
     assert_string_equal(ra_kernel_name(RA_KERNEL_AVX2), "avx2");
     assert_string_equal(ra_kernel_name(RA_KERNEL_AVX512), "avx512");
+    assert_string_equal(ra_kernel_name(RA_KERNEL_NEON), "neon");
     assert_string_equal(ra_kernel_name((ra_kernel)42), "unknown");
     assert_non_null(ra_kernel_name(RA_KERNEL_AUTO));
 
-    /* AUTO: AVX-512, then AVX2+FMA, then portable C, whichever this CPU runs first. */
+    /* AUTO: AVX-512, then AVX2+FMA, then NEON, then portable C, whichever this CPU and build
+     * run first; a build has the SIMD kernels of one architecture at most. */
     ra_kernel want = tc_kernel_available(RA_KERNEL_AVX512) ? RA_KERNEL_AVX512
                      : tc_kernel_available(RA_KERNEL_AVX2) ? RA_KERNEL_AVX2
+                     : tc_kernel_available(RA_KERNEL_NEON) ? RA_KERNEL_NEON
                                                            : RA_KERNEL_PORTABLE;
+    assert_false(tc_kernel_available(RA_KERNEL_NEON) && tc_kernel_available(RA_KERNEL_AVX2));
     assert_int_equal(ra_kernel_resolve(NULL), want);
     print_message("AUTO resolves to %s on this CPU\n", ra_kernel_name(want));
     ra_options *o = NULL;
     assert_int_equal(ra_options_create(&o), RA_OK);
     assert_int_equal(ra_kernel_resolve(o), want);
-    for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_AVX512; k++) {
+    for (int k = RA_KERNEL_BLAS; k <= RA_KERNEL_NEON; k++) {
         if (ra_options_set_kernel(o, (ra_kernel)k) == RA_OK)
             assert_int_equal(ra_kernel_resolve(o), k);
     }

@@ -29,7 +29,7 @@
 #include <stdbool.h>
 
 #include "avx512_inline.h"
-#include "kernel.h"
+#include "kernels/kernel.h"
 
 /* Where a head row's 16-float chunk c lives in the kernel's copies of q and o: chunk c at
  * slot (c * mult) mod nc, with mult coprime to nc and neither 1 nor -1 (mod nc), so that

@@ -6,7 +6,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-#include "exp_poly.h"
+#include "kernels/exp_poly.h"
 #include "raggedattn.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))

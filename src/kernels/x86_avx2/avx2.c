@@ -7,8 +7,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "exp_poly.h"
-#include "kernel.h"
+#include "kernels/exp_poly.h"
+#include "kernels/kernel.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
 

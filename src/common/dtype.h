@@ -1,7 +1,7 @@
 /* Scalar conversions between f32 and the 16-bit float formats, in portable C (no _Float16, so
  * every compiler we build with, including clang 14 for fuzzing, agrees). */
-#ifndef RA_DTYPE_H
-#define RA_DTYPE_H
+#ifndef RA_COMMON_DTYPE_H
+#define RA_COMMON_DTYPE_H
 
 #include <math.h>
 #include <stdint.h>

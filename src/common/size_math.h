@@ -1,6 +1,6 @@
 /* Overflow-checked size arithmetic for scratch buffers. */
-#ifndef RA_SIZE_MATH_H
-#define RA_SIZE_MATH_H
+#ifndef RA_COMMON_SIZE_MATH_H
+#define RA_COMMON_SIZE_MATH_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * and AVX2 kernels (AVX-512 fuses its own, with a vector max). */
 #include <math.h>
 
-#include "../merge_internal.h"
-#include "kernel.h"
+#include "common/lse.h"
+#include "kernels/kernel.h"
 
 void ra__softmax_step_with(const ra__tile *t, ra__exp_row_fn exp_row)
 {

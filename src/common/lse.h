@@ -1,7 +1,7 @@
 /* The log-sum-exp rule for combining partial (o, m, l) states, shared by ra_merge and by the
  * split-KV merge of the decode core so that both give the same bits. */
-#ifndef RA_MERGE_INTERNAL_H
-#define RA_MERGE_INTERNAL_H
+#ifndef RA_COMMON_LSE_H
+#define RA_COMMON_LSE_H
 
 #include <math.h>
 

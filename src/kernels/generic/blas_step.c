@@ -5,9 +5,9 @@
  * Calls go through ra__sgemm (blas_guard.h). */
 #include <limits.h>
 
-#include "../blas_guard.h"
-#include "../dtype.h"
-#include "kernel.h"
+#include "blas_guard.h"
+#include "common/dtype.h"
+#include "kernels/kernel.h"
 
 /* A [T][D] row-major f32 view of the tile's K or V: the cache itself when BLAS can read it in
  * place, else a converted copy in t->conv. The leading dimension comes back through *ld. */

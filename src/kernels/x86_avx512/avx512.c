@@ -21,9 +21,9 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "../merge_internal.h"
+#include "common/lse.h"
 #include "avx512_inline.h"
-#include "kernel.h"
+#include "kernels/kernel.h"
 
 /* Positions per tile: the per-tile work (reductions, alpha, the o update) is paid once per
  * TILE positions. A build-time knob; 16 and 64 measured no better. */

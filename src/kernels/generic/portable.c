@@ -1,7 +1,7 @@
 /* Portable C kernels: any strides, any dtype. The reference every SIMD kernel is tested
  * against, and the fallback for layouts the SIMD kernels do not take. */
-#include "../dtype.h"
-#include "kernel.h"
+#include "common/dtype.h"
+#include "kernels/kernel.h"
 
 #define RA__DEFINE_PORTABLE(suffix, dt)                                                        \
     static void qk_##suffix(const ra__tile *t)                                                 \
