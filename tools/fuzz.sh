@@ -17,7 +17,7 @@ cc=${FUZZ_CC:-clang-14}
 # in 4.7 min at -O1 and more than 10 min at -O2 on the reference machine, which was most of CI.
 CC=$cc cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
-  -DRA_FUZZ=ON -DRA_SANITIZE=ON -DRA_WERROR=OFF \
+  -DRA_FUZZ=ON -DRA_SANITIZE=ON -DRA_WERROR=ON \
   -DRA_BUILD_TESTS=OFF -DRA_BUILD_BENCH=OFF -DRA_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" -j2 --target ra_fuzz
 

@@ -3,9 +3,12 @@
 #   tools/run.sh bench [raggedattn-bench flags]   the benchmark (default: --quick)
 #   tools/run.sh test                             every test: ctest (Release), then the whole
 #                                                 ctest suite under ASan+UBSan, the core tests
-#                                                 under valgrind, and a bounded fuzzing run
+#                                                 under valgrind, a clang build without SIMD
+#                                                 kernels and an arm64 build under qemu, and a
+#                                                 bounded fuzzing run
 #   tools/run.sh deps                             only install the Debian packages
-# Environment: RA_FUZZ_SECONDS (default 90), RA_SKIP_SLOW=1 skips sanitizers/valgrind/fuzz.
+# Environment: RA_FUZZ_SECONDS (default 90), RA_SKIP_SLOW=1 skips sanitizers/valgrind/
+# portability/fuzz.
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are passed through untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +56,8 @@ test)
         bash tools/sanitize.sh
         echo "== core tests under valgrind memcheck (the Release build's, its library has -g)"
         BUILD_DIR="$PWD/build" bash tools/valgrind.sh
+        echo "== portability: RA_ISA=generic with clang, and arm64 (NEON) under qemu-aarch64"
+        bash tools/portability.sh
         echo "== fuzzing (${RA_FUZZ_SECONDS:-90} s)"
         # A fixed seed keeps CI repeatable; run tools/fuzz.sh yourself to explore further.
         FUZZ_ARGS="${FUZZ_ARGS:--seed=20261127}" bash tools/fuzz.sh "${RA_FUZZ_SECONDS:-90}"

@@ -171,7 +171,8 @@ int main(int argc, char **argv)
         }
     }
 
-    ra_tensor *tq, *tk, *tv, *tlen, *to, *tm, *tl, *po, *pm, *pl;
+    ra_tensor *tq = NULL, *tk = NULL, *tv = NULL, *tlen = NULL, *to = NULL, *tm = NULL, *tl = NULL;
+    ra_tensor *po = NULL, *pm = NULL, *pl = NULL;
     const int64_t sq[4] = {a.B, 1, a.Hq, a.D}, skv[4] = {a.B, count, a.Hkv, a.D};
     const int64_t sml[4] = {a.B, 1, a.Hq, 1}, sb[1] = {a.B};
     ra_options *opts;

@@ -1,0 +1,309 @@
+/* Every SIMD (and BLAS) micro-kernel against its reference twin, the portable C steps, on random
+ * tiles: one KV head's G query heads over T positions, from a random running state, for every
+ * K/V dtype pair the family runs, through each entry it has (the three steps, the fused step,
+ * the bf16 dot-product step, the row-pointer steps of paged calls). The end-to-end tests reach
+ * a kernel only through the shapes the core happens to hand it; this one picks the tile shapes
+ * itself: G from 1 to 9, odd and tiny D, T from 1 to the kernel's tile size, score modifiers
+ * and quantization scales on and off.
+ * Tolerance: 2e-5 of the largest |o| (f32 sums of up to 256 products in different orders),
+ * 1e-5 relative on m and l. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/dtype.h"
+#include "kernels/kernel.h"
+#include "tensor_internal.h" /* ra__dtype_size, ra__dtype_quantized */
+
+#define MAX_T 1024
+#define MAX_G 9
+#define MAX_D 160
+
+typedef struct rng { uint64_t s; } rng;
+
+static uint32_t next_u32(rng *r)
+{
+    r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(r->s >> 33);
+}
+
+static float uniform(rng *r, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(next_u32(r) >> 8) / 16777216.0f;
+}
+
+/* A random element of dtype dt written at byte p (fp8 NaN and infinity codes avoided). */
+static void random_elem(rng *r, ra_dtype dt, void *p)
+{
+    float f = uniform(r, -2.0f, 2.0f);
+    uint8_t b = (uint8_t)next_u32(r);
+    uint16_t h;
+    switch (dt) {
+    case RA_DTYPE_F32:
+        memcpy(p, &f, 4);
+        break;
+    case RA_DTYPE_F16:
+        h = ra__f32_to_f16(f);
+        memcpy(p, &h, 2);
+        break;
+    case RA_DTYPE_BF16:
+        h = ra__f32_to_bf16(f);
+        memcpy(p, &h, 2);
+        break;
+    case RA_DTYPE_FP8_E4M3:
+        if ((b & 0x7f) == 0x7f)
+            b ^= 1;
+        memcpy(p, &b, 1);
+        break;
+    case RA_DTYPE_FP8_E5M2:
+        if (((b >> 2) & 0x1f) == 0x1f)
+            b &= (uint8_t)~0x40;
+        memcpy(p, &b, 1);
+        break;
+    default: /* i8 */
+        memcpy(p, &b, 1);
+        break;
+    }
+}
+
+/* The largest finite stored value of a quantized dtype. */
+static float qmax(ra_dtype dt)
+{
+    return dt == RA_DTYPE_I8 ? 127.0f : dt == RA_DTYPE_FP8_E4M3 ? 448.0f : 57344.0f;
+}
+
+typedef struct tile_case {
+    int64_t G, D, T, tile_max;
+    ra_dtype kdt, vdt;
+    bool dot;    /* q exact in bf16, with its bits in qb */
+    bool rows;   /* K/V through row pointers, rows scattered */
+    bool mods;   /* soft-cap and ALiBi slopes */
+    bool fresh;  /* the first tile of a head: m = -inf, l = 0, o = 0 */
+} tile_case;
+
+/* Buffers of one tile; the twin and the kernel each get their own s, o, m, l, conv. */
+typedef struct tile_data {
+    float q[MAX_G * MAX_D], qp[MAX_G * (MAX_D + 32)];
+    uint16_t qb[MAX_G * MAX_D];
+    char *kbuf, *vbuf;            /* rows in a scattered order when rows is set */
+    const char *k_rows[MAX_T], *v_rows[MAX_T];
+    float k_scales[MAX_T], v_scales[MAX_T], slopes[MAX_G];
+    float o0[MAX_G * MAX_D], m0[MAX_G], l0[MAX_G];
+} tile_data;
+
+static void fill(const tile_case *c, tile_data *d, rng *r)
+{
+    const size_t kes = ra__dtype_size(c->kdt), ves = ra__dtype_size(c->vdt);
+    d->kbuf = malloc((size_t)(MAX_T * c->D) * kes + 64);
+    d->vbuf = malloc((size_t)(MAX_T * c->D) * ves + 64);
+    assert_non_null(d->kbuf);
+    assert_non_null(d->vbuf);
+    for (int64_t i = 0; i < MAX_T * c->D; i++) {
+        random_elem(r, c->kdt, d->kbuf + (size_t)i * kes);
+        random_elem(r, c->vdt, d->vbuf + (size_t)i * ves);
+    }
+    for (int64_t i = 0; i < c->T; i++) { /* row i at a random slot, or at slot i */
+        int64_t slot = c->rows ? (int64_t)(next_u32(r) % MAX_T) : i;
+        d->k_rows[i] = d->kbuf + (size_t)(slot * c->D) * kes;
+        d->v_rows[i] = d->vbuf + (size_t)(slot * c->D) * ves;
+        /* scales that bring the stored range to about [-2, 2], as a real cache's do */
+        d->k_scales[i] = uniform(r, 1.0f, 2.0f) / qmax(c->kdt);
+        d->v_scales[i] = uniform(r, 1.0f, 2.0f) / qmax(c->vdt);
+    }
+    for (int64_t i = 0; i < c->G * c->D; i++) {
+        float f = uniform(r, -1.0f, 1.0f);
+        d->q[i] = c->dot ? ra__bf16_to_f32(ra__f32_to_bf16(f)) : f;
+        d->qb[i] = ra__f32_to_bf16(d->q[i]);
+    }
+    /* q split for paired K (ra__tile.qp): element 32c + 2j + e goes to 32c + 16e + j */
+    const int64_t ld = (c->D + 31) & ~(int64_t)31;
+    memset(d->qp, 0, sizeof d->qp);
+    for (int64_t g = 0; g < c->G; g++)
+        for (int64_t x = 0; x < c->D; x++)
+            d->qp[g * ld + (x & ~31) + 16 * (x & 1) + ((x & 31) >> 1)] = d->q[g * c->D + x];
+    for (int64_t g = 0; g < c->G; g++) {
+        d->slopes[g] = uniform(r, 0.0f, 0.1f);
+        d->m0[g] = c->fresh ? -INFINITY : uniform(r, -1.0f, 1.0f);
+        d->l0[g] = c->fresh ? 0.0f : uniform(r, 0.5f, 4.0f);
+        for (int64_t x = 0; x < c->D; x++)
+            d->o0[g * c->D + x] = c->fresh ? 0.0f : uniform(r, -2.0f, 2.0f);
+    }
+}
+
+typedef struct tile_out {
+    float *s, *conv, o[MAX_G * MAX_D], m[MAX_G], l[MAX_G];
+} tile_out;
+
+static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64_t s_ld)
+{
+    const bool quant = ra__dtype_quantized(c->kdt);
+    memcpy(out->o, d->o0, sizeof out->o);
+    memcpy(out->m, d->m0, sizeof out->m);
+    memcpy(out->l, d->l0, sizeof out->l);
+    ra__tile t = {
+        .G = c->G, .D = c->D, .T = c->T, .q = d->q, .qb = c->dot ? d->qb : NULL,
+        .qp = d->qp, .qp_ld = (c->D + 31) & ~(int64_t)31,
+        .k = d->k_rows[0], .k_st = c->D, .k_sd = 1, .v = d->v_rows[0], .v_st = c->D, .v_sd = 1,
+        .k_rows = c->rows ? d->k_rows : NULL, .v_rows = c->rows ? d->v_rows : NULL,
+        .scale = 0.125f, .softcap = c->mods ? 3.0f : 0.0f, .slopes = c->mods ? d->slopes : NULL,
+        .t_first = 40, .last_pos = 40 + c->T + 7,
+        .k_scales = quant ? d->k_scales : NULL, .v_scales = quant ? d->v_scales : NULL,
+        .s = out->s, .s_ld = s_ld, .o = out->o, .m = out->m, .l = out->l, .conv = out->conv,
+    };
+    return t;
+}
+
+static void compare(const tile_case *c, const tile_out *want, const tile_out *got,
+                    const char *family, const char *entry)
+{
+    double omax = 0.0, err = 0.0;
+    for (int64_t i = 0; i < c->G * c->D; i++) {
+        omax = fmax(omax, fabs(want->o[i]));
+        err = fmax(err, fabs((double)want->o[i] - got->o[i]));
+    }
+    bool ok = err <= 2e-5 * omax + 1e-30;
+    for (int64_t g = 0; g < c->G; g++)
+        ok = ok && fabsf(want->m[g] - got->m[g]) <= 1e-5f * fmaxf(1.0f, fabsf(want->m[g])) &&
+             fabsf(want->l[g] - got->l[g]) <= 1e-5f * want->l[g];
+    if (!ok)
+        fail_msg("%s %s: K %d V %d G %lld D %lld T %lld rows %d mods %d fresh %d: |o| error "
+                 "%.3g of %.3g, m %g vs %g, l %g vs %g", family, entry, (int)c->kdt,
+                 (int)c->vdt, (long long)c->G, (long long)c->D, (long long)c->T, c->rows,
+                 c->mods, c->fresh, err, omax, got->m[0], want->m[0], got->l[0], want->l[0]);
+}
+
+/* One tile through one entry of kt against the portable twin; returns 1 (a tile checked). */
+static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, const char *entry)
+{
+    tile_data d;
+    fill(c, &d, r);
+    const int64_t s_ld = (c->tile_max + 15) & ~(int64_t)15;
+    tile_out want, got;
+    want.s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * MAX_G));
+    got.s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * MAX_G));
+    want.conv = NULL;
+    got.conv = aligned_alloc(64, sizeof(float) * (size_t)(c->tile_max * MAX_D));
+    assert_true(want.s && got.s && got.conv);
+
+    tile_case dense = *c; /* the twin reads the same rows */
+    ra__tile tw = make_tile(&dense, &d, &want, s_ld);
+    ra__tile tk = make_tile(c, &d, &got, s_ld);
+    if (c->rows) { /* the twin gets the scattered rows copied into place */
+        const size_t kes = ra__dtype_size(c->kdt), ves = ra__dtype_size(c->vdt);
+        char *kd = malloc((size_t)(c->T * c->D) * kes), *vd = malloc((size_t)(c->T * c->D) * ves);
+        assert_true(kd && vd);
+        for (int64_t i = 0; i < c->T; i++) {
+            memcpy(kd + (size_t)(i * c->D) * kes, d.k_rows[i], (size_t)c->D * kes);
+            memcpy(vd + (size_t)(i * c->D) * ves, d.v_rows[i], (size_t)c->D * ves);
+        }
+        tw.k = kd;
+        tw.v = vd;
+        tw.k_rows = tw.v_rows = NULL;
+    }
+    ra__kernels_portable.qk[c->kdt](&tw);
+    ra__kernels_portable.softmax(&tw);
+    ra__kernels_portable.pv[c->vdt](&tw);
+
+    if (!strcmp(entry, "rows"))
+        (c->dot ? kt->step_bf16_dot_rows[c->vdt] : kt->step_rows[c->kdt][c->vdt])(&tk);
+    else if (!strcmp(entry, "dot"))
+        kt->step_bf16_dot[c->vdt](&tk);
+    else if (!strcmp(entry, "fused"))
+        kt->step[c->kdt][c->vdt](&tk);
+    else {
+        kt->qk[c->kdt](&tk);
+        kt->softmax(&tk);
+        kt->pv[c->vdt](&tk);
+    }
+    compare(c, &want, &got, ra_kernel_name(kt->id), entry);
+    if (c->rows) {
+        free((void *)tw.k);
+        free((void *)tw.v);
+    }
+    free(want.s);
+    free(got.s);
+    free(got.conv);
+    free(d.kbuf);
+    free(d.vbuf);
+    return 1;
+}
+
+static const int64_t Gs[] = {1, 2, 3, 4, 5, 8, 9};
+static const int64_t Ds[] = {1, 3, 16, 33, 64, 128, 160};
+
+/* Every entry of kt for every dtype pair, over the shapes above and T in {1, 7, tile_max}. */
+static int check_family(const ra__kernel_table *kt, rng *r)
+{
+    int tiles = 0;
+    for (int kd = 0; kd < RA__KV_DTYPES; kd++)
+        for (int vd = 0; vd < RA__KV_DTYPES; vd++) {
+            if (kd == RA_DTYPE_I32 || vd == RA_DTYPE_I32)
+                continue;
+            const bool quant = ra__dtype_quantized((ra_dtype)kd);
+            if (quant != ra__dtype_quantized((ra_dtype)vd))
+                continue; /* quantized K and V come as a pair */
+            const struct { const char *name; bool has, dot, rows; } entries[] = {
+                {"steps", kt->qk[kd] && kt->pv[vd] && kt->softmax, false, false},
+                {"fused", kt->step[kd][vd] != NULL, false, false},
+                {"dot", kd == RA_DTYPE_BF16 && kt->step_bf16_dot[vd], true, false},
+                {"rows", kt->step_rows[kd][vd] != NULL, false, true},
+                {"rows", kd == RA_DTYPE_BF16 && kt->step_bf16_dot_rows[vd], true, true},
+            };
+            for (size_t e = 0; e < sizeof entries / sizeof entries[0]; e++) {
+                if (!entries[e].has)
+                    continue;
+                for (size_t gi = 0; gi < sizeof Gs / sizeof Gs[0]; gi++)
+                    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
+                        const int64_t Ts[] = {1, 7, kt->tile_max};
+                        for (int ti = 0; ti < 3; ti++) {
+                            tile_case c = {.G = Gs[gi], .D = Ds[di], .T = Ts[ti],
+                                           .tile_max = kt->tile_max, .kdt = (ra_dtype)kd,
+                                           .vdt = (ra_dtype)vd, .dot = entries[e].dot,
+                                           .rows = entries[e].rows, .mods = (gi + ti) % 2,
+                                           .fresh = (di + ti) % 3 == 0};
+                            tiles += check_tile(kt, &c, r, entries[e].name);
+                        }
+                    }
+            }
+        }
+    return tiles;
+}
+
+static void check_kernel(ra_kernel k)
+{
+    if (!ra__kernel_available(k)) {
+        print_message("note: kernel %s is not in this build or CPU; skipped\n",
+                      ra_kernel_name(k));
+        skip();
+    }
+    rng r = {0x9e3779b97f4a7c15ull ^ (uint64_t)k};
+    const ra__kernel_table *kt = ra__kernel_table_for(k);
+    assert_int_equal(kt->id, k);
+    assert_true(kt->tile_max >= 1 && kt->tile_max <= MAX_T);
+    int tiles = check_family(kt, &r);
+    print_message("%s: %d random tiles match the portable twin\n", ra_kernel_name(k), tiles);
+    assert_true(tiles > 0);
+}
+
+static void test_blas(void **state) { (void)state; check_kernel(RA_KERNEL_BLAS); }
+static void test_avx2(void **state) { (void)state; check_kernel(RA_KERNEL_AVX2); }
+static void test_avx512(void **state) { (void)state; check_kernel(RA_KERNEL_AVX512); }
+static void test_neon(void **state) { (void)state; check_kernel(RA_KERNEL_NEON); }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blas),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_neon),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
