@@ -130,19 +130,22 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     }
 }
 
-/* The shared exp contract (exp_poly.h) in NEON: clamp, n = round(x log2 e), r = x - n ln2 in
- * two parts, the polynomial, and 2^n built in the exponent bits. The clamp keeps a NaN x
+/* exp(x) by the contract of exp_poly.h; 2^n is built in the exponent bits as 2^(n/2) times
+ * 2^(n - n/2), both normal, so that a subnormal result rounds once. The clamp keeps a NaN x
  * (vmaxq/vminq return NaN when either operand is NaN). */
 #define NEON_FMADD(a, b, c) vfmaq_f32((c), (a), (b))
 RA_INLINE float32x4_t exp4(float32x4_t x)
 {
-    x = vminq_f32(vdupq_n_f32(88.3f), vmaxq_f32(vdupq_n_f32(-87.3f), x));
+    x = vminq_f32(vdupq_n_f32(RA_EXP_ARG_MAX), vmaxq_f32(vdupq_n_f32(RA_EXP_ARG_MIN), x));
     float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(RA_EXP_LOG2E)));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(RA_EXP_LN2_HI));
     r = vfmsq_f32(r, n, vdupq_n_f32(RA_EXP_LN2_LO));
     float32x4_t p = RA_EXP_TAYLOR7(NEON_FMADD, vdupq_n_f32, r);
-    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+    const int32x4_t ni = vcvtnq_s32_f32(n), n1 = vshrq_n_s32(ni, 1), bias = vdupq_n_s32(127);
+    const float32x4_t e1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, bias), 23));
+    const float32x4_t e2 =
+        vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, n1), bias), 23));
+    return vmulq_f32(vmulq_f32(p, e1), e2);
 }
 
 /* s[i] = exp(s[i] - m) for the softmax step, 4 lanes at a time. */

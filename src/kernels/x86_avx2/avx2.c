@@ -127,20 +127,23 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     }
 }
 
-/* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, a degree-7 polynomial, and 2^n built
- * in the exponent bits. Below -87.3 the result is clamped near FLT_MIN instead of going
- * subnormal: a weight of 1e-38 next to the block's max weight of 1 is below f32 resolution.
- * max keeps a NaN x (it returns its second operand when either is NaN). */
+/* exp(x) by the contract of exp_poly.h; 2^n is built in the exponent bits as 2^(n/2) times
+ * 2^(n - n/2), both normal, so that a subnormal result rounds once. max/min keep a NaN x (they
+ * return their second operand when either is NaN). */
 RA_INLINE __m256 exp8(__m256 x)
 {
-    x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
+    x = _mm256_min_ps(_mm256_set1_ps(RA_EXP_ARG_MAX), _mm256_max_ps(_mm256_set1_ps(RA_EXP_ARG_MIN), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(RA_EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(RA_EXP_LN2_HI), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(RA_EXP_LN2_LO), r);
     __m256 p = RA_EXP_TAYLOR7(_mm256_fmadd_ps, _mm256_set1_ps, r);
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 e2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, n1), bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, e1), e2);
 }
 
 /* s[i] = exp(s[i] - m) for the softmax step, 8 lanes at a time. */

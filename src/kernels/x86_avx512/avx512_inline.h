@@ -140,12 +140,11 @@ RA_INLINE __m512 sum16(const __m512 a[16])
                          _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* exp(x) to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 Taylor polynomial,
- * then vscalefps applies 2^n (handling underflow to denormals/0 and overflow to inf).
- * max/min keep a NaN x: they return their second operand when either is NaN. */
+/* exp(x) by the contract of exp_poly.h, vscalefps applying 2^n (subnormal results and 0
+ * included). max/min keep a NaN x: they return their second operand when either is NaN. */
 RA_INLINE __m512 exp16(__m512 x)
 {
-    x = _mm512_min_ps(_mm512_set1_ps(200.0f), _mm512_max_ps(_mm512_set1_ps(-200.0f), x));
+    x = _mm512_min_ps(_mm512_set1_ps(RA_EXP_ARG_MAX), _mm512_max_ps(_mm512_set1_ps(RA_EXP_ARG_MIN), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(RA_EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(RA_EXP_LN2_HI), x);
