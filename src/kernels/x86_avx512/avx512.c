@@ -248,10 +248,8 @@ RA_INLINE void qk_tile(const ra__tile *t, int64_t g0, const int GT, const int kd
 }
 
 /* The online-softmax update of heads g0..g0+GT-1 on the tile's logits in sb (the layout of
- * qk_tile): sb becomes p = exp(s - m_new), m and l are updated, and alpha = exp(m_old - m_new)
- * (lane g*TT) is returned in ab for the output update. The rules are those of the scalar step
- * (softmax_step.c): a NaN logit makes its head NaN, and a head whose logits are all -inf so far
- * gets p = 0 and alpha = 1. */
+ * qk_tile), by the rule of softmax16_begin/_end: sb becomes p = exp(s - m_new), m and l are
+ * updated, and alpha (lane g*TT) goes to ab for the output update. */
 RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *sb, float *ab)
 {
     const int TT = 16 / GT, NV = TILE / TT;
@@ -264,23 +262,19 @@ RA_INLINE void softmax_tile(const ra__tile *t, int64_t g0, const int GT, float *
             x[k] = xk;
         mx = nanmax(mx, xk);
     }
-    const __m512 m_old = spread_heads(t->m + g0, GT, TT);
-    const __m512 m_new = nanmax(m_old, group_max(mx, TT));
-    const __mmask16 empty = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
-    /* empty heads subtract 0: their logits are -inf, so p = exp(-inf) = 0 */
-    const __m512 m_sub = _mm512_mask_mov_ps(m_new, empty, _mm512_setzero_ps());
+    const softmax16 st = softmax16_begin(spread_heads(t->m + g0, GT, TT), group_max(mx, TT));
     __m512 sum = _mm512_setzero_ps();
     for (int k = 0; k < NV; k++) {
-        __m512 p = exp16(_mm512_sub_ps(NV <= TILE / 4 ? x[k] : _mm512_load_ps(sb + 16 * k), m_sub));
+        __m512 p = exp16(
+            _mm512_sub_ps(NV <= TILE / 4 ? x[k] : _mm512_load_ps(sb + 16 * k), st.m_sub));
         _mm512_store_ps(sb + 16 * k, p);
         sum = _mm512_add_ps(sum, p);
     }
-    const __m512 alpha = _mm512_mask_mov_ps(exp16(_mm512_sub_ps(m_old, m_new)), empty,
-                                            _mm512_set1_ps(1.0f));
-    const __m512 l_new = _mm512_fmadd_ps(spread_heads(t->l + g0, GT, TT), alpha,
-                                         group_sum(sum, TT));
+    __m512 m_new, l_new;
+    const __m512 alpha = softmax16_end(&st, spread_heads(t->l + g0, GT, TT), group_sum(sum, TT),
+                                       &m_new, &l_new);
     float mb[16] __attribute__((aligned(64))), lb[16] __attribute__((aligned(64)));
-    _mm512_store_ps(mb, _mm512_mask_mov_ps(m_new, empty, m_old));
+    _mm512_store_ps(mb, m_new);
     _mm512_store_ps(lb, l_new);
     _mm512_store_ps(ab, alpha);
     for (int g = 0; g < GT; g++) {

@@ -4,6 +4,7 @@
 #define RA_AVX512_INLINE_H
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "kernels/exp_poly.h"
@@ -194,6 +195,34 @@ RA_INLINE __m512 modify16(__m512 x, float cap, __m512 slope, __m512 dist, int al
 RA_INLINE __m512 nanmax(__m512 a, __m512 b)
 {
     return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+}
+
+/* The online-softmax rule of ra__softmax_step_with (softmax_step.c) on 16 lanes, each lane a
+ * head: begin from the running max and the tile's max, exponentiate the logits minus m_sub,
+ * then end with their sum. A NaN logit makes its head NaN (nanmax); a head whose logits are
+ * all -inf so far subtracts 0 (its p = exp(-inf) = 0) and keeps m, l and o (alpha = 1). */
+typedef struct softmax16 {
+    __m512 m_old, m_new, m_sub;
+    __mmask16 empty;
+} softmax16;
+
+RA_INLINE softmax16 softmax16_begin(__m512 m_old, __m512 tile_max)
+{
+    softmax16 st = {m_old, nanmax(m_old, tile_max), _mm512_setzero_ps(), 0};
+    st.empty = _mm512_cmp_ps_mask(st.m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    st.m_sub = _mm512_mask_mov_ps(st.m_new, st.empty, _mm512_setzero_ps());
+    return st;
+}
+
+/* alpha = exp(m_old - m_new), the factor of o; *m and *l get the new running max and sum. */
+RA_INLINE __m512 softmax16_end(const softmax16 *st, __m512 l_old, __m512 sum, __m512 *m,
+                               __m512 *l)
+{
+    const __m512 alpha = _mm512_mask_mov_ps(exp16(_mm512_sub_ps(st->m_old, st->m_new)),
+                                            st->empty, _mm512_set1_ps(1.0f));
+    *m = _mm512_mask_mov_ps(st->m_new, st->empty, st->m_old);
+    *l = _mm512_fmadd_ps(l_old, alpha, sum);
+    return alpha;
 }
 
 #endif

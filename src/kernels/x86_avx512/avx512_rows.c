@@ -256,10 +256,9 @@ static void scale_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, int64
     }
 }
 
-/* The online-softmax update of every head on a tile of n logit rows (ld floats apart): the
- * rows become p = exp(s - m_new), m and l are updated and alpha = exp(m_old - m_new) goes to
- * alpha[h]. The rules are those of the scalar step (softmax_step.c): a NaN logit makes its
- * head NaN, and a head whose logits are all -inf so far gets p = 0 and alpha = 1. */
+/* The online-softmax update of every head on a tile of n logit rows (ld floats apart), by the
+ * rule of softmax16_begin/_end: the rows become p = exp(s - m_new), m and l are updated and
+ * alpha goes to alpha[h]. */
 static void softmax_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, float *alpha)
 {
     const int64_t hq = r->Hkv * r->G;
@@ -268,21 +267,18 @@ static void softmax_rows(const ra__rows *r, float *s, int64_t n, int64_t ld, flo
         __m512 mx = _mm512_set1_ps(-INFINITY);
         for (int64_t i = 0; i < n; i++)
             mx = nanmax(mx, _mm512_load_ps(s + i * ld + h));
-        const __m512 m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, r->m + h);
-        const __m512 m_new = nanmax(m_old, mx);
-        const __mmask16 empty = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
-        /* empty heads subtract 0: their logits are -inf, so p = exp(-inf) = 0 */
-        const __m512 m_sub = _mm512_mask_mov_ps(m_new, empty, _mm512_setzero_ps());
+        const softmax16 st =
+            softmax16_begin(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, r->m + h), mx);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t i = 0; i < n; i++) {
-            const __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(s + i * ld + h), m_sub));
+            const __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(s + i * ld + h), st.m_sub));
             _mm512_store_ps(s + i * ld + h, p);
             sum = _mm512_add_ps(sum, p);
         }
-        const __m512 a = _mm512_mask_mov_ps(exp16(_mm512_sub_ps(m_old, m_new)), empty,
-                                            _mm512_set1_ps(1.0f));
-        const __m512 l_new = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, r->l + h), a, sum);
-        _mm512_mask_storeu_ps(r->m + h, mk, _mm512_mask_mov_ps(m_new, empty, m_old));
+        __m512 m_new, l_new;
+        const __m512 a =
+            softmax16_end(&st, _mm512_maskz_loadu_ps(mk, r->l + h), sum, &m_new, &l_new);
+        _mm512_mask_storeu_ps(r->m + h, mk, m_new);
         _mm512_mask_storeu_ps(r->l + h, mk, l_new);
         _mm512_store_ps(alpha + h, a);
     }
