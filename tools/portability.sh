@@ -22,7 +22,7 @@ generic() {
 }
 
 arm64_deps() {
-    local pkgs=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 libgomp1:arm64
+    local pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 libgomp1:arm64
                 libopenblas-serial-dev:arm64 libcmocka-dev:arm64)
     local missing=()
     for p in "${pkgs[@]}"; do

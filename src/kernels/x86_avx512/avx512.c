@@ -23,13 +23,9 @@
 
 #include "common/lse.h"
 #include "avx512_inline.h"
+#include "config.h"
 #include "kernels/kernel.h"
 
-/* Positions per tile: the per-tile work (reductions, alpha, the o update) is paid once per
- * TILE positions. A build-time knob; 16 and 64 measured no better. */
-#ifndef TILE
-#define TILE 32
-#endif
 _Static_assert(TILE % 16 == 0 && TILE >= 16, "the logits of a tile fill whole 16-lane vectors");
 
 /* Butterflies over each group of TT adjacent lanes: every lane ends with its group's max
@@ -66,13 +62,6 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
     return _mm512_permutexvar_ps(head_of_lane, _mm512_maskz_loadu_ps((__mmask16)((1u << GT) - 1u), v));
 }
 
-/* Prefetch ticks: a single-head tile (GT = 1) walks 16 K rows per QK step and 4 V rows per PV
- * step, so its share of the next tile is issued per row instead of per step: per step came in
- * bursts that stalled the core (MHA D=64 f32: 25% slower cold). Wider tiles do far less work
- * per row, and per-row ticks there measured up to 1.7x slower in cache; so did f16 rows, whose
- * widening already loads the core (MHA D=64 f16: 32 -> 46 cycles in cache, 8% slower cold). */
-#define PF_FINE_QK(GT, kdt) ((GT) == 1 && (kdt) != RA_DTYPE_F16)
-#define PF_FINE_PV(GT, vdt) ((GT) == 1 && (vdt) != RA_DTYPE_F16)
 /* paged: the target may be a list of rows; a compile-time flag, so that contiguous calls run
  * the plain loop. */
 #define PF_GO(pf, tick, paged)                                                                 \
@@ -302,10 +291,6 @@ RA_INLINE void load_v(const void *row, int64_t i, const __mmask16 mk[4], const i
     }
 }
 
-/* Positions in flight and features per pass of pv_tile: 16 accumulators either way. */
-#define PV_U(GT) ((GT) == 8 ? 1 : 4 / (GT))
-#define PV_FW(GT) ((GT) == 8 ? 32 : 64)
-
 /* o[g0..g0+GT-1] = o * alpha + p.V over the tile, FW features at a time, U positions in
  * flight; p[g][i] is sb[(i / TT) * 16 + g * TT + i % TT]. */
 RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vdt,
@@ -349,8 +334,8 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
         }
         if (i < T)
             PV_PF_STEP(pf, tick0, i);
-        /* The tail repeats the body above for one position. (Sharing it through an inline helper
-         * made gcc 12 code 40% slower in cache for one head of bf16.) */
+        /* The tail repeats the body above for one position: sharing it through an inline helper
+         * made gcc 12's code much slower (docs/performance.md). */
         for (; i < T; i++) {
             PV_PF_POS(pf, tick0, i);
             const char *vrow = paged ? t->v_rows[i] + t->v_row_off : v + (size_t)(i * v_st) * es;
@@ -456,8 +441,8 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     /* This head tile's share (GT of G) of the next tile's K and V lines, spread evenly over
      * its loop iterations (each about 16 FMAs): bursts of prefetches stall the core once the
      * miss buffers fill, and the memory then idles while it computes. */
-    /* A single head gains nothing from pair products: its QK loop is bound by the K loads, and
-     * they measured 10% slower (MHA, D=64) than splitting K into f32, so it does that. */
+    /* A single head's QK loop is bound by the K loads: pair products gain nothing there, so it
+     * splits K into f32 (docs/performance.md). */
     const int kdt = kd == KDT_BF16_DOT && GT == 1 ? RA_DTYPE_BF16 : kd;
     const int64_t W = QK_WIDTH(kdt);
     const int64_t n_qk = (T + TT - 1) / TT * ((D + W - 1) / W) * PF_PER_STEP(TT, PF_FINE_QK(GT, kdt));
@@ -474,11 +459,6 @@ RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const
     pv_tile(t, g0, GT, vdt, sb, ab, &pv, paged);
 }
 
-/* Eight-head tiles read each K/V row once per tile instead of twice: MQA with 8 heads
- * measured 3-4% faster with f32 and f16 K. bf16 K keeps tiles of 4: with f32 q its split q
- * (16 vectors for 8 heads) leaves too few registers (12% slower), and with bf16 q the pair
- * products gained 2% on MQA but the larger function cost the 4-head tiles of GQA 5%. */
-#define WITH8(kdt) (!RA_PAIRED(kdt))
 
 #define RA__STEP(kd, vd, paged, name)                                                         \
     static void name(const ra__tile *t)                                                       \
@@ -541,7 +521,7 @@ RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
 #undef RA__STEP_DOT
 
 #define RA__AVX512_TABLE                                                                      \
-    .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = 2048,                          \
+    .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = RA_AVX512_DEFAULT_SPLIT,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
     .self_prefetch = true, .row_pointers = true,                                               \
     .q_pairs_for_k = {[RA_DTYPE_BF16] = true, [RA_DTYPE_FP8_E4M3] = true},                     \

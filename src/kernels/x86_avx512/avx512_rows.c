@@ -29,6 +29,7 @@
 #include <stdbool.h>
 
 #include "avx512_inline.h"
+#include "config.h"
 #include "kernels/kernel.h"
 
 /* Where a head row's 16-float chunk c lives in the kernel's copies of q and o: chunk c at
@@ -336,14 +337,11 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const size_t kes = RA_ES(kdt), ves = RA_ES(vdt);
     float *s = w->logits;
     /* The rows of a phase's positions, [half][position], K then V, and of a paged cache also
-     * the AHEAD positions after them: a paged call prefetches rows AHEAD positions early,
-     * since the hardware prefetchers pick a stream up only after it starts, and pages break
-     * the streams: every row of small pages (only the first row of pages of 16 measured
-     * slower), the first row of each run of larger ones. */
-    enum { AHEAD = 8 };
+     * the AHEAD positions after them, which it prefetches (config.h). */
+    enum { AHEAD = RA_AVX512_ROWS_AHEAD };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
     const int64_t ahead = r->pages ? AHEAD : 0;
-    const bool every = r->page_size < 64;
+    const bool every = r->page_size < RA_AVX512_ROWS_EVERY_ROW_BELOW;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
@@ -424,16 +422,10 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
         from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.mult);
 }
 
-/* Where row order measured faster than the head-by-head walk (Zen 4, one core, cold, a
- * [1,16384,8,128] cache, medians of 3):
- * - G = 1: f32 4.7 -> 4.4 ms (the head-by-head walk took 6.5), bf16 2.8 -> 2.3, f16 2.8 -> 2.3.
- * - G = 2: f32 5.3 -> 4.7 ms, bf16 3.2 -> 2.4, f16 3.1 -> 2.4.
- * - G = 4: f32 6.6 -> 5.8 ms. With 16-bit K/V the widening makes the walk compute-bound:
- *   bf16 loses (3.5 -> 4.2 ms) and f16 about breaks even (3.9 -> 3.8), so both keep the
- *   head-by-head walk. */
+/* The shapes of config.h's ra__avx512_rows_pay, for the kernel table. */
 bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
 {
-    return G == 1 || G == 2 || (G == 4 && k == RA_DTYPE_F32 && v == RA_DTYPE_F32);
+    return ra__avx512_rows_pay(G, k, v);
 }
 
 /* One entry per K/V dtype pair, specialized only for the G that ra__avx512_rows_serve lets
