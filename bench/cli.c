@@ -31,7 +31,7 @@ static void usage(FILE *f)
         "                    (or e4m3, fp8) and fp8_e5m2 (or e5m2); 'all' = f32,bf16,f16  [all]\n"
         "  --qdtype T        dtype of q: f32, bf16 or f16  [f32]\n"
         "  --threads LIST    OpenMP thread counts, e.g. 1,2  [quick: nproc; full: 1,2,4..nproc]\n"
-        "  --kernel LIST     auto,blas,portable,avx2,avx512 (timed side by side)  [auto]\n"
+        "  --kernel LIST     auto,blas,portable,avx2,avx512,neon (timed side by side)  [auto]\n"
         "  --paged LIST      K/V layouts timed side by side: page sizes for ra_paged_gqa over\n"
         "                    a pool of NHD pages [num_pages, size, Hkv, D] holding the same\n"
         "                    K/V bytes, each sequence's pages in a seeded shuffled order; 0 =\n"

@@ -52,7 +52,7 @@ typedef struct plan {
     /* Each item's partial state: o [heads_per_item*G][D] at part_o + slot*o_st, and m, l
      * [heads_per_item*G] each at part_ml + slot*ml_st. Both strides are whole cache lines, so
      * that threads running neighbouring items never write to one line (false sharing of m and
-     * l made MQA about 1.3x slower at 2 threads when the VM's two vCPUs sat far apart). */
+     * l slows MQA at 2 threads; docs/performance.md). */
     float *part_o, *part_ml;
     int64_t o_st, ml_st; /* floats, multiples of 16 */
     float *scratch;            /* per thread: s, conv, then (paged) the gathered K and V */

@@ -68,8 +68,8 @@ typedef struct ra__tile {
 
 typedef struct ra__pf_target ra__pf_target;
 
-/* Locality hint of the K/V prefetches. Measured on Zen 4: 2 (prefetcht1) and 1 (t2) make
- * the decode up to 2x faster; 3 (t0) and 0 (nta) gain nothing over no prefetch. */
+/* Locality hint of the K/V prefetches: into L2 (prefetcht1); the hints that target L1 or
+ * bypass the caches gain nothing (docs/performance.md). */
 #ifndef RA_PF_HINT
 #define RA_PF_HINT 2
 #endif

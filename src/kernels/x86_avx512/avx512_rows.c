@@ -10,11 +10,10 @@
  * (Rows t and t+1, 4 KiB apart, would not be: that read ran at half speed.)
  *
  * Each tile runs in two phases: QK over its K rows, the softmax, then p.V over its V rows, so
- * only one of the kernel's q and o copies is in use at a time. Long phases measured faster:
- * 256 positions per tile against 32, 12.0 against 13.2 ms for a [1,32768,8,128] f32 cache
- * and 32 query heads (Zen 4, one core). Walking the tiles of K and V interleaved, position by
- * position, or four parts instead of two, measured slower for wide groups (L1 holds q or o,
- * not both, and not beside four streams).
+ * only one of the kernel's q and o copies is in use at a time. Long phases (256 positions)
+ * keep each stream running; interleaving K and V position by position, or four parts instead
+ * of two, is slower for wide groups: L1 holds q or o, not both, and not beside four streams
+ * (docs/performance.md).
  *
  * Layout of a tile's logits: row i (position i) holds every query head of the item, head
  * j*G + g in lane j*G + g, padded to whole vectors; the first half's rows come first. The
@@ -22,9 +21,8 @@
  * need no shuffles.
  *
  * The q and o accesses hit L1, yet when they run front to back too they disturb the
- * prefetchers that stream K and V (MHA D=128 f32 ran at 66% of the read bandwidth, about 100%
- * with them out of order). So the kernel keeps its own copies of q and o whose 16-float
- * chunks are stored in a scrambled order (see chunk_mult). */
+ * prefetchers that stream K and V (docs/performance.md). So the kernel keeps its own copies of
+ * q and o whose 16-float chunks are stored in a scrambled order (see chunk_mult). */
 #include <math.h>
 #include <stdbool.h>
 
@@ -35,7 +33,7 @@
 /* Where a head row's 16-float chunk c lives in the kernel's copies of q and o: chunk c at
  * slot (c * mult) mod nc, with mult coprime to nc and neither 1 nor -1 (mod nc), so that
  * consecutive chunks are neither adjacent nor a constant stride apart. Rows of up to four
- * chunks, and six, have no such mult and keep their order (mult 1; D=64 measured no loss).
+ * chunks, and six, have no such mult and keep their order (mult 1).
  * Returns mult mod nc. */
 static int64_t chunk_mult(int64_t nc)
 {
@@ -55,11 +53,10 @@ static int64_t chunk_mult(int64_t nc)
 
 /* How the hot loops find a chunk's slot; a literal argument, so each case compiles on its own:
  * D = 128 (8 chunks, mult 5) unrolls into constant offsets, and other rows step
- * (c * mult) mod nc. (A table of slots read in the loops measured slower.)
+ * (c * mult) mod nc (a table of slots read in the loops is slower).
  * Unrolled, each chunk's q load is its own instruction with a constant stride from head to
- * head, which the prefetchers learn again: G = 1 keeps the stepped loop (MHA D=128 f32, cold:
- * 4.5 ms stepped, 7.3 ms unrolled), G = 2 gains from unrolling (5.4 -> 5.2 ms, and 80 -> 55
- * cycles per position and KV head in cache). */
+ * head, which the prefetchers learn again: G = 1 keeps the stepped loop, G = 2 gains from
+ * unrolling (docs/performance.md). */
 enum { ORDER_STEPPED, ORDER_D128 };
 
 /* With ORDER_D128, the row layout as literals, which the compiler folds into the loops. */
