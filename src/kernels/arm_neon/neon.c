@@ -11,6 +11,7 @@
 
 #include "kernels/exp_poly.h"
 #include "kernels/kernel.h"
+#include "config.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
 
@@ -56,7 +57,7 @@ RA_INLINE float32x4_t load4(const void *base, int64_t i, int64_t n, const int dt
 
 RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
-    const int TT = 8 / GT;
+    const int TT = RA_NEON_QK_ACC / GT;
     const size_t es = elem_size(dt);
     const int64_t T = t->T, D = t->D, s_ld = t->s_ld, k_st = t->k_st;
     const float *q = t->q + g0 * D;
@@ -64,11 +65,11 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     float *s = t->s + g0 * s_ld;
     for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
-        const char *krow[8];
+        const char *krow[RA_NEON_QK_ACC];
         for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
             krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
-        float32x4_t acc[8];
-        for (int i = 0; i < 8; i++)
+        float32x4_t acc[RA_NEON_QK_ACC];
+        for (int i = 0; i < RA_NEON_QK_ACC; i++)
             acc[i] = vdupq_n_f32(0.0f);
         for (int64_t d = 0; d < D; d += 4) {
             const int64_t n = D - d;
@@ -89,14 +90,14 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
 
 RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
-    const int U = 4 / GT;
+    const int U = RA_NEON_PV_POS / GT;
     const size_t es = elem_size(dt);
     const int64_t T = t->T, D = t->D, s_ld = t->s_ld, v_st = t->v_st;
     const float *s = t->s + g0 * s_ld;
     const char *v = t->v;
     float *o = t->o + g0 * D;
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        float32x4_t acc[4][4][4]; /* [u][g][c] */
+        float32x4_t acc[RA_NEON_PV_POS][4][4]; /* [u][g][c] */
         for (int u = 0; u < U; u++)
             for (int g = 0; g < GT; g++)
                 for (int c = 0; c < 4; c++)
@@ -182,8 +183,8 @@ static void pv_i8(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE_I
 
 const ra__kernel_table ra__kernels_neon = {
     .id = RA_KERNEL_NEON,
-    .tile_max = 32,
-    .default_split = 2048,
+    .tile_max = RA_NEON_TILE,
+    .default_split = RA_NEON_DEFAULT_SPLIT,
     .all_heads_per_item = true,
     .needs_unit_d = true,
     .needs_conv = false,

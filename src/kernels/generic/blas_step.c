@@ -8,6 +8,7 @@
 #include "blas_guard.h"
 #include "common/dtype.h"
 #include "kernels/kernel.h"
+#include "config.h"
 
 /* A [T][D] row-major f32 view of the tile's K or V: the cache itself when BLAS can read it in
  * place, else a converted copy in t->conv. The leading dimension comes back through *ld. */
@@ -64,8 +65,8 @@ static void pv_e5m2(const ra__tile *t) { pv(t, RA_DTYPE_FP8_E5M2); }
  * grid; no split-KV by default (split_tokens 0 keeps whole sequences in one item). */
 const ra__kernel_table ra__kernels_blas = {
     .id = RA_KERNEL_BLAS,
-    .tile_max = 1024,
-    .default_split = 0,
+    .tile_max = RA_BLAS_TILE,
+    .default_split = RA_BLAS_DEFAULT_SPLIT,
     .all_heads_per_item = false,
     .needs_unit_d = false,
     .needs_conv = true,

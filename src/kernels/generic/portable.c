@@ -2,6 +2,7 @@
  * against, and the fallback for layouts the SIMD kernels do not take. */
 #include "common/dtype.h"
 #include "kernels/kernel.h"
+#include "config.h"
 
 #define RA__DEFINE_PORTABLE(suffix, dt)                                                        \
     static void qk_##suffix(const ra__tile *t)                                                 \
@@ -36,8 +37,8 @@ RA__DEFINE_PORTABLE(e5m2, RA_DTYPE_FP8_E5M2)
 
 const ra__kernel_table ra__kernels_portable = {
     .id = RA_KERNEL_PORTABLE,
-    .tile_max = 32,
-    .default_split = 2048,
+    .tile_max = RA_PORTABLE_TILE,
+    .default_split = RA_PORTABLE_DEFAULT_SPLIT,
     .all_heads_per_item = true,
     .needs_unit_d = false,
     .needs_conv = false,

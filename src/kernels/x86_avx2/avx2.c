@@ -9,6 +9,7 @@
 
 #include "kernels/exp_poly.h"
 #include "kernels/kernel.h"
+#include "config.h"
 
 #define RA_INLINE static inline __attribute__((always_inline))
 
@@ -33,6 +34,8 @@ RA_INLINE __m256 load8(const void *base, int64_t i, int64_t n, const int dt)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+_Static_assert(RA_AVX2_QK_ACC == 8, "sum8 reduces exactly 8 QK accumulators");
+
 /* r[i] = sum of the lanes of a[i], for 8 vectors. */
 RA_INLINE __m256 sum8(const __m256 a[8])
 {
@@ -44,7 +47,7 @@ RA_INLINE __m256 sum8(const __m256 a[8])
 
 RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
-    const int TT = 8 / GT;
+    const int TT = RA_AVX2_QK_ACC / GT;
     const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t T = t->T, D = t->D, s_ld = t->s_ld, k_st = t->k_st;
     const float *q = t->q + g0 * D;
@@ -55,11 +58,11 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
                                                        (T + TT - 1) / TT * d_iters);
     for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t tn = T - t0 < TT ? T - t0 : TT;
-        const char *krow[8];
+        const char *krow[RA_AVX2_QK_ACC];
         for (int i = 0; i < TT; i++) /* past the tail, repeat the last row (never stored) */
             krow[i] = k + (size_t)((t0 + (i < tn ? i : tn - 1)) * k_st) * es;
-        __m256 acc[8];
-        for (int i = 0; i < 8; i++)
+        __m256 acc[RA_AVX2_QK_ACC];
+        for (int i = 0; i < RA_AVX2_QK_ACC; i++)
             acc[i] = _mm256_setzero_ps();
         for (int64_t d = 0; d < D; d += 8) {
             ra__prefetch_step(&pf, t0 / TT * d_iters + d / 8);
@@ -83,7 +86,7 @@ RA_INLINE void qk_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
 
 RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt)
 {
-    const int U = 4 / GT;
+    const int U = RA_AVX2_PV_POS / GT;
     const size_t es = dt == RA_DTYPE_F32 ? 4 : 2;
     const int64_t T = t->T, D = t->D, s_ld = t->s_ld, v_st = t->v_st;
     const float *s = t->s + g0 * s_ld;
@@ -93,7 +96,7 @@ RA_INLINE void pv_rows(const ra__tile *t, int64_t g0, const int GT, const int dt
     const ra__prefetcher pf = ra__prefetcher_for_heads(&t->pf_v, g0, GT, t->G,
                                                        pos_iters * ((D + 15) / 16));
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        __m256 acc[4][4][2]; /* [u][g][c] */
+        __m256 acc[RA_AVX2_PV_POS][4][2]; /* [u][g][c] */
         for (int u = 0; u < U; u++)
             for (int g = 0; g < GT; g++)
                 acc[u][g][0] = acc[u][g][1] = _mm256_setzero_ps();
@@ -180,8 +183,8 @@ static void pv_bf16(const ra__tile *t) { RA__FOR_HEAD_TILES(pv_rows, t, RA_DTYPE
 
 const ra__kernel_table ra__kernels_avx2 = {
     .id = RA_KERNEL_AVX2,
-    .tile_max = 32,
-    .default_split = 2048,
+    .tile_max = RA_AVX2_TILE,
+    .default_split = RA_AVX2_DEFAULT_SPLIT,
     .all_heads_per_item = true,
     .needs_unit_d = true,
     .needs_conv = false,
