@@ -549,6 +549,14 @@ static void prepare_q(const ra__problem *p, const plan *pl)
     }
 }
 
+/* The walk of this thread's last call (ra__last_walk), for tests. */
+static _Thread_local ra__walk_record last_walk;
+
+ra__walk_record ra__last_walk(void)
+{
+    return last_walk;
+}
+
 ra_status ra__decode(const ra__problem *p)
 {
     if (p->B == 0 || p->Hq == 0)
@@ -558,6 +566,10 @@ ra_status ra__decode(const ra__problem *p)
     ra_status s = build_plan(p, &pl, &block);
     if (s != RA_OK)
         return s;
+    last_walk.family = pl.kt->id;
+    last_walk.walk = pl.rows  ? RA__WALK_ROW_ORDER
+                     : pl.dot ? RA__WALK_HEAD_TILES_DOT
+                              : RA__WALK_HEAD_TILES;
     prepare_q(p, &pl);
 
     int64_t next_item = 0; /* the first item no thread has claimed */

@@ -6,4 +6,21 @@
 
 ra_status ra__decode(const ra__problem *p);
 
+/* How the last ra__decode call on this thread walked its cache: the kernel family whose
+ * table ran (after any fallback to portable) and the walk, so that tests can assert which
+ * code their shapes reach. Set once a call has its plan; a call that ends early (no work, a
+ * failed allocation) leaves the previous record. */
+typedef enum ra__walk {
+    RA__WALK_HEAD_TILES,     /* one KV head's group of query heads over a tile at a time */
+    RA__WALK_HEAD_TILES_DOT, /* the same with q and K multiplied as bf16 pairs */
+    RA__WALK_ROW_ORDER       /* every head of a position, then the next (ra__rows) */
+} ra__walk;
+
+typedef struct ra__walk_record {
+    ra_kernel family;
+    ra__walk walk;
+} ra__walk_record;
+
+ra__walk_record ra__last_walk(void);
+
 #endif

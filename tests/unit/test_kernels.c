@@ -1,7 +1,8 @@
-/* Every block kernel this CPU runs (BLAS and portable always; AVX2 and AVX-512 when
+/* Every block kernel this CPU runs (BLAS and portable always; AVX2, AVX-512 and NEON when
  * ra_options_set_kernel accepts them), against the oracle and against the BLAS path, with
  * small and odd block sizes and split-KV chunk sizes so that tiles, tails and the split merge
  * are all exercised. Positions past each length hold NaN, so a kernel that reads them fails.
+ * Each call must also take the walk its shape is documented to take (expected_walk).
  *
  * Tolerance: 1e-5 of max|expected| against the oracle (f32 accumulation of exactly widened
  * inputs; see test_ragged.c), and 1e-5 of max|BLAS| against the BLAS path ("every kernel
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "attn_case.h"
+#include "decode.h" /* ra__last_walk: which walk a call took */
 
 #define TOL 1e-5
 
@@ -125,6 +127,43 @@ static void release(outs *s)
     free(s->l);
 }
 
+static bool cpu_has_avx512bf16(void)
+{
+#if defined(__x86_64__) && !defined(RA_TEST_GENERIC_ISA)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+/* The walk docs/design.md promises each config ("Kernel choice", "Inside an item"): AVX-512
+ * walks a [B,S,Hkv,D] cache whose rows hold every KV head contiguously in row order when
+ * Hkv > 1 and G is 1 or 2, or 4 with f32 K and V; elsewhere it multiplies q and K as bf16
+ * pairs when both are bf16 and the CPU has AVX512-BF16; every other family and shape walks
+ * head tiles. All configs here have unit feature strides and float K/V, so no family falls
+ * back to portable. */
+static ra__walk_record expected_walk(ra_kernel k, const kcfg *g)
+{
+    ra__walk_record w = {k, RA__WALK_HEAD_TILES};
+    if (k != RA_KERNEL_AVX512)
+        return w;
+    const int64_t G = g->Hq / g->Hkv;
+    const bool whole_rows = g->layout == TC_LAYOUT_NATIVE || g->layout == TC_LAYOUT_BROADCAST;
+    const bool f32_kv = g->k == RA_DTYPE_F32 && g->v == RA_DTYPE_F32;
+    if (whole_rows && g->Hkv > 1 && (G == 1 || G == 2 || (G == 4 && f32_kv)))
+        w.walk = RA__WALK_ROW_ORDER;
+    else if (g->q == RA_DTYPE_BF16 && g->k == RA_DTYPE_BF16 && cpu_has_avx512bf16())
+        w.walk = RA__WALK_HEAD_TILES_DOT;
+    return w;
+}
+
+static const char *walk_name(ra__walk w)
+{
+    return w == RA__WALK_ROW_ORDER ? "row order" : w == RA__WALK_HEAD_TILES_DOT ? "bf16 dot"
+                                                                               : "head tiles";
+}
+
 static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
 {
     if (!tc_kernel_available(k)) {
@@ -133,6 +172,7 @@ static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
                       ra_kernel_name(k));
         skip();
     }
+    int walks[3] = {0, 0, 0}; /* configs per walk taken */
     char key_oracle[64], key_blas[64];
     snprintf(key_oracle, sizeof key_oracle, "%s vs oracle", ra_kernel_name(k));
     snprintf(key_blas, sizeof key_blas, "%s vs blas", ra_kernel_name(k));
@@ -159,6 +199,13 @@ static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
                 fail_msg("%s, config %zu, block %lld, split %lld: %s (%s)", ra_kernel_name(k),
                          i, (long long)opts_list[j].block, (long long)opts_list[j].split,
                          ra_status_string(s), ra_last_error());
+            const ra__walk_record want = expected_walk(k, g), got = ra__last_walk();
+            if (got.family != want.family || got.walk != want.walk)
+                fail_msg("%s, config %zu: ran %s (%s), expected %s (%s)", ra_kernel_name(k), i,
+                         ra_kernel_name(got.family), walk_name(got.walk),
+                         ra_kernel_name(want.family), walk_name(want.walk));
+            if (j == 0)
+                walks[got.walk]++;
             tc_check(&c, TOL, key_oracle);
             if (k != RA_KERNEL_BLAS) {
                 int64_t bh = c.d.B * c.d.Hq;
@@ -177,6 +224,9 @@ static void check_kernel(ra_kernel k, const kcfg *cfgs, size_t n_cfgs)
         }
         tc_free(&c);
     }
+    print_message("%s: configs by walk: %d head tiles, %d bf16 dot, %d row order\n",
+                  ra_kernel_name(k), walks[RA__WALK_HEAD_TILES], walks[RA__WALK_HEAD_TILES_DOT],
+                  walks[RA__WALK_ROW_ORDER]);
 }
 
 static void test_blas(void **state)
