@@ -1,6 +1,6 @@
 /* Block kernels: one KV head's group of G query heads over one tile of T positions.
  *
- * The decode core (src/decode.c) walks a work item's positions tile by tile and, for every
+ * The decode engine (src/engine/walk.c) walks a work item's positions tile by tile and, for every
  * KV head of the item, calls three steps on the same ra__tile:
  *   qk      s[g][t] = scale * dot(q[g], k[t])                     (K's dtype picks the variant)
  *   softmax online-softmax update of m, l and o; s becomes p = exp(s - m_new)

@@ -16,7 +16,7 @@ set(allowed
   pool_lost       # team.c: _Thread_local, in a forked child: the pool's threads are gone
   backoff_left    # team.c: _Thread_local, automatic calls left on one thread (busy cores)
   backoff_len     # team.c: _Thread_local, the length of the last such run
-  last_walk       # decode.c: _Thread_local, how this thread's last call walked (tests read it)
+  last_walk       # engine/decode.c: _Thread_local, how this thread's last call walked (tests read it)
 )
 execute_process(COMMAND "${OBJDUMP}" -t "${LIB}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)

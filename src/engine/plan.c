@@ -1,0 +1,199 @@
+/* Planning a decode call: which kernel family and walk, the tile, the cut of every sequence
+ * into work items (longest first), the thread team, one allocation for every buffer, and q
+ * in the layouts the kernel reads. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "common/dtype.h"
+#include "common/size_math.h"
+#include "engine/plan.h"
+#include "status_internal.h"
+#include "team.h"
+#include "tensor_internal.h"
+
+/* Longest items first balances ragged work; ties keep the natural order, so the schedule is
+ * a pure function of the lengths. (Which thread runs an item never changes its result.) */
+static int longest_first(const void *a, const void *b)
+{
+    const ra__item *x = a, *y = b;
+    int64_t lx = x->t1 - x->t0, ly = y->t1 - y->t0;
+    if (lx != ly)
+        return lx < ly ? 1 : -1;
+    return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
+{
+    ra_kernel id = ra__kernel_resolve(p->kernel);
+    const ra__kernel_table *kt = ra__kernel_table_for(id);
+    bool unit_d = p->k.sd == 1 && p->v.sd == 1;
+    const bool runs_dtypes = kt->step[p->k.dtype][p->v.dtype] ||
+                             (kt->qk[p->k.dtype] && kt->pv[p->v.dtype]);
+    if ((kt->needs_unit_d && !unit_d) || !runs_dtypes ||
+        (kt->id == RA_KERNEL_BLAS && (p->G > INT_MAX || p->D > INT_MAX)))
+        kt = &ra__kernels_portable; /* same function, any layout and dtype */
+    pl->p = p;
+    pl->kt = kt;
+    pl->tile = p->block_size < kt->tile_max ? p->block_size : kt->tile_max;
+    pl->rows_tile = p->block_size < RA__ROWS_TILE_MAX ? p->block_size : RA__ROWS_TILE_MAX;
+    pl->split = p->split_tokens ? p->split_tokens : kt->default_split;
+    pl->heads_per_item = kt->all_heads_per_item ? p->Hkv : 1;
+    pl->groups = p->Hkv / pl->heads_per_item;
+    pl->s_ld = (pl->tile + 15) & ~(int64_t)15;
+    /* Row order pays when an item's heads fill whole contiguous K/V rows: the cache is then
+     * read as two plain streams. (A [B,Hkv,S,D] cache already is, head by head.) */
+    bool whole_rows = pl->heads_per_item == p->Hkv && p->Hkv > 1 && p->k.sd == 1 &&
+                      p->v.sd == 1 && p->k.sh == p->D && p->v.sh == p->D &&
+                      p->k.st == p->Hkv * p->D && p->v.st == p->Hkv * p->D;
+#ifdef RA_NO_ROWS /* a build knob for measuring the head-by-head walk */
+    whole_rows = false;
+#endif
+    if (whole_rows && kt->rows_serve && kt->rows_serve(p->G, p->k.dtype, p->v.dtype))
+        pl->rows = kt->rows[p->k.dtype][p->v.dtype];
+    /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
+     * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
+    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16) {
+        pl->dot = kt->step_bf16_dot[p->v.dtype];
+        pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
+    }
+    bool want_qp = !pl->rows && kt->q_pairs_for_k[p->k.dtype];
+    pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
+
+    int64_t n = 0;
+    for (int64_t b = 0; b < p->B; b++) {
+        int64_t add;
+        if (__builtin_mul_overflow(pl->groups, ra__chunks_in(pl, b), &add) ||
+            __builtin_add_overflow(n, add, &n))
+            return ra__fail(RA_ERR_OVERFLOW, "decode: too many work items");
+    }
+    pl->n_items = n;
+    int64_t positions = 0; /* saturating: only sizes the thread team */
+    for (int64_t b = 0; b < p->B; b++)
+        if (__builtin_add_overflow(positions, ra__visible_positions(p, b), &positions))
+            positions = INT64_MAX;
+    pl->team = ra__team_size(p->num_threads, n, positions, p->Hq, p->D);
+
+    const int64_t hq_item = pl->heads_per_item * p->G;
+    ra__arena a = {0, false};
+    size_t at_base = ra__arena_take(&a, p->B + 1, 1, 1, sizeof(int64_t));
+    size_t at_items = ra__arena_take(&a, n, 1, 1, sizeof(ra__item));
+    size_t at_pending = ra__arena_take(&a, p->B, 1, 1, sizeof(int64_t));
+    size_t at_q = ra__arena_take(&a, p->B, p->Hq, p->D, sizeof(float));
+    size_t at_qb = ra__arena_take(&a, pl->dot ? p->B : 0, p->Hq, p->D, sizeof(uint16_t));
+    size_t at_no_dot = ra__arena_take(&a, pl->dot ? p->B : 0, 1, 1, sizeof(bool));
+    size_t at_qp = ra__arena_take(&a, p->B, p->Hq, pl->qp_ld, sizeof(float));
+    /* tensor.c keeps o's [.., Hq, D] f32 bytes within int64_t, so Hq*D < 2^61: neither stride
+     * below can overflow; the check guards against that changing */
+    int64_t o_floats;
+    if (__builtin_mul_overflow(hq_item, p->D, &o_floats) || o_floats > INT64_MAX - 15)
+        a.overflow = true;
+    pl->o_st = a.overflow ? 0 : (o_floats + 15) & ~(int64_t)15;
+    pl->ml_st = (2 * hq_item + 15) & ~(int64_t)15;
+    size_t at_o = ra__arena_take(&a, n, pl->o_st, 1, sizeof(float));
+    size_t at_ml = ra__arena_take(&a, n, pl->ml_st, 1, sizeof(float));
+    /* per thread: logits [G][s_ld], then (row order) room for the ra__rows scratch, which the
+     * kernel lays out from the start of the block, then (BLAS) a [tile][D] conversion buffer */
+    ra__arena per = {0, false};
+    ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
+    if (pl->rows)
+        ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
+    if (kt->needs_conv)
+        ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
+    if (p->pages) /* row pointers: a tile's K and V, and the next tile's prefetch shares */
+        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 4, pl->tile, 1, sizeof(char *)) /
+                                    sizeof(float));
+    if (p->k.scale || p->v.scale) /* a tile's K and V scales (quantized K/V) */
+        pl->scales_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(float)) /
+                                  sizeof(float));
+    if (p->pages && !kt->row_pointers) { /* a gathered tile's K and V rows (at most f32) */
+        ra__arena g = {0, false};
+        ra__arena_take(&g, pl->tile, pl->heads_per_item, p->D, sizeof(float));
+        pl->gather_floats = (int64_t)(g.used / sizeof(float));
+        pl->gather_at = (int64_t)(ra__arena_take(&per, 2, pl->gather_floats, 1, sizeof(float)) /
+                                  sizeof(float));
+        per.overflow |= g.overflow;
+    }
+    size_t at_scratch = ra__arena_take(&a, pl->team, (int64_t)(per.used / sizeof(float)), 1,
+                                       sizeof(float));
+    if (a.overflow || per.overflow)
+        return ra__fail(RA_ERR_OVERFLOW, "decode: scratch for B=%lld Hq=%lld D=%lld and %lld "
+                        "work items overflows", (long long)p->B, (long long)p->Hq,
+                        (long long)p->D, (long long)n);
+    char *base = ra__alloc(a.used);
+    if (!base)
+        return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes of scratch "
+                        "for %lld work items", a.used, (long long)n);
+    *block = base;
+    pl->item_base = (int64_t *)(base + at_base);
+    pl->items = (ra__item *)(base + at_items);
+    pl->pending = (int64_t *)(base + at_pending);
+    pl->qf = (float *)(base + at_q);
+    pl->qb = pl->dot ? (uint16_t *)(base + at_qb) : NULL;
+    pl->no_dot = pl->dot ? (bool *)(base + at_no_dot) : NULL;
+    pl->qp = pl->qp_ld ? (float *)(base + at_qp) : NULL;
+    pl->part_o = (float *)(base + at_o);
+    pl->part_ml = (float *)(base + at_ml);
+    pl->scratch = (float *)(base + at_scratch);
+    pl->scratch_per_thread = per.used / sizeof(float);
+
+    int64_t k = 0;
+    for (int64_t b = 0; b < p->B; b++) {
+        int64_t r[2][2];
+        const int nr = ra__visible_ranges(p, b, r);
+        pl->item_base[b] = k;
+        for (int64_t g = 0; g < pl->groups; g++)
+            for (int i = 0; i < nr; i++) {
+                const int64_t lo = r[i][0], hi = r[i][1], nc = ra__chunks_of(pl, hi - lo);
+                for (int64_t c = 0; c < nc; c++, k++) {
+                    int64_t t0 = lo + (pl->split ? c * pl->split : 0);
+                    int64_t t1 = pl->split && t0 + pl->split < hi ? t0 + pl->split : hi;
+                    pl->items[k] = (ra__item){b, g * pl->heads_per_item, t0, t1, k};
+                }
+            }
+    }
+    pl->item_base[p->B] = k;
+    for (int64_t b = 0; b < p->B; b++)
+        pl->pending[b] = pl->item_base[b + 1] - pl->item_base[b];
+    qsort(pl->items, (size_t)n, sizeof(ra__item), longest_first);
+    return RA_OK;
+}
+
+/* q of every (b, head) into f32 [B][Hq][D] (one row at a time, so the copies stay in cache),
+ * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) and the even/odd
+ * split for bf16 K (qp: element 32c + 2j + e of a row goes to 32c + 16e + j, padding 0).
+ * Marks in no_dot the batch entries whose q holds a bf16 subnormal, which the pair products
+ * would read as 0: those take the exact steps, and the others keep theirs, so a sequence's
+ * result does not depend on its neighbours. */
+void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
+{
+    const int64_t D = p->D, full = D & ~(int64_t)31;
+    for (int64_t b = 0; b < p->B; b++) {
+        bool subnormal = false;
+        for (int64_t h = 0; h < p->Hq; h++) {
+            const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
+            float *qf = pl->qf + r * D;
+            if (p->q.dtype == RA_DTYPE_F32 && p->q.sd == 1)
+                memcpy(qf, (const float *)p->q.data + at, sizeof(float) * (size_t)D);
+            else
+                for (int64_t d = 0; d < D; d++)
+                    qf[d] = ra__load_f32(p->q.data, p->q.dtype, at + d * p->q.sd);
+            if (pl->qb)
+                for (int64_t d = 0; d < D; d++) {
+                    uint32_t bits;
+                    memcpy(&bits, &qf[d], sizeof bits);
+                    pl->qb[r * D + d] = (uint16_t)(bits >> 16);
+                    subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
+                }
+            if (pl->qp) {
+                float *row = pl->qp + r * pl->qp_ld;
+                memset(row + full, 0, sizeof(float) * (size_t)(pl->qp_ld - full));
+                for (int64_t d = 0; d < D; d++)
+                    row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[d];
+            }
+        }
+        if (pl->no_dot)
+            pl->no_dot[b] = subnormal;
+    }
+}
