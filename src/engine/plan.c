@@ -58,8 +58,8 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
-    bool want_qp = !pl->rows && kt->q_pairs_for_k[p->k.dtype];
-    pl->qp_ld = want_qp ? (p->D + 31) & ~(int64_t)31 : 0; /* no wrap: q holds D elements */
+    bool want_qp = !pl->rows && kt->prepare_q && kt->q_pairs_for_k[p->k.dtype];
+    pl->qp_ld = want_qp ? kt->q_ld(p->D) : 0;
 
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
@@ -161,14 +161,14 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
 }
 
 /* q of every (b, head) into f32 [B][Hq][D] (one row at a time, so the copies stay in cache),
- * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) and the even/odd
- * split for bf16 K (qp: element 32c + 2j + e of a row goes to 32c + 16e + j, padding 0).
+ * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) for its bf16 dot
+ * steps, and its own layout (qp, written by the family's prepare_q).
  * Marks in no_dot the batch entries whose q holds a bf16 subnormal, which the pair products
  * would read as 0: those take the exact steps, and the others keep theirs, so a sequence's
  * result does not depend on its neighbours. */
 void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
 {
-    const int64_t D = p->D, full = D & ~(int64_t)31;
+    const int64_t D = p->D;
     for (int64_t b = 0; b < p->B; b++) {
         bool subnormal = false;
         for (int64_t h = 0; h < p->Hq; h++) {
@@ -186,12 +186,8 @@ void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
                     pl->qb[r * D + d] = (uint16_t)(bits >> 16);
                     subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
                 }
-            if (pl->qp) {
-                float *row = pl->qp + r * pl->qp_ld;
-                memset(row + full, 0, sizeof(float) * (size_t)(pl->qp_ld - full));
-                for (int64_t d = 0; d < D; d++)
-                    row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = qf[d];
-            }
+            if (pl->qp)
+                pl->kt->prepare_q(qf, D, pl->qp + r * pl->qp_ld);
         }
         if (pl->no_dot)
             pl->no_dot[b] = subnormal;

@@ -27,7 +27,7 @@ typedef struct ra__tile {
     int64_t T;    /* positions in this tile, 1..tile_max */
     const float *q; /* [G][D] f32, contiguous (converted once per call) */
     const uint16_t *qb; /* [G][D] the same q as bf16 bits, for step_bf16_dot only */
-    const float *qp;    /* [G][qp_ld] q split for paired K (q_pairs_for_k), else NULL */
+    const float *qp;    /* [G][qp_ld] q in the family's own layout (prepare_q), else NULL */
     int64_t qp_ld;
     const void *k;  /* first position of the tile; element strides below */
     int64_t k_st, k_sd;
@@ -230,7 +230,12 @@ typedef struct ra__kernel_table {
     bool needs_unit_d;       /* requires k_sd == v_sd == 1; else the core uses portable */
     bool needs_conv;         /* uses ra__tile.conv */
     bool self_prefetch;      /* consumes ra__tile.pf_* itself */
-    bool q_pairs_for_k[RA__KV_DTYPES]; /* K dtypes for which it wants ra__tile.qp */
+    /* A second copy of q in the family's own layout, for the K dtypes marked in
+     * q_pairs_for_k (ra__tile.qp): q_ld(D) floats per head row, written by prepare_q from
+     * the f32 row (NULL: the family reads q as f32 only). */
+    bool q_pairs_for_k[RA__KV_DTYPES];
+    int64_t (*q_ld)(int64_t D);
+    void (*prepare_q)(const float *q, int64_t D, float *row);
     bool row_pointers;       /* has step_rows (and step_bf16_dot_rows where it has dot steps) */
     /* Either the three steps (qk indexed by K's ra_dtype, pv by V's) ... */
     ra__tile_fn qk[RA__KV_DTYPES];

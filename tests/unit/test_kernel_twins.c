@@ -100,6 +100,19 @@ typedef struct tile_data {
     float o0[MAX_G * MAX_D], m0[MAX_G], l0[MAX_G];
 } tile_data;
 
+/* q in the family's own layout (its prepare_q hook), as the engine prepares it. */
+static int64_t prepare_qp(const ra__kernel_table *kt, const tile_case *c, tile_data *d)
+{
+    memset(d->qp, 0, sizeof d->qp);
+    if (!kt->prepare_q)
+        return 0;
+    const int64_t ld = kt->q_ld(c->D);
+    assert_true(ld >= c->D && ld <= MAX_D + 32);
+    for (int64_t g = 0; g < c->G; g++)
+        kt->prepare_q(d->q + g * c->D, c->D, d->qp + g * ld);
+    return ld;
+}
+
 static void fill(const tile_case *c, tile_data *d, rng *r)
 {
     const size_t kes = ra__dtype_size(c->kdt), ves = ra__dtype_size(c->vdt);
@@ -124,12 +137,6 @@ static void fill(const tile_case *c, tile_data *d, rng *r)
         d->q[i] = c->dot ? ra__bf16_to_f32(ra__f32_to_bf16(f)) : f;
         d->qb[i] = ra__f32_to_bf16(d->q[i]);
     }
-    /* q split for paired K (ra__tile.qp): element 32c + 2j + e goes to 32c + 16e + j */
-    const int64_t ld = (c->D + 31) & ~(int64_t)31;
-    memset(d->qp, 0, sizeof d->qp);
-    for (int64_t g = 0; g < c->G; g++)
-        for (int64_t x = 0; x < c->D; x++)
-            d->qp[g * ld + (x & ~31) + 16 * (x & 1) + ((x & 31) >> 1)] = d->q[g * c->D + x];
     for (int64_t g = 0; g < c->G; g++) {
         d->slopes[g] = uniform(r, 0.0f, 0.1f);
         d->m0[g] = c->fresh ? -INFINITY : uniform(r, -1.0f, 1.0f);
@@ -143,7 +150,8 @@ typedef struct tile_out {
     float *s, *conv, o[MAX_G * MAX_D], m[MAX_G], l[MAX_G];
 } tile_out;
 
-static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64_t s_ld)
+static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64_t s_ld,
+                          int64_t qp_ld)
 {
     const bool quant = ra__dtype_quantized(c->kdt);
     memcpy(out->o, d->o0, sizeof out->o);
@@ -151,7 +159,7 @@ static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64
     memcpy(out->l, d->l0, sizeof out->l);
     ra__tile t = {
         .G = c->G, .D = c->D, .T = c->T, .q = d->q, .qb = c->dot ? d->qb : NULL,
-        .qp = d->qp, .qp_ld = (c->D + 31) & ~(int64_t)31,
+        .qp = qp_ld ? d->qp : NULL, .qp_ld = qp_ld,
         .k = d->k_rows[0], .k_st = c->D, .k_sd = 1, .v = d->v_rows[0], .v_st = c->D, .v_sd = 1,
         .k_rows = c->rows ? d->k_rows : NULL, .v_rows = c->rows ? d->v_rows : NULL,
         .scale = c->wide ? 6.0f : 0.125f, .softcap = c->mods ? 3.0f : 0.0f, .slopes = c->mods ? d->slopes : NULL,
@@ -211,6 +219,7 @@ static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, co
 {
     tile_data d;
     fill(c, &d, r);
+    const int64_t qp_ld = kt->q_pairs_for_k[c->kdt] ? prepare_qp(kt, c, &d) : 0;
     const int64_t s_ld = (c->tile_max + 15) & ~(int64_t)15;
     tile_out want, got;
     want.s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * MAX_G));
@@ -220,8 +229,8 @@ static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, co
     assert_true(want.s && got.s && got.conv);
 
     tile_case dense = *c; /* the twin reads the same rows */
-    ra__tile tw = make_tile(&dense, &d, &want, s_ld);
-    ra__tile tk = make_tile(c, &d, &got, s_ld);
+    ra__tile tw = make_tile(&dense, &d, &want, s_ld, 0);
+    ra__tile tk = make_tile(c, &d, &got, s_ld, qp_ld);
     if (c->rows) { /* the twin gets the scattered rows copied into place */
         const size_t kes = ra__dtype_size(c->kdt), ves = ra__dtype_size(c->vdt);
         char *kd = malloc((size_t)(c->T * c->D) * kes), *vd = malloc((size_t)(c->T * c->D) * ves);

@@ -20,6 +20,7 @@
  * subnormals, which the instruction reads as 0, are detected and take exact products. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "common/lse.h"
 #include "avx512_inline.h"
@@ -520,11 +521,28 @@ RA__STEP_DOT(F16, 1, paged_DOT_F16)
 RA__STEP_DOT(BF16, 1, paged_DOT_BF16)
 #undef RA__STEP_DOT
 
+/* The q layout of the pair steps (table field prepare_q): element 32c + 2j + e of a head
+ * row at 32c + 16e + j, so that the even and odd elements of each 32 are one vector each, as
+ * bf16_split makes the K pairs; the row is padded to whole 32s with zeros. */
+static int64_t q_pairs_ld(int64_t D)
+{
+    return (D + 31) & ~(int64_t)31;
+}
+
+static void q_pairs_split(const float *q, int64_t D, float *row)
+{
+    const int64_t full = D & ~(int64_t)31;
+    memset(row + full, 0, sizeof(float) * (size_t)(q_pairs_ld(D) - full));
+    for (int64_t d = 0; d < D; d++)
+        row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = q[d];
+}
+
 #define RA__AVX512_TABLE                                                                      \
     .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = RA_AVX512_DEFAULT_SPLIT,                          \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
     .self_prefetch = true, .row_pointers = true,                                               \
     .q_pairs_for_k = {[RA_DTYPE_BF16] = true, [RA_DTYPE_FP8_E4M3] = true},                     \
+    .q_ld = q_pairs_ld, .prepare_q = q_pairs_split,                                           \
     .rows = {[RA_DTYPE_F32] = {ra__avx512_rows_F32_F32, ra__avx512_rows_F32_F16,               \
                                ra__avx512_rows_F32_BF16},                                      \
              [RA_DTYPE_F16] = {ra__avx512_rows_F16_F32, ra__avx512_rows_F16_F16,               \
