@@ -5,6 +5,11 @@
 #include "problem.h"
 
 ra_status ra__decode(const ra__problem *p);
+/* The bytes of scratch ra__decode_in needs for p. */
+ra_status ra__decode_bytes(const ra__problem *p, size_t *bytes);
+/* ra__decode in caller-provided scratch (64-byte aligned, at least ra__decode_bytes of an
+ * identical problem): it allocates nothing, so it fails only where ra__decode_bytes did. */
+ra_status ra__decode_in(const ra__problem *p, void *scratch, size_t bytes);
 
 /* How the last ra__decode call on this thread walked its cache: the kernel family whose
  * table ran (after any fallback to portable) and the walk, so that tests can assert which

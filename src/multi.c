@@ -168,25 +168,6 @@ static void write_empty_row(const ra__problem *p, int64_t b, int64_t i, int64_t 
         p->l[b * p->l_sb + i * p->l_st + h * p->l_sh] = 0.0f;
 }
 
-/* Copies the used rows of the staging outputs into the caller's. */
-static void copy_staged(const ra__problem *p, const ra__problem *st)
-{
-    for (int64_t b = 0; b < p->B; b++)
-        for (int64_t i = 0; i < p->qlen[b]; i++)
-            for (int64_t h = 0; h < p->Hq; h++) {
-                const float *from = st->o + b * st->o_sb + i * st->o_st + h * st->o_sh;
-                float *to = p->o + b * p->o_sb + i * p->o_st + h * p->o_sh;
-                for (int64_t d = 0; d < p->D; d++)
-                    to[d * p->o_sd] = from[d];
-                if (p->m)
-                    p->m[b * p->m_sb + i * p->m_st + h * p->m_sh] =
-                        st->m[b * st->m_sb + i * st->m_st + h];
-                if (p->l)
-                    p->l[b * p->l_sb + i * p->l_st + h * p->l_sh] =
-                        st->l[b * st->l_sb + i * st->l_st + h];
-            }
-}
-
 /* T = 1: the decode engine on the sequences that have their query; the others are emptied
  * afterwards (so the results are those of ra_ragged_gqa / ra_paged_gqa, bit for bit). */
 static ra_status run_single(const ra__problem *p)
@@ -364,9 +345,9 @@ ra_status ra__multi(const ra__problem *p)
      * whole blocks with bounded scratch, allocated once for the largest round: memory stays
      * proportional to a round, not to T, and the allocator can reuse it call after call
      * instead of handing out fresh pages that must be zeroed. */
-    int64_t max_a = 0, rows_a = 0, max_c = 0, rounds = 0, n_blk, n_a, n_c;
+    int64_t max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
     for (int64_t Tq = 1; Tq <= tq_max; Tq++)
-        for (block x = {0, 0, 0}; next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c); rounds++) {
+        for (block x = {0, 0, 0}; next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
             max_a = n_a > max_a ? n_a : max_a;
             rows_a = n_a * Hkv * Tq * G > rows_a ? n_a * Hkv * Tq * G : rows_a;
             max_c = n_c > max_c ? n_c : max_c;
@@ -375,13 +356,6 @@ ra_status ra__multi(const ra__problem *p)
     pass_at at_a, at_c;
     take_pass(&a, p, max_a, rows_a, &at_a);
     take_pass(&a, p, max_c, max_c * p->Hq, &at_c); /* < B * T * Hq: no overflow */
-    /* With several rounds, a later round's engine allocation may fail after earlier rows are
-     * done: those rows wait in a staging copy of the outputs, so a failing call writes
-     * nothing. */
-    const int64_t out_rows = rounds > 1 ? p->B * p->T * p->Hq : 0;
-    const size_t at_so = ra__arena_take(&a, out_rows, p->D, 1, sizeof(float)),
-                 at_sm = ra__arena_take(&a, p->m ? out_rows : 0, 1, 1, sizeof(float)),
-                 at_sl = ra__arena_take(&a, p->l ? out_rows : 0, 1, 1, sizeof(float));
     if (a.overflow)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query rows overflows",
                         (long long)rows_a);
@@ -391,35 +365,45 @@ ra_status ra__multi(const ra__problem *p)
                         "scratch", a.used);
     pass pa, pc;
     init_pass(&pc, base, &at_c, p, p->Hq);
-    ra__problem stage = *p; /* where the rows go: the caller's outputs or the staging copy */
-    if (out_rows) {
-        const int64_t D = p->D, Hq = p->Hq;
-        stage.o = (float *)(base + at_so);
-        stage.o_sb = p->T * Hq * D, stage.o_st = Hq * D, stage.o_sh = D, stage.o_sd = 1;
-        stage.m = p->m ? (float *)(base + at_sm) : NULL;
-        stage.l = p->l ? (float *)(base + at_sl) : NULL;
-        stage.m_sb = stage.l_sb = p->T * Hq, stage.m_st = stage.l_st = Hq;
-        stage.m_sh = stage.l_sh = 1;
-    }
+    /* The engine's scratch for the largest pass of every round, sized by planning each round
+     * ahead and allocated once: past that allocation nothing can fail, so a call that fails
+     * has written nothing, and the rows go straight to the caller's outputs. */
+    size_t engine_bytes = 0;
     ra_status s = RA_OK;
+    for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
+        init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
+        for (block x = {0, 0, 0}, y = x;
+             s == RA_OK && next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
+            size_t ba = 0, bc = 0;
+            fill_round(p, tq_max, Tq, n_blk, &y, &pa, &pc);
+            s = ra__decode_bytes(&pa.p, &ba);
+            if (s == RA_OK)
+                s = ra__decode_bytes(&pc.p, &bc);
+            engine_bytes = ba > engine_bytes ? ba : engine_bytes;
+            engine_bytes = bc > engine_bytes ? bc : engine_bytes;
+        }
+    }
+    void *engine = s == RA_OK ? ra__alloc(engine_bytes) : NULL;
+    if (s == RA_OK && !engine)
+        s = ra__fail(RA_ERR_OUT_OF_MEMORY, "multi-token: cannot allocate %zu bytes of engine "
+                     "scratch", engine_bytes);
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         for (block x = {0, 0, 0}, y = x, z = x;
              s == RA_OK && next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
             fill_round(p, tq_max, Tq, n_blk, &y, &pa, &pc);
-            s = ra__decode(&pa.p);
+            s = ra__decode_in(&pa.p, engine, engine_bytes);
             if (s == RA_OK)
-                s = ra__decode(&pc.p);
+                s = ra__decode_in(&pc.p, engine, engine_bytes);
             if (s == RA_OK)
-                merge_round(&stage, tq_max, Tq, n_blk, &z, &pa, &pc);
+                merge_round(p, tq_max, Tq, n_blk, &z, &pa, &pc);
         }
     }
-    if (s == RA_OK && out_rows)
-        copy_staged(p, &stage);
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */
         for (int64_t i = p->qlen[b]; i < p->T; i++)
             for (int64_t h = 0; h < p->Hq; h++)
                 write_empty_row(p, b, i, h);
+    ra__free(engine);
     ra__free(base);
     return s;
 }

@@ -108,9 +108,8 @@ static int try_create_threads(int n)
     return made;
 }
 
-int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
+int ra__team_cap(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
 {
-    pthread_once(&init_once, init_team);
     int64_t n = requested > 0 ? requested : omp_get_max_threads();
     /* Never more than OpenMP allows or than a few per processor. */
     int64_t limit = omp_get_thread_limit(), procs = 4 * (int64_t)omp_get_num_procs();
@@ -124,6 +123,13 @@ int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads
     int64_t useful = 1 + fmas / (1 << 20);
     n = n < useful ? n : useful;
     n = n < items ? n : items;
+    return n > 1 ? (int)n : 1;
+}
+
+int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D)
+{
+    pthread_once(&init_once, init_team);
+    const int n = ra__team_cap(requested, items, positions, heads, D);
     /* Nested in another parallel region, OpenMP runs the region on one thread anyway. */
     if (n <= 1 || pool_lost || omp_get_level() > 0)
         return 1;
@@ -131,7 +137,7 @@ int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads
         backoff_left--;
         return 1;
     }
-    int team = (int)n;
+    int team = n;
     if (team - 1 > pool_workers)
         team = pool_workers + 1 + try_create_threads(team - 1 - pool_workers);
     if (team > 1)

@@ -14,6 +14,9 @@
  * could be; and in a child forked while this thread's pool could not be released, the team is
  * 1. Results never depend on it. */
 int ra__team_size(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D);
+/* The most ra__team_size can return for the same arguments on this thread, with no side
+ * effects (it creates no thread and leaves the back-off alone): for sizing scratch ahead. */
+int ra__team_cap(int requested, int64_t items, int64_t positions, int64_t heads, int64_t D);
 
 /* Automatic teams (num_threads 0) back off while the cores are busy with other work. Each team
  * thread measures the time it was not running (a late start, then wall minus CPU time over its

@@ -23,13 +23,22 @@ ra__walk_record ra__last_walk(void)
     return last_walk;
 }
 
-ra_status ra__decode(const ra__problem *p)
+ra_status ra__decode_bytes(const ra__problem *p, size_t *bytes)
+{
+    *bytes = 0;
+    if (p->B == 0 || p->Hq == 0)
+        return RA_OK;
+    ra__plan pl = {0};
+    return ra__plan_build(p, &pl, NULL, NULL, bytes);
+}
+
+static ra_status decode_with(const ra__problem *p, const ra__scratch *given)
 {
     if (p->B == 0 || p->Hq == 0)
         return RA_OK;
     ra__plan pl = {0};
     void *block = NULL;
-    ra_status s = ra__plan_build(p, &pl, &block);
+    ra_status s = ra__plan_build(p, &pl, &block, given, NULL);
     if (s != RA_OK)
         return s;
     last_walk.family = pl.kt->id;
@@ -61,4 +70,15 @@ ra_status ra__decode(const ra__problem *p)
     ra__team_watch_end(&watch);
     ra__free(block);
     return RA_OK;
+}
+
+ra_status ra__decode(const ra__problem *p)
+{
+    return decode_with(p, NULL);
+}
+
+ra_status ra__decode_in(const ra__problem *p, void *scratch, size_t bytes)
+{
+    const ra__scratch given = {scratch, bytes};
+    return decode_with(p, &given);
 }

@@ -24,7 +24,8 @@ static int longest_first(const void *a, const void *b)
     return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
+ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
+                         const ra__scratch *given, size_t *need)
 {
     ra_kernel id = ra__kernel_resolve(p->kernel);
     const ra__kernel_table *kt = ra__kernel_table_for(id);
@@ -73,7 +74,8 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
     for (int64_t b = 0; b < p->B; b++)
         if (__builtin_add_overflow(positions, ra__visible_positions(p, b), &positions))
             positions = INT64_MAX;
-    pl->team = ra__team_size(p->num_threads, n, positions, p->Hq, p->D);
+    pl->team = need ? ra__team_cap(p->num_threads, n, positions, p->Hq, p->D)
+                    : ra__team_size(p->num_threads, n, positions, p->Hq, p->D);
 
     const int64_t hq_item = pl->heads_per_item * p->G;
     ra__arena a = {0, false};
@@ -121,11 +123,22 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block)
         return ra__fail(RA_ERR_OVERFLOW, "decode: scratch for B=%lld Hq=%lld D=%lld and %lld "
                         "work items overflows", (long long)p->B, (long long)p->Hq,
                         (long long)p->D, (long long)n);
-    char *base = ra__alloc(a.used);
+    if (need) {
+        *need = a.used;
+        return RA_OK;
+    }
+    if (given && given->bytes < a.used) { /* fewer threads: results never depend on them */
+        const size_t fit = per.used ? (given->bytes - at_scratch) / per.used : 0;
+        if (given->bytes < at_scratch + per.used)
+            return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: %zu bytes of scratch given, %zu "
+                            "needed", given->bytes, at_scratch + per.used);
+        pl->team = fit < (size_t)pl->team ? (int)fit : pl->team;
+    }
+    char *base = given ? given->base : ra__alloc(a.used);
     if (!base)
         return ra__fail(RA_ERR_OUT_OF_MEMORY, "decode: cannot allocate %zu bytes of scratch "
                         "for %lld work items", a.used, (long long)n);
-    *block = base;
+    *block = given ? NULL : base;
     pl->item_base = (int64_t *)(base + at_base);
     pl->items = (ra__item *)(base + at_items);
     pl->pending = (int64_t *)(base + at_pending);

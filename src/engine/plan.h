@@ -113,9 +113,18 @@ static inline int64_t ra__claim_item(const ra__plan *pl, int64_t *next_item)
     return i < pl->n_items ? i : pl->n_items;
 }
 
+/* Caller-provided scratch for a call (64-byte aligned). */
+typedef struct ra__scratch {
+    void *base;
+    size_t bytes;
+} ra__scratch;
+
 /* Chooses the kernel, the tile and the cut into work items, and carves every buffer the call
- * needs out of one allocation (*block, freed by the caller). */
-ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block);
+ * needs out of one allocation (*block, freed by the caller), or out of given (then *block is
+ * NULL, and the team is lowered to what given holds). With need set it only sizes: *need
+ * gets the bytes for the largest team the call could have, and nothing is allocated. */
+ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
+                         const ra__scratch *given, size_t *need);
 /* q in f32 and the layouts the kernel asked for (see plan.c). */
 void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl);
 /* Runs item it with the plan's walk and returns the item this thread runs next. */
