@@ -111,7 +111,7 @@ static int parse(int argc, char **argv, multi_args *a)
             while (k <= RA_KERNEL_NEON && strcmp(bench_kernel_name((ra_kernel)k), v))
                 k++;
             if (k > RA_KERNEL_NEON) {
-                fprintf(stderr, "unknown kernel '%s' (auto, portable, blas, avx2, avx512)\n", v);
+                fprintf(stderr, "unknown kernel '%s' (auto, portable, blas, avx2, avx512, neon)\n", v);
                 return 2;
             }
             a->kernel = (ra_kernel)k;

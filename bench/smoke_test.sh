@@ -147,7 +147,7 @@ expect_error 2 "--dtype: unknown dtype 'int8'" --dtype bf16,int8
 expect_error 2 "--qdtype: unknown dtype 'e4m3'" --qdtype e4m3
 expect_error 1 "cannot write --json $dir/missing/x.json" --B 1 --S 8 --json "$dir/missing/x.json"
 
-# --help documents every flag the issue asks for.
+# --help documents every flag.
 help=$(run_bench --help)
 for flag in --case --dtype --threads --json --quick --hot --kernel --reps --B --S --hq --hkv \
     --D --lengths --block --paged --softcap --window --sinks --alibi i8 fp8_e4m3 fp8_e5m2; do

@@ -17,7 +17,8 @@ ra_status ra__decode_in(const ra__problem *p, void *scratch, size_t bytes);
  * failed allocation) leaves the previous record. */
 typedef enum ra__walk {
     RA__WALK_HEAD_TILES,     /* one KV head's group of query heads over a tile at a time */
-    RA__WALK_HEAD_TILES_DOT, /* the same with q and K multiplied as bf16 pairs */
+    RA__WALK_HEAD_TILES_DOT, /* the same with q and K multiplied as bf16 pairs (entries whose
+                              * q holds a bf16 subnormal still take the exact steps) */
     RA__WALK_ROW_ORDER       /* every head of a position, then the next (ra__rows) */
 } ra__walk;
 

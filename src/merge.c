@@ -1,4 +1,4 @@
-/* ra_merge: combine partial (o, m, l) states with the log-sum-exp rule (merge_internal.h). */
+/* ra_merge: combine partial (o, m, l) states with the log-sum-exp rule (common/lse.h). */
 #include <stdbool.h>
 #include <stdio.h>
 

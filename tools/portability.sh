@@ -14,7 +14,22 @@ cd "$(dirname "$0")/.."
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
+install_missing() { # Debian packages given as arguments, those not yet installed
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}"
+}
+
 generic() {
+    install_missing cmake make gcc pkgconf clang libomp-14-dev libopenblas-dev \
+        libopenblas-serial-dev libcmocka-dev
     echo "== RA_ISA=generic build (portable C and BLAS kernels only) in build-generic/"
     CC=${GENERIC_CC:-clang} cmake -S . -B build-generic -DCMAKE_BUILD_TYPE=Release -DRA_ISA=generic \
         -DRA_BUILD_EXAMPLES=OFF >/dev/null
@@ -23,21 +38,9 @@ generic() {
 }
 
 arm64_deps() {
-    local pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 libgomp1:arm64
-                libopenblas-serial-dev:arm64 libcmocka-dev:arm64)
-    local missing=()
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "== installing: ${missing[*]}"
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        $sudo dpkg --add-architecture arm64
-    fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}"
+    dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64
+    install_missing gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 \
+        libgomp1:arm64 libopenblas-serial-dev:arm64 libcmocka-dev:arm64
 }
 
 arm64() {

@@ -1,6 +1,6 @@
 # Cross-compiling for arm64 on a Debian x86-64 host: Debian's gcc-aarch64-linux-gnu, the
 # arm64 multiarch -dev packages (libopenblas-serial-dev:arm64, libcmocka-dev:arm64) and
-# qemu-user to run the tests (tools/cross_arm64.sh installs them all).
+# qemu-user to run the tests (tools/portability.sh installs them all).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

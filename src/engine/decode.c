@@ -57,7 +57,7 @@ static ra_status decode_with(const ra__problem *p, const ra__scratch *given)
     {
         ra__thread_mark mark = ra__team_watch_enter(&watch);
         float *scratch = pl.scratch + (size_t)omp_get_thread_num() * pl.scratch_per_thread;
-        /* dynamic scheduling; run_item claims each next item (see there) */
+        /* dynamic scheduling; ra__walk_item claims each next item (walk.c) */
         for (int64_t i = ra__claim_item(&pl, &next_item); i < pl.n_items;) {
             int64_t b = pl.items[i].b;
             i = ra__walk_item(&pl, &pl.items[i], &next_item, scratch);

@@ -1,4 +1,4 @@
-/* The vector exp of the SIMD kernels, one contract for every ISA: for x in [-103.97, 88.72]
+/* The vector exp of the SIMD kernels, one contract for every ISA: for x in [-103.97, 88.7]
  * the result is e^x to about 2 ulp (subnormal results to within one subnormal step); below it
  * is 0 (so e^-inf = 0, as expf gives), above it e^88.7; a NaN x gives NaN.
  * Method: x clamped to [RA_EXP_ARG_MIN, RA_EXP_ARG_MAX], x = n ln2 + r with |r| <= ln2/2, e^r
@@ -9,8 +9,8 @@
 #ifndef RA_EXP_POLY_H
 #define RA_EXP_POLY_H
 
-#define RA_EXP_ARG_MIN -104.0f /* e^-104 rounds to 0 in f32 */
-#define RA_EXP_ARG_MAX 88.7f   /* e^88.7 is finite in f32 */
+#define RA_EXP_ARG_MIN (-104.0f) /* e^-104 rounds to 0 in f32 */
+#define RA_EXP_ARG_MAX (88.7f)   /* e^88.7 is finite in f32 */
 
 #define RA_EXP_LOG2E 1.44269504088896341f
 #define RA_EXP_LN2_HI 0.693145751953125f /* ln 2 split so that n * LN2_HI is exact */

@@ -179,12 +179,12 @@ typedef struct ra__rows {
      * NULL otherwise. Likewise V. */
     const float *k_scale, *v_scale;
     int64_t ks_st, ks_sh, ks_sp, vs_st, vs_sh, vs_sp;
-    const float *q;        /* [Hkv*G][D] f32 */
+    const float *q;        /* [Hkv*G][D] f32, 64-byte aligned (kernels load whole rows) */
     float scale;
     float softcap;         /* score modifiers as in ra__tile: slopes [Hkv*G] or NULL */
     const float *slopes;
     int64_t last_pos;      /* the sequence's last position (item position i is t_first + i) */
-    float *o, *m, *l;      /* [Hkv*G][D], [Hkv*G], [Hkv*G]: the running state */
+    float *o, *m, *l;      /* [Hkv*G][D] (64-byte aligned), [Hkv*G], [Hkv*G]: the state */
     float *s;              /* ra__rows_scratch_floats(Hkv*G, D) floats, 64-byte aligned */
 } ra__rows;
 
@@ -277,7 +277,6 @@ void ra__avx512_rows_BF16_BF16(const ra__rows *r);
 void ra__avx512_rows_I8_I8(const ra__rows *r);
 void ra__avx512_rows_FP8_E4M3_FP8_E4M3(const ra__rows *r);
 void ra__avx512_rows_FP8_E5M2_FP8_E5M2(const ra__rows *r);
-bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v);
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

@@ -1,7 +1,8 @@
 /* Every SIMD (and BLAS) micro-kernel against its reference twin, the portable C steps, on random
  * tiles: one KV head's G query heads over T positions, from a random running state, for every
  * K/V dtype pair the family runs, through each entry it has (the three steps, the fused step,
- * the bf16 dot-product step, the row-pointer steps of paged calls). The end-to-end tests reach
+ * the bf16 dot-product step, the row-pointer steps of paged calls), and every whole-item
+ * row-order entry against the same steps run head by head. The end-to-end tests reach
  * a kernel only through the shapes the core happens to hand it; this one picks the tile shapes
  * itself: G from 1 to 9, odd and tiny D, T from 1 to the kernel's tile size, score modifiers
  * and quantization scales on and off.
@@ -14,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,11 +118,14 @@ static int64_t prepare_qp(const ra__kernel_table *kt, const tile_case *c, tile_d
 static void fill(const tile_case *c, tile_data *d, rng *r)
 {
     const size_t kes = ra__dtype_size(c->kdt), ves = ra__dtype_size(c->vdt);
-    d->kbuf = malloc((size_t)(MAX_T * c->D) * kes + 64);
-    d->vbuf = malloc((size_t)(MAX_T * c->D) * ves + 64);
+    /* exactly the rows the tile reads (scattered: a pool of MAX_T rows), with no slack, so
+     * that a kernel reading past the last row is an AddressSanitizer error */
+    const int64_t n_rows = c->rows ? MAX_T : c->T;
+    d->kbuf = malloc((size_t)(n_rows * c->D) * kes);
+    d->vbuf = malloc((size_t)(n_rows * c->D) * ves);
     assert_non_null(d->kbuf);
     assert_non_null(d->vbuf);
-    for (int64_t i = 0; i < MAX_T * c->D; i++) {
+    for (int64_t i = 0; i < n_rows * c->D; i++) {
         random_elem(r, c->kdt, d->kbuf + (size_t)i * kes);
         random_elem(r, c->vdt, d->vbuf + (size_t)i * ves);
     }
@@ -170,31 +175,43 @@ static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64
     return t;
 }
 
-static void compare(const tile_case *c, const tile_out *want, const tile_out *got,
-                    const char *family, const char *entry)
+/* A state of c->G heads (o [G][D], m, l) against the twin's. */
+typedef struct state_view {
+    const float *o, *m, *l;
+} state_view;
+
+static void compare_states(const tile_case *c, state_view want, state_view got,
+                           const char *family, const char *entry)
 {
     /* comparisons, not fmax: gcc 12 for aarch64 crashes vectorizing an fmax reduction */
     double omax = 0.0, err = 0.0;
     for (int64_t i = 0; i < c->G * c->D; i++) {
-        const double a = fabs(want->o[i]), e = fabs((double)want->o[i] - got->o[i]);
+        const double a = fabs(want.o[i]), e = fabs((double)want.o[i] - got.o[i]);
         omax = a > omax ? a : omax;
         err = e > err || e != e ? e : err;
     }
     /* the logits' own rounding, relative to their size, moves every p by as much */
     double mmax = 0.0;
     for (int64_t g = 0; g < c->G; g++)
-        if (isfinite(want->m[g]) && fabs(want->m[g]) > mmax)
-            mmax = fabs(want->m[g]);
+        if (isfinite(want.m[g]) && fabs(want.m[g]) > mmax)
+            mmax = fabs(want.m[g]);
     const double rel = 2e-5 + 2e-7 * sqrt((double)c->D) * mmax;
     bool ok = err <= rel * omax + 1e-30;
     for (int64_t g = 0; g < c->G; g++)
-        ok = ok && fabsf(want->m[g] - got->m[g]) <= 1e-5f * fmaxf(1.0f, fabsf(want->m[g])) &&
-             fabs((double)want->l[g] - got->l[g]) <= rel * want->l[g];
+        ok = ok && fabsf(want.m[g] - got.m[g]) <= 1e-5f * fmaxf(1.0f, fabsf(want.m[g])) &&
+             fabs((double)want.l[g] - got.l[g]) <= rel * want.l[g];
     if (!ok)
         fail_msg("%s %s: K %d V %d G %lld D %lld T %lld rows %d mods %d fresh %d: |o| error "
                  "%.3g of %.3g, m %g vs %g, l %g vs %g", family, entry, (int)c->kdt,
                  (int)c->vdt, (long long)c->G, (long long)c->D, (long long)c->T, c->rows,
-                 c->mods, c->fresh, err, omax, got->m[0], want->m[0], got->l[0], want->l[0]);
+                 c->mods, c->fresh, err, omax, got.m[0], want.m[0], got.l[0], want.l[0]);
+}
+
+static void compare(const tile_case *c, const tile_out *want, const tile_out *got,
+                    const char *family, const char *entry)
+{
+    compare_states(c, (state_view){want->o, want->m, want->l},
+                   (state_view){got->o, got->m, got->l}, family, entry);
 }
 
 /* The probabilities of a three-step family's softmax against the portable step's (expf) on
@@ -206,8 +223,10 @@ static void compare_p(const tile_case *c, const ra__tile *want, const ra__tile *
     for (int64_t g = 0; g < c->G; g++)
         for (int64_t i = 0; i < c->T; i++) {
             const float w = want->s[g * want->s_ld + i], k = got->s[g * got->s_ld + i];
+            /* 3 ulp; a subnormal result within 2 steps (each exp within one of e^x) */
             const float ulp = nextafterf(fabsf(w), INFINITY) - fabsf(w);
-            if (!(fabsf(w - k) <= 3.0f * ulp + 0x1p-149f) || (w == 0.0f) != (k == 0.0f))
+            const float tol = fabsf(w) >= FLT_MIN ? 3.0f * ulp : 0x1p-148f;
+            if (!(fabsf(w - k) <= tol) || (w == 0.0f) != (k == 0.0f))
                 fail_msg("%s: p[%lld][%lld] = %a, expf gives %a (K %d G %lld D %lld T %lld "
                          "wide %d)", family, (long long)g, (long long)i, k, w, (int)c->kdt,
                          (long long)c->G, (long long)c->D, (long long)c->T, c->wide);
@@ -329,6 +348,121 @@ static int check_family(const ra__kernel_table *kt, rng *r)
     return tiles;
 }
 
+/* ---- row-order items (ra__rows) ------------------------------------------------------- */
+
+/* One whole item in row order through kt->rows[kd][vd] against the portable steps run head by
+ * head over tiles of the same size: K/V [T][Hkv][D] (rows whole and contiguous, as the engine
+ * hands them), q [Hkv*G][D], from the empty state. */
+static void check_rows_item(const ra__kernel_table *kt, ra_dtype kd, ra_dtype vd, int64_t Hkv,
+                            int64_t G, int64_t D, int64_t T, int64_t tile, bool mods, rng *r)
+{
+    const size_t kes = ra__dtype_size(kd), ves = ra__dtype_size(vd);
+    const int64_t hq = Hkv * G, st = Hkv * D;
+    const bool quant = ra__dtype_quantized(kd);
+    char *k = malloc((size_t)(T * st) * kes + 64), *v = malloc((size_t)(T * st) * ves + 64);
+    /* q and o 64-byte aligned, as the engine's are (ra__rows) */
+    const size_t qo_bytes = (sizeof(float) * (size_t)(hq * D) + 63) & ~(size_t)63;
+    float *q = aligned_alloc(64, qo_bytes);
+    float *ks = malloc(sizeof(float) * (size_t)(T * Hkv)), *vs = malloc(sizeof(float) * (size_t)(T * Hkv));
+    float *slopes = malloc(sizeof(float) * (size_t)hq);
+    float *o[2], *m[2], *l[2];
+    for (int w = 0; w < 2; w++) {
+        o[w] = aligned_alloc(64, qo_bytes);
+        assert_non_null(o[w]);
+        memset(o[w], 0, qo_bytes);
+        m[w] = malloc(sizeof(float) * (size_t)hq);
+        l[w] = calloc((size_t)hq, sizeof(float));
+        assert_true(o[w] && m[w] && l[w]);
+        for (int64_t h = 0; h < hq; h++)
+            m[w][h] = -INFINITY;
+    }
+    const int64_t sf = ra__rows_scratch_floats(hq, D);
+    float *scratch = aligned_alloc(64, sizeof(float) * (size_t)((sf + 15) & ~(int64_t)15));
+    const int64_t s_ld = (tile + 15) & ~(int64_t)15;
+    float *s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * G));
+    assert_true(k && v && q && ks && vs && slopes && scratch && s);
+    for (int64_t i = 0; i < T * st; i++) {
+        random_elem(r, kd, k + (size_t)i * kes);
+        random_elem(r, vd, v + (size_t)i * ves);
+    }
+    for (int64_t i = 0; i < hq * D; i++)
+        q[i] = uniform(r, -1.0f, 1.0f);
+    for (int64_t i = 0; i < T * Hkv; i++) {
+        ks[i] = uniform(r, 1.0f, 2.0f) / qmax(kd);
+        vs[i] = uniform(r, 1.0f, 2.0f) / qmax(vd);
+    }
+    for (int64_t h = 0; h < hq; h++)
+        slopes[h] = uniform(r, 0.0f, 0.1f);
+    const float cap = mods ? 3.0f : 0.0f;
+    const int64_t t_first = 5, last_pos = t_first + T + 3;
+
+    const ra__rows item = {
+        .T = T, .tile = tile, .Hkv = Hkv, .G = G, .D = D, .k = k, .v = v,
+        .k_st = st, .k_sh = D, .v_st = st, .v_sh = D, .t_first = t_first,
+        .k_scale = quant ? ks : NULL, .v_scale = quant ? vs : NULL,
+        .ks_st = Hkv, .ks_sh = 1, .vs_st = Hkv, .vs_sh = 1,
+        .q = q, .scale = 0.125f, .softcap = cap, .slopes = mods ? slopes : NULL,
+        .last_pos = last_pos, .o = o[0], .m = m[0], .l = l[0], .s = scratch,
+    };
+    kt->rows[kd][vd](&item);
+
+    float kts[MAX_T], vts[MAX_T];
+    for (int64_t j = 0; j < Hkv; j++)
+        for (int64_t t0 = 0; t0 < T; t0 += tile) {
+            const int64_t n = T - t0 < tile ? T - t0 : tile;
+            for (int64_t i = 0; i < n; i++) {
+                kts[i] = ks[(t0 + i) * Hkv + j];
+                vts[i] = vs[(t0 + i) * Hkv + j];
+            }
+            ra__tile t = {
+                .G = G, .D = D, .T = n, .q = q + j * G * D,
+                .k = k + (size_t)(t0 * st + j * D) * kes, .k_st = st, .k_sd = 1,
+                .v = v + (size_t)(t0 * st + j * D) * ves, .v_st = st, .v_sd = 1,
+                .scale = 0.125f, .softcap = cap, .slopes = mods ? slopes + j * G : NULL,
+                .t_first = t_first + t0, .last_pos = last_pos,
+                .k_scales = quant ? kts : NULL, .v_scales = quant ? vts : NULL,
+                .s = s, .s_ld = s_ld, .o = o[1] + j * G * D, .m = m[1] + j * G, .l = l[1] + j * G,
+            };
+            ra__kernels_portable.qk[kd](&t);
+            ra__kernels_portable.softmax(&t);
+            ra__kernels_portable.pv[vd](&t);
+        }
+    const tile_case c = {.G = hq, .D = D, .T = T, .kdt = kd, .vdt = vd, .mods = mods};
+    compare_states(&c, (state_view){o[1], m[1], l[1]}, (state_view){o[0], m[0], l[0]},
+                   ra_kernel_name(kt->id), "row order");
+    for (int w = 0; w < 2; w++) {
+        free(o[w]);
+        free(m[w]);
+        free(l[w]);
+    }
+    free(k), free(v), free(q), free(ks), free(vs), free(slopes), free(scratch), free(s);
+}
+
+/* Every row-order entry of the family, on the G its rows_serve admits. */
+static int check_rows(const ra__kernel_table *kt, rng *r)
+{
+    static const int64_t Hkvs[] = {2, 3, 8, 17}, Dr[] = {16, 40, 64, 100, 128};
+    static const int64_t Tr[] = {1, 7, 255, 256, 300, 600};
+    int items = 0;
+    if (!kt->rows_serve)
+        return 0;
+    for (int kd = 0; kd < RA__KV_DTYPES; kd++)
+        for (int vd = 0; vd < RA__KV_DTYPES; vd++)
+            for (int64_t G = 1; G <= 4; G++) {
+                if (!kt->rows[kd][vd] || !kt->rows_serve(G, (ra_dtype)kd, (ra_dtype)vd))
+                    continue;
+                for (size_t a = 0; a < sizeof Hkvs / sizeof Hkvs[0]; a++)
+                    for (size_t b = 0; b < sizeof Dr / sizeof Dr[0]; b++) {
+                        const size_t c = (a + b) % (sizeof Tr / sizeof Tr[0]);
+                        check_rows_item(kt, (ra_dtype)kd, (ra_dtype)vd, Hkvs[a], G, Dr[b],
+                                        Tr[c], (a + b) % 3 ? RA__ROWS_TILE_MAX : 37,
+                                        (a + b) % 2, r);
+                        items++;
+                    }
+            }
+    return items;
+}
+
 static void check_kernel(ra_kernel k)
 {
     if (!ra__kernel_available(k)) {
@@ -340,8 +474,9 @@ static void check_kernel(ra_kernel k)
     const ra__kernel_table *kt = ra__kernel_table_for(k);
     assert_int_equal(kt->id, k);
     assert_true(kt->tile_max >= 1 && kt->tile_max <= MAX_T);
-    int tiles = check_family(kt, &r);
-    print_message("%s: %d random tiles match the portable twin\n", ra_kernel_name(k), tiles);
+    int tiles = check_family(kt, &r), items = check_rows(kt, &r);
+    print_message("%s: %d random tiles and %d row-order items match the portable twin\n",
+                  ra_kernel_name(k), tiles, items);
     assert_true(tiles > 0);
 }
 

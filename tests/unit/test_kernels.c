@@ -151,7 +151,12 @@ static ra__walk_record expected_walk(ra_kernel k, const kcfg *g)
     const int64_t G = g->Hq / g->Hkv;
     const bool whole_rows = g->layout == TC_LAYOUT_NATIVE || g->layout == TC_LAYOUT_BROADCAST;
     const bool f32_kv = g->k == RA_DTYPE_F32 && g->v == RA_DTYPE_F32;
-    if (whole_rows && g->Hkv > 1 && (G == 1 || G == 2 || (G == 4 && f32_kv)))
+#ifdef RA_NO_ROWS /* the measurement knob that turns row order off */
+    const bool row_order = false;
+#else
+    const bool row_order = whole_rows && g->Hkv > 1 && (G == 1 || G == 2 || (G == 4 && f32_kv));
+#endif
+    if (row_order)
         w.walk = RA__WALK_ROW_ORDER;
     else if (g->q == RA_DTYPE_BF16 && g->k == RA_DTYPE_BF16 && cpu_has_avx512bf16())
         w.walk = RA__WALK_HEAD_TILES_DOT;

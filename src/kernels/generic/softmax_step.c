@@ -1,5 +1,5 @@
-/* The online-softmax update between the two products of a tile, shared by the portable, BLAS
- * and AVX2 kernels (AVX-512 fuses its own, with a vector max). */
+/* The online-softmax update between the two products of a tile, shared by the portable, BLAS,
+ * AVX2 and NEON kernels (AVX-512 fuses its own, with a vector max). */
 #include <math.h>
 
 #include "common/lse.h"

@@ -538,7 +538,7 @@ static void q_pairs_split(const float *q, int64_t D, float *row)
 }
 
 #define RA__AVX512_TABLE                                                                      \
-    .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = RA_AVX512_DEFAULT_SPLIT,                          \
+    .id = RA_KERNEL_AVX512, .tile_max = TILE, .default_split = RA_AVX512_DEFAULT_SPLIT,        \
     .all_heads_per_item = true, .needs_unit_d = true, .needs_conv = false,                    \
     .self_prefetch = true, .row_pointers = true,                                               \
     .q_pairs_for_k = {[RA_DTYPE_BF16] = true, [RA_DTYPE_FP8_E4M3] = true},                     \
@@ -552,7 +552,7 @@ static void q_pairs_split(const float *q, int64_t D, float *row)
              [RA_DTYPE_I8] = {[RA_DTYPE_I8] = ra__avx512_rows_I8_I8},                          \
              [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = ra__avx512_rows_FP8_E4M3_FP8_E4M3},  \
              [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = ra__avx512_rows_FP8_E5M2_FP8_E5M2}}, \
-    .rows_serve = ra__avx512_rows_serve,                                                      \
+    .rows_serve = ra__avx512_rows_pay,                                                        \
     .step = {[RA_DTYPE_F32] = {step_F32_F32, step_F32_F16, step_F32_BF16},                    \
              [RA_DTYPE_F16] = {step_F16_F32, step_F16_F16, step_F16_BF16},                    \
              [RA_DTYPE_BF16] = {step_BF16_F32, step_BF16_F16, step_BF16_BF16},                \

@@ -419,13 +419,7 @@ RA_INLINE void rows_item(const ra__rows *r, const int G, const int kdt, const in
         from_chunks(w.os, r->o, w.hq, r->D, w.dp, w.mult);
 }
 
-/* The shapes of config.h's ra__avx512_rows_pay, for the kernel table. */
-bool ra__avx512_rows_serve(int64_t G, ra_dtype k, ra_dtype v)
-{
-    return ra__avx512_rows_pay(G, k, v);
-}
-
-/* One entry per K/V dtype pair, specialized only for the G that ra__avx512_rows_serve lets
+/* One entry per K/V dtype pair, specialized only for the G that ra__avx512_rows_pay lets
  * through (the core never calls it with another). */
 #define RA__ROWS(kd, vd)                                                                      \
     void ra__avx512_rows_##kd##_##vd(const ra__rows *r)                                       \
