@@ -48,6 +48,33 @@ void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t 
     }
 }
 
+size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                    int64_t j, const char **lines)
+{
+    const size_t es = ra__dtype_size(x->dtype), row = (size_t)x->st * es;
+    size_t count = 0;
+    uintptr_t next = 0; /* the end of the last line written */
+    const char *head = (const char *)x->data + (size_t)(j * x->sh) * es;
+    const int64_t ps = p->pages ? p->page_size : n;
+    const int32_t *page = p->pages ? p->pages + p->page_at[b] + t0 / ps : NULL;
+    int64_t in = p->pages ? t0 % ps : 0;
+    for (int64_t i = 0; i < n;) { /* one page at a time (the whole range if contiguous) */
+        const int64_t k = ps - in < n - i ? ps - in : n - i;
+        const uintptr_t at = (uintptr_t)(page ? head + (size_t)(*page * x->sp + in * x->st) * es
+                                              : ra__kv_row(p, x, b, t0, j, es));
+        const uintptr_t end = at + (size_t)k * row;
+        /* a page that follows the last one in memory continues its lines */
+        for (uintptr_t line = at >= next || at + 64 < next ? at & ~(uintptr_t)63 : next;
+             line < end; line += 64)
+            lines[count++] = (const char *)line;
+        next = (end + 63) & ~(uintptr_t)63;
+        i += k;
+        in = 0;
+        page += page != NULL;
+    }
+    return count;
+}
+
 void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                    int64_t j, float *out)
 {

@@ -38,6 +38,12 @@ int64_t ra__kv_run_end(const ra__problem *p, int64_t b, int64_t t, int64_t limit
 void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                  int64_t j, const char **rows);
 
+/* The address of every cache line of the rows of positions [t0, t0 + n) of sequence b, KV
+ * head j, in x, each row x->st elements long; returns how many it wrote to lines (at most
+ * n * (ceil(row bytes / 64) + 2)). */
+size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
+                    int64_t j, const char **lines);
+
 /* out[i] = the scale of position t0 + i of sequence b, KV head j, in quantized x. */
 void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                    int64_t j, float *out);

@@ -103,9 +103,20 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
     if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
-    if (p->pages) /* row pointers: a tile's K and V, and the next tile's prefetch shares */
-        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 4, pl->tile, 1, sizeof(char *)) /
+    if (p->pages) { /* row pointers of a tile's K and V; the next tile's prefetch lines */
+        pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /
                                     sizeof(float));
+        /* a share is at most a tile of rows of the item's heads (at most f32), each run of
+         * rows spanning up to 2 lines more than its bytes fill */
+        ra__arena row = {0, false};
+        ra__arena_take(&row, pl->heads_per_item, p->D, 4, 1);
+        int64_t cap = 0;
+        if (row.overflow || __builtin_mul_overflow(pl->tile, (int64_t)(row.used >> 6) + 2, &cap))
+            per.overflow = true;
+        pl->pf_lines_cap = cap;
+        pl->pf_lines_at = (int64_t)(ra__arena_take(&per, 2, cap, 1, sizeof(char *)) /
+                                    sizeof(float));
+    }
     if (p->k.scale || p->v.scale) /* a tile's K and V scales (quantized K/V) */
         pl->scales_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(float)) /
                                   sizeof(float));

@@ -44,9 +44,10 @@ typedef struct ra__plan {
     size_t scratch_per_thread; /* floats, a multiple of 16 (64 B) */
     int64_t s_ld;
     int64_t rows_tile; /* positions per tile of a row-order item */
-    /* floats into a thread's scratch of its tile row pointers (K then V, row_pointers
-     * kernels), and of a paged call's gathered K, then V (gather_floats each) */
-    int64_t row_ptrs_at, gather_at, gather_floats;
+    /* Paged calls, floats into a thread's scratch: its tile's row pointers (K then V), the
+     * next tile's prefetch lines (K then V, pf_lines_cap each), and, for kernels without row
+     * pointers, a gathered K, then V (gather_floats each) */
+    int64_t row_ptrs_at, pf_lines_at, pf_lines_cap, gather_at, gather_floats;
     int64_t scales_at; /* quantized K/V: floats into a thread's scratch of a tile's scales */
 } ra__plan;
 

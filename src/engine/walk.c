@@ -17,12 +17,13 @@
  * over the nh heads the whole next tile is requested front to back. The hardware prefetcher
  * does not follow the 4 KiB row stride of a [B,S,Hkv,D] cache. When the item's heads fill
  * whole contiguous rows, the share is a run of rows; when each head's positions are contiguous
- * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. A share
- * of a paged cache is one or two runs (p, p2), or else a list of rows written to rows (room
- * for a tile); first_run_only keeps its first run, for kernels that prefetch from p alone. */
+ * (a [B,Hkv,S,D] view), it is that head's next tile; other layouts get no prefetch. The share
+ * is a byte range (p, bytes): all of it in a contiguous call, its first run of rows in a paged
+ * one; or, with as_lines (paged calls), the address of every cache line of its runs, written
+ * to lines (room for ra__plan.pf_lines_cap). */
 static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, int64_t b,
                                     int64_t next, int64_t n_next, int64_t j0, int64_t nh,
-                                    int64_t jj, const char **rows, bool first_run_only)
+                                    int64_t jj, const char **lines, bool as_lines)
 {
     const int64_t D = p->D;
     const size_t es = ra__dtype_size(x->dtype);
@@ -37,24 +38,15 @@ static ra__pf_target prefetch_share(const ra__problem *p, const ra__operand *x, 
     } else if (x->st != D) {
         return pf;
     }
-    const int64_t end = t0 + n, e1 = ra__kv_run_end(p, b, t0, end),
-                  e2 = e1 < end && !first_run_only ? ra__kv_run_end(p, b, e1, end) : end;
-    if (first_run_only && e1 < end) { /* kernels that take contiguous targets only */
-        pf.p = ra__kv_row(p, x, b, t0, j, es);
-        pf.bytes = (size_t)((e1 - t0) * x->st) * es;
-    } else if (e2 >= end) { /* one run, or two */
-        pf.p = ra__kv_row(p, x, b, t0, j, es);
-        pf.bytes = (size_t)((e1 - t0) * x->st) * es;
-        if (e1 < end) {
-            pf.p2 = ra__kv_row(p, x, b, e1, j, es);
-            pf.bytes2 = (size_t)((end - e1) * x->st) * es;
-        }
-    } else if (n > 0) {
-        ra__kv_rows(p, x, b, t0, n, j, rows);
-        pf.rows = rows;
-        pf.n_rows = (size_t)n;
-        pf.row_bytes = (size_t)x->st * es;
+    const int64_t end = t0 + n;
+    if (!as_lines) {
+        pf.p = n > 0 ? ra__kv_row(p, x, b, t0, j, es) : NULL;
+        pf.bytes = (size_t)((ra__kv_run_end(p, b, t0, end) - t0) * x->st) * es;
+        return pf;
     }
+    const size_t n_lines = ra__kv_lines(p, x, b, t0, n, j, lines);
+    pf.lines = n_lines ? lines : NULL;
+    pf.n_lines = n_lines;
     return pf;
 }
 
@@ -114,10 +106,12 @@ static int64_t walk_head_tiles(const ra__plan *pl, const ra__item *it, int64_t *
         .softcap = p->softcap, .last_pos = ra__seq_len(p, it->b) - 1,
         .conv = scratch + pl->s_ld * G,
     };
-    /* row pointers of a tile's K and V (kernels with row_pointers); paged: gathered K and V */
+    /* paged: row pointers of a tile's K and V (kernels with row_pointers), the next tile's
+     * prefetch lines, gathered K and V (the other kernels) */
     const char **k_rows = (const char **)(void *)(scratch + pl->row_ptrs_at),
-               **v_rows = k_rows + pl->tile, **pf_k_rows = v_rows + pl->tile,
-               **pf_v_rows = pf_k_rows + pl->tile;
+               **v_rows = k_rows + pl->tile;
+    const char **pf_k_lines = (const char **)(void *)(scratch + pl->pf_lines_at),
+               **pf_v_lines = pf_k_lines + pl->pf_lines_cap;
     char *gk = (char *)(scratch + pl->gather_at), *gv = gk + pl->gather_floats * sizeof(float);
     float *k_scales = p->k.scale ? scratch + pl->scales_at : NULL;
     float *v_scales = p->v.scale ? scratch + pl->scales_at + pl->tile : NULL;
@@ -180,17 +174,22 @@ static int64_t walk_head_tiles(const ra__plan *pl, const ra__item *it, int64_t *
             t.m = m + jj * G;
             t.l = l + jj * G;
             const int64_t n_pf = gather ? 0 : n_next;
-            /* self-prefetching kernels without paged steps read p alone */
-            const bool first_run_only = kt->self_prefetch && !by_row;
+            /* the paged steps and the core take lists of lines; the plain steps a range */
+            const bool as_lines = p->pages && (by_row || !kt->self_prefetch);
             t.pf_k = prefetch_share(p, &p->k, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
-                                    pf_k_rows, first_run_only);
+                                    pf_k_lines, as_lines);
             t.pf_v = prefetch_share(p, &p->v, pf_it->b, next, n_pf, pf_it->j0, nh, jj,
-                                    pf_v_rows, first_run_only);
+                                    pf_v_lines, as_lines);
             if (!kt->self_prefetch) {
-                ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
-                ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);
-                ra__prefetch_step_any(&pk, 0);
-                ra__prefetch_step_any(&pv_, 0);
+                const ra__prefetcher pk = ra__prefetcher_init(&t.pf_k, 1);
+                const ra__prefetcher pv_ = ra__prefetcher_init(&t.pf_v, 1);
+                if (as_lines) {
+                    ra__prefetch_step_list(&pk, 0);
+                    ra__prefetch_step_list(&pv_, 0);
+                } else {
+                    ra__prefetch_step(&pk, 0);
+                    ra__prefetch_step(&pv_, 0);
+                }
             }
             if (by_row) {
                 fused_rows(&t);

@@ -54,15 +54,16 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    /* What of later tiles to prefetch while this one computes: bytes from p; in a paged call
-     * also bytes2 from p2 (a second run of rows), or instead n_rows rows of row_bytes each at
-     * rows[i]; p and rows NULL: nothing. Kernels that set self_prefetch in their table spread
-     * it over their loops; for the others the core issues it up front. */
+    /* What of later tiles to prefetch while this one computes: in a contiguous call, bytes
+     * from p; in a paged call (the step_rows steps, and the core for the other kernels), the
+     * address of each cache line, lines[0 .. n_lines); p and lines NULL: nothing. Kernels that
+     * set self_prefetch in their table spread it over their loops; for the others the core
+     * issues it up front. */
     struct ra__pf_target {
-        const char *p, *p2;
-        size_t bytes, bytes2;
-        const char *const *rows;
-        size_t n_rows, row_bytes;
+        const char *p;
+        size_t bytes;
+        const char *const *lines;
+        size_t n_lines;
     } pf_k, pf_v;
 } ra__tile;
 
@@ -76,39 +77,29 @@ typedef struct ra__pf_target ra__pf_target;
 
 /* Prefetches of a target spread over a loop of n steps, so that a tile's prefetches overlap
  * its compute instead of stalling it in one burst: step i asks for its share of whole cache
- * lines into L2. (The division happens once per loop, not per step.) */
+ * lines into L2. (The division happens once per loop, not per step.) A paged target is a list
+ * of line addresses, so that its step is as small as a contiguous one: the kernel's loop keeps
+ * its registers for the arithmetic. */
 typedef struct ra__prefetcher {
-    const char *p;           /* lines [0, lines1) from p, the rest from p2 ... */
-    const char *const *rows; /* ... or line first + ln at rows[.. >> shift] + 64 (.. & mask) */
-    size_t lines, per, first, lines1;
-    const char *p2;
-    unsigned shift;
+    const char *p;           /* lines [0, lines) from p ... */
+    const char *const *list; /* ... or at list[0 .. lines) */
+    size_t lines, per;
 } ra__prefetcher;
 
-/* Lines [total*num_a/den, total*num_b/den) of x over n steps. A row of a row list counts its
- * whole lines rounded up to a power of two (prefetches past a row's end never fault). */
+/* Lines [total*num_a/den, total*num_b/den) of x over n steps. */
 static inline ra__prefetcher ra__prefetcher_part(const ra__pf_target *x, size_t num_a,
                                                  size_t num_b, size_t den, int64_t n)
 {
-    ra__prefetcher pf = {NULL, x->rows, 0, 0, 0, 0, NULL, 0};
-    const size_t l1 = x->p ? (x->bytes + 63) >> 6 : 0, l2 = x->p2 ? (x->bytes2 + 63) >> 6 : 0;
-    size_t total = l1 + l2;
-    if (x->rows) {
-        while (((size_t)1 << pf.shift) < ((x->row_bytes + 63) >> 6))
-            pf.shift++;
-        total = x->n_rows << pf.shift;
-    }
+    ra__prefetcher pf = {NULL, NULL, 0, 0};
+    const size_t total = x->lines ? x->n_lines : x->p ? (x->bytes + 63) >> 6 : 0;
     const size_t a = total * num_a / den, b = total * num_b / den;
     pf.lines = b > a && n > 0 ? b - a : 0;
     if (!pf.lines)
         return pf;
-    pf.first = a;
-    if (a < l1) {
+    if (x->lines)
+        pf.list = x->lines + a;
+    else
         pf.p = x->p + (a << 6);
-        pf.lines1 = l1 - a < pf.lines ? l1 - a : pf.lines;
-    }
-    if (x->p2)
-        pf.p2 = x->p2 + ((a > l1 ? a - l1 : 0) << 6);
     pf.per = (pf.lines + (size_t)n - 1) / (size_t)n;
     return pf;
 }
@@ -118,7 +109,7 @@ static inline ra__prefetcher ra__prefetcher_init(const ra__pf_target *x, int64_t
     return ra__prefetcher_part(x, 0, 1, 1, n);
 }
 
-/* For targets from p (contiguous calls: reads neither rows nor first). */
+/* Step i of a contiguous call's target (from p). */
 static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 {
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
@@ -126,25 +117,12 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
         __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
-/* For targets of either kind (a paged call). */
-static inline void ra__prefetch_step_any(const ra__prefetcher *pf, int64_t i)
+/* Step i of a paged call's target (a list of lines). */
+static inline void ra__prefetch_step_list(const ra__prefetcher *pf, int64_t i)
 {
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
-    if (!pf->rows) {
-        for (size_t ln = lo; ln < hi && ln < pf->lines1; ln++)
-            __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
-        for (size_t ln = lo > pf->lines1 ? lo : pf->lines1; ln < hi; ln++)
-            __builtin_prefetch(pf->p2 + ((ln - pf->lines1) << 6), 0, RA_PF_HINT);
-        return;
-    }
-    const size_t mask = ((size_t)1 << pf->shift) - 1;
-    for (size_t ln = pf->first + lo, end = pf->first + hi; ln < end;) {
-        /* a step's lines lie in one row or two: look each row up once */
-        const char *row = pf->rows[ln >> pf->shift];
-        const size_t row_end = (ln | mask) + 1 < end ? (ln | mask) + 1 : end;
-        for (; ln < row_end; ln++)
-            __builtin_prefetch(row + ((ln & mask) << 6), 0, RA_PF_HINT);
-    }
+    for (size_t ln = lo; ln < hi; ln++)
+        __builtin_prefetch(pf->list[ln], 0, RA_PF_HINT);
 }
 
 /* A kernel that splits a KV head's G query heads into register tiles gives the tile of heads
@@ -246,7 +224,7 @@ typedef struct ra__kernel_table {
     /* Fused steps [V dtype] for q and K both bf16, with q also in ra__tile.qb (NULL: none). */
     ra__tile_fn step_bf16_dot[RA__KV_DTYPES];
     /* The fused steps again for paged calls: rows through ra__tile.k_rows/v_rows, prefetch
-     * targets of either kind (ra__prefetch_step_any). Kernels without them get a paged tile
+     * targets as lists of lines (ra__prefetch_step_list). Kernels without them get a paged tile
      * that spans runs of rows gathered into a dense buffer. */
     ra__tile_fn step_rows[RA__KV_DTYPES][RA__KV_DTYPES];
     ra__tile_fn step_bf16_dot_rows[RA__KV_DTYPES];

@@ -63,10 +63,9 @@ RA_INLINE __m512 spread_heads(const float *v, const int GT, const int TT)
     return _mm512_permutexvar_ps(head_of_lane, _mm512_maskz_loadu_ps((__mmask16)((1u << GT) - 1u), v));
 }
 
-/* paged: the target may be a list of rows; a compile-time flag, so that contiguous calls run
- * the plain loop. */
+/* paged (a compile-time flag): the target is a list of lines. */
 #define PF_GO(pf, tick, paged)                                                                 \
-    ((paged) ? ra__prefetch_step_any(pf, tick) : ra__prefetch_step(pf, tick))
+    ((paged) ? ra__prefetch_step_list(pf, tick) : ra__prefetch_step(pf, tick))
 #define PF_ROW(pf, tick, i, fine) ((fine) ? PF_GO(pf, (tick) + (i), paged) : (void)0)
 #define PF_STEP(pf, tick, fine) ((fine) ? (void)0 : PF_GO(pf, tick, paged))
 #define PF_PER_STEP(TT, fine) ((fine) ? (TT) : 1)
@@ -429,7 +428,7 @@ RA_INLINE void modify_tile(const ra__tile *t, int64_t g0, const int GT, float *s
 }
 
 /* One head tile: dtp packs the K and V dtypes (8 * k + v, k may be KDT_BF16_DOT) and, in
- * bit 6, whether the call is paged (rows through ra__tile.k_rows, prefetch targets of rows), so
+ * bit 6, whether the call is paged (rows through ra__tile.k_rows, prefetch lists), so
  * that one macro argument carries them all into the specialization. */
 #define RA__DTP(k, v, paged) (8 * (k) + (v) + 64 * (paged))
 RA_INLINE void head_tile_step(const ra__tile *t, int64_t g0, const int GT, const int dtp)
