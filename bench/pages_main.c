@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 /* raggedattn-bench-pages: how fast this machine reads K/V laid out in pages, with no attention
  * in the way. A paged decode call reads each sequence's pages in page-table order, so a pool
  * whose pages are shuffled is read in chunks of one page each, in an order the hardware
@@ -121,17 +122,26 @@ int main(int argc, char **argv)
     size_t *in_order = malloc(max_pages * sizeof *in_order);
     size_t *shuffled = malloc(max_pages * sizeof *shuffled);
     double *g = malloc(3 * (size_t)a.reps * sizeof *g);
+    int status = 0;
     if (!in_order || !shuffled || !g) {
         fprintf(stderr, "raggedattn-bench-pages: error: out of memory\n");
-        return 1;
+        status = 1;
+        goto done;
     }
     printf("raggedattn-bench-pages: two arrays of %zu MiB (%s), median of %d passes each way\n\n",
            mb.bytes_each >> 20, a.thp ? "huge pages requested" : "huge pages not requested",
            a.reps);
-    printf("threads  page_bytes   stream_GB/s  in_order_GB/s  shuffled_GB/s  shuffled/stream\n");
+    printf("threads  page_bytes   stream_GB/s  in_order_GB/s  shuffled_GB/s  shuffled/in_order"
+           "  shuffled/stream\n");
     for (int ti = 0; ti < a.n_threads; ti++)
         for (int s = 0; s < a.n_sizes; s++) {
             const size_t pb = a.page_bytes[s], n = mb.bytes_each / pb;
+            if (n < 2) {
+                fprintf(stderr, "raggedattn-bench-pages: %zu-byte pages: the arrays hold fewer "
+                                "than two (raise --mib)\n", pb);
+                status = 2;
+                goto done;
+            }
             for (size_t i = 0; i < n; i++)
                 in_order[i] = shuffled[i] = i;
             srand(20261203u);
@@ -151,11 +161,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "\r%60s\r", "");
             const double ms = median(st, a.reps), mi = median(io, a.reps),
                          mh = median(sh, a.reps);
-            printf("%7d  %10zu  %12.1f  %13.1f  %13.1f  %14.2f\n", a.threads[ti], pb, ms, mi, mh,
-                   mh / ms);
+            printf("%7d  %10zu  %12.1f  %13.1f  %13.1f  %16.2f  %15.2f\n", a.threads[ti], pb, ms,
+                   mi, mh, mh / mi, mh / ms);
             fflush(stdout);
         }
+done:
     free(in_order), free(shuffled), free(g);
     bench_membw_free(&mb);
-    return 0;
+    return status;
 }
