@@ -8,6 +8,7 @@
  * as the kernels do. The shuffled figure over the plain one is the most a memory-bound paged
  * call can reach against a contiguous one at that page size (docs/performance.md). */
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,8 @@ static int usage(const char *argv0, int rc)
     return rc;
 }
 
-/* Comma-separated positive integers into out (at most max); returns how many, or -1. */
-static int parse_list(const char *v, long long *out, int max)
+/* Comma-separated integers in [1, limit] into out (at most max); returns how many, or -1. */
+static int parse_list(const char *v, long long *out, int max, long long limit)
 {
     char buf[256];
     int n = 0;
@@ -46,7 +47,7 @@ static int parse_list(const char *v, long long *out, int max)
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *end;
         const long long x = strtoll(t, &end, 10);
-        if (*end || x < 1 || n == max)
+        if (*end || x < 1 || x > limit || n == max)
             return -1;
         out[n++] = x;
     }
@@ -72,20 +73,20 @@ static int parse(int argc, char **argv, pages_args *a)
         if (!v)
             return usage(argv[0], 2);
         i++;
-        if (!strcmp(f, "--page-bytes") && (n = parse_list(v, xs, MAX_SIZES)) > 0) {
+        if (!strcmp(f, "--page-bytes") && (n = parse_list(v, xs, MAX_SIZES, 1LL << 40)) > 0) {
             for (int k = 0; k < n; k++) {
                 if (xs[k] % 64)
                     return usage(argv[0], 2);
                 a->page_bytes[k] = (size_t)xs[k];
             }
             a->n_sizes = n;
-        } else if (!strcmp(f, "--threads") && (n = parse_list(v, xs, MAX_THREADS)) > 0) {
+        } else if (!strcmp(f, "--threads") && (n = parse_list(v, xs, MAX_THREADS, 1024)) > 0) {
             for (int k = 0; k < n; k++)
                 a->threads[k] = (int)xs[k];
             a->n_threads = n;
-        } else if (!strcmp(f, "--reps") && parse_list(v, xs, 1) == 1) {
+        } else if (!strcmp(f, "--reps") && parse_list(v, xs, 1, 1000000) == 1) {
             a->reps = (int)xs[0];
-        } else if (!strcmp(f, "--mib") && parse_list(v, xs, 1) == 1 && xs[0] >= 64) {
+        } else if (!strcmp(f, "--mib") && parse_list(v, xs, 1, 1LL << 20) == 1 && xs[0] >= 64) {
             a->total_mib = (size_t)xs[0];
         } else {
             return usage(argv[0], 2);
@@ -144,9 +145,10 @@ int main(int argc, char **argv)
             }
             for (size_t i = 0; i < n; i++)
                 in_order[i] = shuffled[i] = i;
-            srand(20261203u);
-            for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates, the same order every run */
-                const size_t j = (size_t)rand() % (i + 1), x = shuffled[i];
+            uint64_t state = 20261203u; /* Fisher-Yates, the same order every run */
+            for (size_t i = n - 1; i > 0; i--) {
+                state = state * 6364136223846793005u + 1442695040888963407u;
+                const size_t j = (size_t)((state >> 33) % (i + 1)), x = shuffled[i];
                 shuffled[i] = shuffled[j];
                 shuffled[j] = x;
             }

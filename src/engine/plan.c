@@ -24,6 +24,18 @@ static int longest_first(const void *a, const void *b)
     return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
+/* Cache lines of `rows` rows of `heads` f32 rows of D elements, one page each at worst (each
+ * run of rows starts and ends inside a line): rows * (ceil(heads*D*4 / 64) + 2), or -1 on
+ * overflow. */
+static int64_t lines_for(int64_t rows, int64_t heads, int64_t D)
+{
+    int64_t bytes, lines;
+    if (__builtin_mul_overflow(heads, D, &bytes) || __builtin_mul_overflow(bytes, 4, &bytes) ||
+        __builtin_mul_overflow(rows, bytes / 64 + (bytes % 64 != 0) + 2, &lines))
+        return -1;
+    return lines;
+}
+
 ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
                          const ra__scratch *given, size_t *need)
 {
@@ -106,13 +118,16 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
     if (p->pages) { /* row pointers of a tile's K and V; the next tile's prefetch lines */
         pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /
                                     sizeof(float));
-        /* a share is at most a tile of rows of the item's heads (at most f32), each run of
-         * rows spanning up to 2 lines more than its bytes fill */
-        ra__arena row = {0, false};
-        ra__arena_take(&row, pl->heads_per_item, p->D, 4, 1);
+        /* the lines of one share (walk.c): a tile of one head's rows, or, when the item's
+         * heads fill whole rows, 1/heads of a tile of whole rows; at most f32, each page's
+         * run of rows spanning up to 2 lines more than its bytes fill */
         int64_t cap = 0;
-        if (row.overflow || __builtin_mul_overflow(pl->tile, (int64_t)(row.used >> 6) + 2, &cap))
-            per.overflow = true;
+        if (kt->row_pointers || !kt->self_prefetch) {
+            const int64_t nh = pl->heads_per_item, whole_rows = (pl->tile + nh - 1) / nh;
+            const int64_t a = lines_for(pl->tile, 1, p->D), b = lines_for(whole_rows, nh, p->D);
+            per.overflow |= a < 0 || b < 0;
+            cap = a > b ? a : b;
+        }
         pl->pf_lines_cap = cap;
         pl->pf_lines_at = (int64_t)(ra__arena_take(&per, 2, cap, 1, sizeof(char *)) /
                                     sizeof(float));

@@ -54,11 +54,11 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    /* What of later tiles to prefetch while this one computes: in a contiguous call, bytes
-     * from p; in a paged call (the step_rows steps, and the core for the other kernels), the
-     * address of each cache line, lines[0 .. n_lines); p and lines NULL: nothing. Kernels that
-     * set self_prefetch in their table spread it over their loops; for the others the core
-     * issues it up front. */
+    /* What of later tiles to prefetch while this one computes: a range, bytes from p (the
+     * plain steps; of a paged call, the share's first run of rows), or the address of each
+     * cache line, lines[0 .. n_lines) (the step_rows steps, and the core's up-front prefetch
+     * of a paged call); p and lines NULL: nothing. Kernels that set self_prefetch in their
+     * table spread it over their loops; for the others the core issues it up front. */
     struct ra__pf_target {
         const char *p;
         size_t bytes;
@@ -109,7 +109,7 @@ static inline ra__prefetcher ra__prefetcher_init(const ra__pf_target *x, int64_t
     return ra__prefetcher_part(x, 0, 1, 1, n);
 }
 
-/* Step i of a contiguous call's target (from p). */
+/* Step i of a range target (from p). */
 static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
 {
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
@@ -117,7 +117,7 @@ static inline void ra__prefetch_step(const ra__prefetcher *pf, int64_t i)
         __builtin_prefetch(pf->p + (ln << 6), 0, RA_PF_HINT);
 }
 
-/* Step i of a paged call's target (a list of lines). */
+/* Step i of a list target (lines). */
 static inline void ra__prefetch_step_list(const ra__prefetcher *pf, int64_t i)
 {
     size_t lo = (size_t)i * pf->per, hi = lo + pf->per < pf->lines ? lo + pf->per : pf->lines;
