@@ -77,9 +77,9 @@ typedef struct ra__pf_target ra__pf_target;
 
 /* Prefetches of a target spread over a loop of n steps, so that a tile's prefetches overlap
  * its compute instead of stalling it in one burst: step i asks for its share of whole cache
- * lines into L2. (The division happens once per loop, not per step.) A paged target is a list
- * of line addresses, so that its step is as small as a contiguous one: the kernel's loop keeps
- * its registers for the arithmetic. */
+ * lines into L2. (The division happens once per loop, not per step.) The row-pointer steps'
+ * targets are lists of line addresses, so that their step is as small as a range's: the
+ * kernel's loop keeps its registers for the arithmetic. */
 typedef struct ra__prefetcher {
     const char *p;           /* lines [0, lines) from p ... */
     const char *const *list; /* ... or at list[0 .. lines) */
