@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ctest tests labelled "valgrind" under valgrind memcheck: any invalid access, use of
-# uninitialised memory or leak (definite or possible) fails the test.
+# uninitialised memory or leak (definite or possible) fails the test. The tests that sweep
+# grids of shapes run one case in RA_TEST_SAMPLE (default 3).
 #
 #   tools/valgrind.sh [ctest args...]
 #   BUILD_DIR=...  default build-valgrind (RelWithDebInfo); a build directory that is already
@@ -28,6 +29,9 @@ MemoryCheckCommand: $(command -v valgrind)
 MemoryCheckCommandOptions: --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible --track-origins=yes --num-callers=30 --gen-suppressions=all
 MemoryCheckSuppressionFile: $root/tools/valgrind.supp
 CFG
+# One grid case in 3 of the tests that sweep shapes (tc_sampled): under valgrind each case
+# costs about 50x, and the Release and sanitizer runs cover every case.
+export RA_TEST_SAMPLE=${RA_TEST_SAMPLE:-3}
 cd "$build"
 # Two tests at a time: valgrind runs each process on one core at a time, and there are two.
 ctest -T memcheck -L valgrind --output-on-failure -j2 "$@"

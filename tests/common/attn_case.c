@@ -459,3 +459,15 @@ bool tc_kernel_available(ra_kernel k)
         fail_msg("ra_options_set_kernel(%d) returned %s", (int)k, ra_status_string(s));
     return s == RA_OK;
 }
+
+bool tc_sampled(void)
+{
+    static long every = 0, seen = 0;
+    if (every == 0) {
+        const char *e = getenv("RA_TEST_SAMPLE");
+        every = e && atol(e) > 1 ? atol(e) : 1;
+        if (every > 1)
+            print_message("note: RA_TEST_SAMPLE=%ld: one grid case in %ld runs\n", every, every);
+    }
+    return seen++ % every == 0;
+}

@@ -42,6 +42,8 @@ static void check_kernel(ra_kernel k)
         skip();
     }
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        if (!tc_sampled())
+            continue;
         const dcfg *g = &configs[i];
         tc_params p = {.fn = g->fn, .B = g->B, .Hq = g->Hq, .Hkv = g->Hkv, .S = g->S,
                        .D = g->D, .qdt = g->dt, .kdt = g->dt, .vdt = g->dt,

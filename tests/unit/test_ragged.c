@@ -34,6 +34,8 @@ static int64_t kv_heads(tc_fn fn, int64_t Hq, int64_t Hkv)
 /* Runs p with o and checks it against the oracle. */
 static void run_and_check(const tc_params *p, const tc_opts *o, const char *stat_key)
 {
+    if (!tc_sampled())
+        return;
     tc_case c;
     tc_init(&c, p);
     ra_status s = tc_run(&c, o);
