@@ -30,7 +30,7 @@ MemoryCheckCommandOptions: --error-exitcode=1 --leak-check=full --errors-for-lea
 MemoryCheckSuppressionFile: $root/tools/valgrind.supp
 CFG
 # One grid case in 3 of the tests that sweep shapes (tc_sampled): under valgrind each case
-# costs about 50x, and the Release and sanitizer runs cover every case.
+# runs many times slower, and the Release and sanitizer runs cover every case.
 export RA_TEST_SAMPLE=${RA_TEST_SAMPLE:-3}
 cd "$build"
 # Two tests at a time: valgrind runs each process on one core at a time, and there are two.

@@ -98,7 +98,8 @@ void tc_set_v(tc_case *c, int64_t b, int64_t t, int64_t j, int64_t x, double val
 bool tc_kernel_available(ra_kernel k);
 
 /* Whether to run the next case of a grid: all of them, unless RA_TEST_SAMPLE=N asks for one in
- * N (tools/valgrind.sh does, where every case costs 50x; the other builds run them all). */
+ * N (tools/valgrind.sh does, where each case runs many times slower; the other builds run
+ * them all). */
 bool tc_sampled(void);
 
 #endif
