@@ -233,7 +233,7 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64
         if (!seen[t])
             continue;
         n_seen++;
-        double dot = 0, absdot = 0, absq = 0, absdot_code = 0;
+        double dot = 0, absdot = 0, absq = 0, absdot_code = 0, ks = 0;
         for (int64_t d = 0; d < D; d++) {
             q_at(a, b, i, h, d, idx);
             double xq = fz_get(c, q, idx);
@@ -243,14 +243,18 @@ static void oracle_head(const fz_attn *a, int64_t b, int64_t i, int64_t h, int64
             absdot += fabs(xq * xk);
             absq += fabs(xq);
             absdot_code += fabs(xq * fz_get_code(c, k, idx));
+            ks = fmax(ks, kq * fabs(fz_get_scale(c, k, idx)));
             V = fmax(V, fabs(fz_get(c, v, idx)));
         }
         s[t] = a->scale * dot;
-        double at = fabs((double)a->scale) * absdot;
+        const double sc = fabs((double)a->scale), at = sc * absdot;
         A = fmax(A, fmax(at, absdot)); /* q.k may be formed before scaling: both must fit */
         A_code = fmax(A_code, absdot_code);
+        /* Quantized K: the dot of q with the codes, and its product with the scale, round on
+         * f32's subnormal grid when q is tiny, and the K scale multiplies that absolute error. */
         double delta = (double)(D + 4 + 2 * kq) * eps * at + 1e-300 +
-                       kq * fabs((double)a->scale) * (absq + 1) * (double)(D + 2) * 0x1p-149;
+                       kq * sc * (absq + 1) * (double)(D + 2) * 0x1p-149 +
+                       ks * (sc * (double)D + 1) * 0x1p-149;
         if (f->ragged || t < len) {
             lo[t] = s[t] - delta, hi[t] = s[t] + delta;
             if (!f->ragged)
