@@ -25,6 +25,7 @@
  * q and o whose 16-float chunks are stored in a scrambled order (see chunk_mult). */
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "avx512_inline.h"
 #include "config.h"
@@ -97,25 +98,47 @@ static void rows_from(const ra__rows *r, const void *base, int64_t st, int64_t s
     }
 }
 
-/* Prefetches row j of rows[0..n) (row_elems elements of es bytes, rows st elements apart in
- * a run), every row or only those that start a run. */
-RA_INLINE void prefetch_row(const char *const *rows, int64_t j, int64_t n, int64_t row_elems,
-                            size_t es, int64_t st, bool every)
+/* Prefetches the lines of bytes bytes at p (NULL: nothing): one head's row of a later
+ * position, issued beside that head's work so that the prefetches spread over the loop. */
+RA_INLINE void prefetch_head_row(const char *p, int64_t bytes)
 {
-    /* pages of 64 positions and more: only the first row of each run (the hardware
-     * prefetchers follow the rest) */
-    if (j >= n || (!every && j > 0 && rows[j] == rows[j - 1] + (size_t)st * es))
+    if (!p)
         return;
-    for (size_t off = 0; off < (size_t)row_elems * es; off += 64)
-        __builtin_prefetch(rows[j] + off, 0, RA_PF_HINT);
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < (uintptr_t)p + (uintptr_t)bytes; a += 64)
+        __builtin_prefetch((const char *)a, 0, RA_PF_HINT);
+}
+
+/* Prefetches every head's row at the position row p (NULL: nothing) at once. */
+RA_INLINE void prefetch_heads(const ra__rows *r, const char *p, int64_t sh, size_t es)
+{
+    if (p)
+        for (int64_t j = 0; j < r->Hkv; j++)
+            prefetch_head_row(p + (size_t)(j * sh) * es, r->D * (int64_t)es);
+}
+
+/* Rows of a page whose lines the walk prefetches: those that start within its first
+ * RA_AVX512_ROWS_PF_HEAD_BYTES bytes (at least one). */
+static int64_t page_head_rows(int64_t row_bytes)
+{
+    const int64_t n = (RA_AVX512_ROWS_PF_HEAD_BYTES + row_bytes - 1) / row_bytes;
+    return n > 1 ? n : 1;
+}
+
+/* at[j], the row of sequence position pos, when the walk prefetches it (a page's head rows,
+ * page_head_rows; j < n: a row it knows), else NULL. */
+RA_INLINE const char *row_to_prefetch(const ra__rows *r, const char *const *at, int64_t j,
+                                      int64_t n, int64_t pos, int64_t head_rows)
+{
+    return j < n && (!r->pages || pos % r->page_size < head_rows) ? at[j] : NULL;
 }
 
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
  * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
 RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64_t mult,
-                           const char *const kpos[2], float *const row[2], const int G,
-                           const int NP, const int kdt, const int order)
+                           const char *const kpos[2], const char *const *kpf,
+                           float *const row[2], const int G, const int NP, const int kdt,
+                           const int order)
 {
     const int HPV = 16 / (G * NP); /* KV heads per vector of logits */
     const size_t es = RA_ES(kdt);
@@ -135,6 +158,9 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
             const char *krow[2];
             for (int p = 0; p < NP; p++)
                 krow[p] = kpos[p] + (size_t)((jb + jt) * r->k_sh) * es;
+            for (int p = 0; p < 2; p++)
+                prefetch_head_row(kpf[p] ? kpf[p] + (size_t)((jb + jt) * r->k_sh) * es : NULL,
+                                  D * (int64_t)es);
             const float *q = qs + (jb + jt) * G * dp;
             __m512 a[2][4];
             for (int p = 0; p < NP; p++)
@@ -170,8 +196,9 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
 /* os[h] += the sum over positions pos[0..NP) (NP = 1 or 2) of p[h] * v_row(h), p from logit
  * row row[p], for every head h of the item (os: o in chunk order; padding lanes gain p * 0). */
 RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mult,
-                           const char *const vpos[2], const float *const row[2], const int G,
-                           const int NP, const int vdt, const int order)
+                           const char *const vpos[2], const char *const *vpf,
+                           const float *const row[2], const int G, const int NP, const int vdt,
+                           const int order)
 {
     const size_t es = RA_ES(vdt);
     const int64_t D = order == ORDER_D128 ? 128 : r->D, Dw = D & ~(int64_t)15;
@@ -180,6 +207,9 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
     for (int64_t j = 0; j < r->Hkv; j++) {
         const char *vrow[2];
         __m512 pw[2][4];
+        for (int p = 0; p < 2; p++)
+            prefetch_head_row(vpf[p] ? vpf[p] + (size_t)(j * r->v_sh) * es : NULL,
+                              D * (int64_t)es);
         for (int p = 0; p < NP; p++) {
             vrow[p] = vpos[p] + (size_t)(j * r->v_sh) * es;
             for (int g = 0; g < G; g++)
@@ -333,12 +363,19 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const int64_t half = (r->T + 1) / 2, per = r->tile / 2 > 1 ? r->tile / 2 : 1;
     const size_t kes = RA_ES(kdt), ves = RA_ES(vdt);
     float *s = w->logits;
-    /* The rows of a phase's positions, [half][position], K then V, and of a paged cache also
-     * the AHEAD positions after them, which it prefetches (config.h). */
+    /* The rows of a phase's positions, [half][position], K then V, and the AHEAD positions
+     * after them, which it prefetches (config.h). */
     enum { AHEAD = RA_AVX512_ROWS_AHEAD };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
-    const int64_t ahead = r->pages ? AHEAD : 0;
-    const bool every = r->page_size < RA_AVX512_ROWS_EVERY_ROW_BELOW;
+    const int64_t k_head = page_head_rows(r->Hkv * r->D * (int64_t)kes);
+    const int64_t v_head = page_head_rows(r->Hkv * r->D * (int64_t)ves);
+    /* Heads' rows of a few lines are prefetched beside each head's work, shorter ones all at
+     * once per position, where a prefetch per head costs more than spreading them gains. */
+    const bool k_spread = r->D * (int64_t)kes >= RA_AVX512_ROWS_SPREAD_BYTES;
+    const bool v_spread = r->D * (int64_t)ves >= RA_AVX512_ROWS_SPREAD_BYTES;
+    /* A contiguous cache gains from prefetches only where they spread. */
+    const bool k_pf = r->pages || k_spread, v_pf = r->pages || v_spread;
+    const int64_t ahead = k_pf || v_pf ? AHEAD : 0;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
@@ -349,16 +386,21 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            if (ahead) {
-                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->k_sh, kes, r->k_st, every);
-                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->k_sh, kes, r->k_st, every);
+            const int64_t pf_pos = r->t_first + t0 + i + ahead;
+            const char *kpf[2] = {
+                k_pf ? row_to_prefetch(r, at[0], i + ahead, ka, pf_pos, k_head) : NULL,
+                k_pf ? row_to_prefetch(r, at[1], i + ahead, kb, pf_pos + half, k_head) : NULL};
+            if (!k_spread) {
+                prefetch_heads(r, kpf[0], r->k_sh, kes);
+                prefetch_heads(r, kpf[1], r->k_sh, kes);
+                kpf[0] = kpf[1] = NULL;
             }
             const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 2, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 2, kdt, order);
             else
-                qk_position(r, w->qs, w->dp, w->mult, kpos, row, G, 1, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 1, kdt, order);
         }
         if (r->k_scale) { /* quantized K: the logits times their scales, first */
             scale_rows(r, s, na, w->hp, t0, r->k_scale, r->ks_st, r->ks_sh, r->ks_sp);
@@ -379,16 +421,21 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->v, r->v_st, r->v_sp, t0, ka, ves, at[0]);
         rows_from(r, r->v, r->v_st, r->v_sp, half + t0, kb, ves, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            if (ahead) {
-                prefetch_row(at[0], i + ahead, ka, r->Hkv * r->v_sh, ves, r->v_st, every);
-                prefetch_row(at[1], i + ahead, kb, r->Hkv * r->v_sh, ves, r->v_st, every);
+            const int64_t pf_pos = r->t_first + t0 + i + ahead;
+            const char *vpf[2] = {
+                v_pf ? row_to_prefetch(r, at[0], i + ahead, ka, pf_pos, v_head) : NULL,
+                v_pf ? row_to_prefetch(r, at[1], i + ahead, kb, pf_pos + half, v_head) : NULL};
+            if (!v_spread) {
+                prefetch_heads(r, vpf[0], r->v_sh, ves);
+                prefetch_heads(r, vpf[1], r->v_sh, ves);
+                vpf[0] = vpf[1] = NULL;
             }
             const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
             if (i < nb)
-                pv_position(r, w->os, w->dp, w->mult, vpos, row, G, 2, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 2, vdt, order);
             else
-                pv_position(r, w->os, w->dp, w->mult, vpos, row, G, 1, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 1, vdt, order);
         }
     }
 }

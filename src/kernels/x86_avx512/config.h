@@ -32,11 +32,18 @@
 #define PV_U(GT) ((GT) == 8 ? 1 : 4 / (GT))
 #define PV_FW(GT) ((GT) == 8 ? 32 : 64)
 
-/* Row-order walk: rows a paged call prefetches ahead of its position (the hardware prefetchers
- * pick a stream up only after it starts, and pages break the streams), and the page size below
- * which every row is prefetched rather than the first row of each run. */
+/* Row-order walk of a paged cache: how many rows ahead of its position it prefetches (the
+ * hardware prefetchers pick a stream up only after it starts, and pages break the streams),
+ * and how much of each page's head: the rows that start in its first PF_HEAD_BYTES. */
+#ifndef RA_AVX512_ROWS_AHEAD
 #define RA_AVX512_ROWS_AHEAD 8
-#define RA_AVX512_ROWS_EVERY_ROW_BELOW 64
+#endif
+#ifndef RA_AVX512_ROWS_PF_HEAD_BYTES
+#define RA_AVX512_ROWS_PF_HEAD_BYTES 65536
+#endif
+#ifndef RA_AVX512_ROWS_SPREAD_BYTES
+#define RA_AVX512_ROWS_SPREAD_BYTES 256
+#endif
 
 /* Which shapes the row-order walk serves (the head-tile walk the rest): G = 1 and 2 for every
  * dtype, G = 4 for f32 K and V only; with 16-bit K/V its widening makes the walk
