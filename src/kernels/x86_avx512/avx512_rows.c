@@ -108,10 +108,13 @@ RA_INLINE void prefetch_head_row(const char *p, int64_t bytes)
         __builtin_prefetch((const char *)a, 0, RA_PF_HINT);
 }
 
-/* Prefetches every head's row at the position row p (NULL: nothing) at once. */
+/* Prefetches every head's row at the position row p (NULL: nothing) at once; heads side by
+ * side as one run of lines. */
 RA_INLINE void prefetch_heads(const ra__rows *r, const char *p, int64_t sh, size_t es)
 {
-    if (p)
+    if (p && sh == r->D)
+        prefetch_head_row(p, r->Hkv * r->D * (int64_t)es);
+    else if (p)
         for (int64_t j = 0; j < r->Hkv; j++)
             prefetch_head_row(p + (size_t)(j * sh) * es, r->D * (int64_t)es);
 }
