@@ -137,7 +137,8 @@ RA_INLINE const char *row_to_prefetch(const ra__rows *r, const char *const *at, 
 
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
- * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. */
+ * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. kpf: two
+ * later rows (or NULL) whose heads are prefetched beside the same heads' work, or NULL. */
 RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64_t mult,
                            const char *const kpos[2], const char *const *kpf,
                            float *const row[2], const int G, const int NP, const int kdt,
@@ -161,7 +162,7 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
             const char *krow[2];
             for (int p = 0; p < NP; p++)
                 krow[p] = kpos[p] + (size_t)((jb + jt) * r->k_sh) * es;
-            for (int p = 0; p < 2; p++)
+            for (int p = 0; kpf && p < 2; p++)
                 prefetch_head_row(kpf[p] ? kpf[p] + (size_t)((jb + jt) * r->k_sh) * es : NULL,
                                   D * (int64_t)es);
             const float *q = qs + (jb + jt) * G * dp;
@@ -197,7 +198,8 @@ RA_INLINE void qk_position(const ra__rows *r, const float *qs, int64_t dp, int64
 }
 
 /* os[h] += the sum over positions pos[0..NP) (NP = 1 or 2) of p[h] * v_row(h), p from logit
- * row row[p], for every head h of the item (os: o in chunk order; padding lanes gain p * 0). */
+ * row row[p], for every head h of the item (os: o in chunk order; padding lanes gain p * 0).
+ * vpf as kpf of qk_position. */
 RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mult,
                            const char *const vpos[2], const char *const *vpf,
                            const float *const row[2], const int G, const int NP, const int vdt,
@@ -210,7 +212,7 @@ RA_INLINE void pv_position(const ra__rows *r, float *os, int64_t dp, int64_t mul
     for (int64_t j = 0; j < r->Hkv; j++) {
         const char *vrow[2];
         __m512 pw[2][4];
-        for (int p = 0; p < 2; p++)
+        for (int p = 0; vpf && p < 2; p++)
             prefetch_head_row(vpf[p] ? vpf[p] + (size_t)(j * r->v_sh) * es : NULL,
                               D * (int64_t)es);
         for (int p = 0; p < NP; p++) {
@@ -400,10 +402,11 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
             }
             const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
+            const char *const *kpf_any = kpf[0] || kpf[1] ? kpf : NULL;
             if (i < nb)
-                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 2, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf_any, row, G, 2, kdt, order);
             else
-                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 1, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf_any, row, G, 1, kdt, order);
         }
         if (r->k_scale) { /* quantized K: the logits times their scales, first */
             scale_rows(r, s, na, w->hp, t0, r->k_scale, r->ks_st, r->ks_sh, r->ks_sp);
@@ -435,10 +438,11 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
             }
             const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
+            const char *const *vpf_any = vpf[0] || vpf[1] ? vpf : NULL;
             if (i < nb)
-                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 2, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf_any, row, G, 2, vdt, order);
             else
-                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 1, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf_any, row, G, 1, vdt, order);
         }
     }
 }

@@ -32,9 +32,11 @@
 #define PV_U(GT) ((GT) == 8 ? 1 : 4 / (GT))
 #define PV_FW(GT) ((GT) == 8 ? 32 : 64)
 
-/* Row-order walk of a paged cache: how many rows ahead of its position it prefetches (the
- * hardware prefetchers pick a stream up only after it starts, and pages break the streams),
- * and how much of each page's head: the rows that start in its first PF_HEAD_BYTES. */
+/* Row-order walk: how many positions ahead it prefetches (the hardware prefetchers pick a
+ * stream up late, and pages break the streams); of each page, the rows that start in its
+ * first PF_HEAD_BYTES (the hardware prefetchers follow a longer page); and the length of a
+ * head's row from which prefetches go head by head beside the work, and contiguous caches
+ * are prefetched too (shorter rows: one burst per position, paged caches only). */
 #ifndef RA_AVX512_ROWS_AHEAD
 #define RA_AVX512_ROWS_AHEAD 8
 #endif
