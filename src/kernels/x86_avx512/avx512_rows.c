@@ -119,20 +119,43 @@ RA_INLINE void prefetch_heads(const ra__rows *r, const char *p, int64_t sh, size
             prefetch_head_row(p + (size_t)(j * sh) * es, r->D * (int64_t)es);
 }
 
-/* Rows of a page whose lines the walk prefetches: those that start within its first
- * RA_AVX512_ROWS_PF_HEAD_BYTES bytes (at least one). */
-static int64_t page_head_rows(int64_t row_bytes)
+/* How the walk prefetches K or V (see config.h): at all, head by head beside the work
+ * (spread) or a position at once, and which rows of a page (its first head_rows). */
+typedef struct pf_plan {
+    bool on, spread;
+    int64_t head_rows, sh;
+    size_t es;
+} pf_plan;
+
+static pf_plan plan_prefetch(const ra__rows *r, int64_t sh, size_t es)
 {
-    const int64_t n = (RA_AVX512_ROWS_PF_HEAD_BYTES + row_bytes - 1) / row_bytes;
-    return n > 1 ? n : 1;
+    const int64_t row_bytes = r->Hkv * r->D * (int64_t)es;
+    const int64_t head = (RA_AVX512_ROWS_PF_HEAD_BYTES + row_bytes - 1) / row_bytes;
+    const bool spread = r->D * (int64_t)es >= RA_AVX512_ROWS_SPREAD_BYTES;
+    /* a contiguous cache gains from prefetches only where they spread */
+    return (pf_plan){.on = r->pages || spread, .spread = spread,
+                     .head_rows = head > 1 ? head : 1, .sh = sh, .es = es};
 }
 
-/* at[j], the row of sequence position pos, when the walk prefetches it (a page's head rows,
- * page_head_rows; j < n: a row it knows), else NULL. */
-RA_INLINE const char *row_to_prefetch(const ra__rows *r, const char *const *at, int64_t j,
-                                      int64_t n, int64_t pos, int64_t head_rows)
+/* The prefetch targets of a position: rows j of both halves (at0, at1: rows known up to n0,
+ * n1; sequence positions pos and pos + half), when the plan prefetches them. Spread: returned
+ * in out for the position's loop (NULL: no target); else prefetched here at once. */
+RA_INLINE const char *const *position_prefetch(const ra__rows *r, const pf_plan *pp,
+                                               const char *const *at0, int64_t n0,
+                                               const char *const *at1, int64_t n1, int64_t j,
+                                               int64_t pos, int64_t half, const char *out[2])
 {
-    return j < n && (!r->pages || pos % r->page_size < head_rows) ? at[j] : NULL;
+    if (!pp->on)
+        return NULL;
+    out[0] = j < n0 && (!r->pages || pos % r->page_size < pp->head_rows) ? at0[j] : NULL;
+    out[1] = j < n1 && (!r->pages || (pos + half) % r->page_size < pp->head_rows) ? at1[j]
+                                                                                     : NULL;
+    if (!pp->spread) {
+        prefetch_heads(r, out[0], pp->sh, pp->es);
+        prefetch_heads(r, out[1], pp->sh, pp->es);
+        return NULL;
+    }
+    return out[0] || out[1] ? out : NULL;
 }
 
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
@@ -372,15 +395,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
      * after them, which it prefetches (config.h). */
     enum { AHEAD = RA_AVX512_ROWS_AHEAD };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
-    const int64_t k_head = page_head_rows(r->Hkv * r->D * (int64_t)kes);
-    const int64_t v_head = page_head_rows(r->Hkv * r->D * (int64_t)ves);
-    /* Heads' rows of a few lines are prefetched beside each head's work, shorter ones all at
-     * once per position, where a prefetch per head costs more than spreading them gains. */
-    const bool k_spread = r->D * (int64_t)kes >= RA_AVX512_ROWS_SPREAD_BYTES;
-    const bool v_spread = r->D * (int64_t)ves >= RA_AVX512_ROWS_SPREAD_BYTES;
-    /* A contiguous cache gains from prefetches only where they spread. */
-    const bool k_pf = r->pages || k_spread, v_pf = r->pages || v_spread;
-    const int64_t ahead = k_pf || v_pf ? AHEAD : 0;
+    const pf_plan kp = plan_prefetch(r, r->k_sh, kes), vp = plan_prefetch(r, r->v_sh, ves);
+    const int64_t ahead = kp.on || vp.on ? AHEAD : 0;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
@@ -391,22 +407,15 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            const int64_t pf_pos = r->t_first + t0 + i + ahead;
-            const char *kpf[2] = {
-                k_pf ? row_to_prefetch(r, at[0], i + ahead, ka, pf_pos, k_head) : NULL,
-                k_pf ? row_to_prefetch(r, at[1], i + ahead, kb, pf_pos + half, k_head) : NULL};
-            if (!k_spread) {
-                prefetch_heads(r, kpf[0], r->k_sh, kes);
-                prefetch_heads(r, kpf[1], r->k_sh, kes);
-                kpf[0] = kpf[1] = NULL;
-            }
+            const char *targets[2];
+            const char *const *kpf = position_prefetch(r, &kp, at[0], ka, at[1], kb, i + ahead,
+                                                       r->t_first + t0 + i + ahead, half, targets);
             const char *const kpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
-            const char *const *kpf_any = kpf[0] || kpf[1] ? kpf : NULL;
             if (i < nb)
-                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf_any, row, G, 2, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 2, kdt, order);
             else
-                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf_any, row, G, 1, kdt, order);
+                qk_position(r, w->qs, w->dp, w->mult, kpos, kpf, row, G, 1, kdt, order);
         }
         if (r->k_scale) { /* quantized K: the logits times their scales, first */
             scale_rows(r, s, na, w->hp, t0, r->k_scale, r->ks_st, r->ks_sh, r->ks_sp);
@@ -427,22 +436,15 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->v, r->v_st, r->v_sp, t0, ka, ves, at[0]);
         rows_from(r, r->v, r->v_st, r->v_sp, half + t0, kb, ves, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            const int64_t pf_pos = r->t_first + t0 + i + ahead;
-            const char *vpf[2] = {
-                v_pf ? row_to_prefetch(r, at[0], i + ahead, ka, pf_pos, v_head) : NULL,
-                v_pf ? row_to_prefetch(r, at[1], i + ahead, kb, pf_pos + half, v_head) : NULL};
-            if (!v_spread) {
-                prefetch_heads(r, vpf[0], r->v_sh, ves);
-                prefetch_heads(r, vpf[1], r->v_sh, ves);
-                vpf[0] = vpf[1] = NULL;
-            }
+            const char *targets[2];
+            const char *const *vpf = position_prefetch(r, &vp, at[0], ka, at[1], kb, i + ahead,
+                                                       r->t_first + t0 + i + ahead, half, targets);
             const char *const vpos[2] = {at[0][i], i < nb ? at[1][i] : at[0][i]};
             const float *const row[2] = {s + i * w->hp, s + (na + i) * w->hp};
-            const char *const *vpf_any = vpf[0] || vpf[1] ? vpf : NULL;
             if (i < nb)
-                pv_position(r, w->os, w->dp, w->mult, vpos, vpf_any, row, G, 2, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 2, vdt, order);
             else
-                pv_position(r, w->os, w->dp, w->mult, vpos, vpf_any, row, G, 1, vdt, order);
+                pv_position(r, w->os, w->dp, w->mult, vpos, vpf, row, G, 1, vdt, order);
         }
     }
 }
