@@ -99,7 +99,7 @@ static void rows_from(const ra__rows *r, const void *base, int64_t st, int64_t s
 }
 
 /* Prefetches the lines of bytes bytes at p (NULL: nothing): one head's row of a later
- * position, issued beside that head's work so that the prefetches spread over the loop. */
+ * position beside that head's work, or a whole position's row at once. */
 RA_INLINE void prefetch_head_row(const char *p, int64_t bytes)
 {
     if (!p)
@@ -108,15 +108,11 @@ RA_INLINE void prefetch_head_row(const char *p, int64_t bytes)
         __builtin_prefetch((const char *)a, 0, RA_PF_HINT);
 }
 
-/* Prefetches every head's row at the position row p (NULL: nothing) at once; heads side by
- * side as one run of lines. */
+/* Prefetches every head's row at the position row p (NULL: nothing) at once, as the one run
+ * of lines from the first head's row to the last's end (heads sh elements apart). */
 RA_INLINE void prefetch_heads(const ra__rows *r, const char *p, int64_t sh, size_t es)
 {
-    if (p && sh == r->D)
-        prefetch_head_row(p, r->Hkv * r->D * (int64_t)es);
-    else if (p)
-        for (int64_t j = 0; j < r->Hkv; j++)
-            prefetch_head_row(p + (size_t)(j * sh) * es, r->D * (int64_t)es);
+    prefetch_head_row(p, ((r->Hkv - 1) * sh + r->D) * (int64_t)es);
 }
 
 /* How the walk prefetches K or V (see config.h): at all, head by head beside the work
@@ -391,8 +387,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const int64_t half = (r->T + 1) / 2, per = r->tile / 2 > 1 ? r->tile / 2 : 1;
     const size_t kes = RA_ES(kdt), ves = RA_ES(vdt);
     float *s = w->logits;
-    /* The rows of a phase's positions, [half][position], K then V, and the AHEAD positions
-     * after them, which it prefetches (config.h). */
+    /* The rows of a phase's positions, [half][position], K then V, and when it prefetches
+     * (config.h) the AHEAD positions after them. */
     enum { AHEAD = RA_AVX512_ROWS_AHEAD };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
     const pf_plan kp = plan_prefetch(r, r->k_sh, kes), vp = plan_prefetch(r, r->v_sh, ves);
