@@ -128,8 +128,9 @@ static pf_plan plan_prefetch(const ra__rows *r, int64_t sh, size_t es)
     const int64_t row_bytes = r->Hkv * r->D * (int64_t)es;
     const int64_t head = (RA_AVX512_ROWS_PF_HEAD_BYTES + row_bytes - 1) / row_bytes;
     const bool spread = r->D * (int64_t)es >= RA_AVX512_ROWS_SPREAD_BYTES;
-    /* a contiguous cache gains from prefetches only where they spread */
-    return (pf_plan){.on = r->pages || spread, .spread = spread,
+    /* a contiguous cache gains from prefetches only where they spread, with one query head
+     * per KV head (docs/performance.md) */
+    return (pf_plan){.on = r->pages || (spread && r->G == 1), .spread = spread,
                      .head_rows = head > 1 ? head : 1, .sh = sh, .es = es};
 }
 

@@ -36,7 +36,7 @@
  * stream up late, and pages break the streams); of each page, the rows that start in its
  * first PF_HEAD_BYTES (the hardware prefetchers follow a longer page); and the length of a
  * head's row from which prefetches go head by head beside the work, and contiguous caches
- * are prefetched too (shorter rows: one burst per position, paged caches only). */
+ * with G = 1 are prefetched too (shorter rows: one burst per position, paged caches only). */
 #ifndef RA_AVX512_ROWS_AHEAD
 #define RA_AVX512_ROWS_AHEAD 8
 #endif
