@@ -26,6 +26,7 @@ typedef struct multi_case {
 /* Each sequence holds S positions, its last T being the new tokens. */
 static const multi_case cases[] = {
     {"verify", 8, 4, 4096, 32, 8, 128, "speculative decoding: check 4 draft tokens"},
+    {"verify6", 8, 6, 4096, 32, 8, 128, "speculative decoding: check 6 draft tokens"},
     {"chunk", 1, 512, 8192, 32, 8, 128, "chunked prefill: 512 new tokens after 7680"},
     {"prefill", 1, 2048, 2048, 32, 8, 128, "prefill of a 2048-token prompt"},
 };
@@ -52,7 +53,7 @@ typedef struct multi_row {
 static int usage(const char *argv0, int rc)
 {
     fprintf(rc ? stderr : stdout,
-            "usage: %s [--case verify,chunk,prefill] [--threads 1,2] [--reps N]\n"
+            "usage: %s [--case verify,verify6,chunk,prefill] [--threads 1,2] [--reps N]\n"
             "          [--dtype f32|bf16|f16] [--q f32|bf16] [--kernel NAME] [--json FILE]\n"
             "Times ra_ragged_gqa_multi against one ra_ragged_gqa call per query position and\n"
             "against the FMA peak measured in the same run.\n",
@@ -86,7 +87,7 @@ static int parse(int argc, char **argv, multi_args *a)
                 while (k < N_CASES && strcmp(cases[k].name, t))
                     k++;
                 if (k == N_CASES) {
-                    fprintf(stderr, "unknown case '%s' (verify, chunk, prefill)\n", t);
+                    fprintf(stderr, "unknown case '%s' (verify, verify6, chunk, prefill)\n", t);
                     return 2;
                 }
                 a->run_case[k] = true;

@@ -199,12 +199,19 @@ typedef struct block {
     int64_t b, i0, nq;
 } block;
 
-/* The queries per block of sequence b: up to tq_max, no more than it has. A function of the
- * sequence alone, so that its rows do not depend on the rest of the batch (the blocks set
- * which rows share a kernel tile and where the prefix and diagonal parts meet). */
+/* The queries per block of sequence b: up to tq_max, no more than it has. A last block of
+ * 2 <= r < tq_max queries would be padded to tq_max rows, so then the queries split into as few
+ * blocks as they need, each ceil(n / blocks) but the last: it pads fewer rows, never more
+ * (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16). A last block of one
+ * query is a lone block (below), which pads nothing. A function of the sequence alone, so
+ * that its rows do not depend on the rest of the batch (the blocks set which rows share a
+ * kernel tile and where the prefix and diagonal parts meet). */
 static int64_t block_size(const ra__problem *p, int64_t tq_max, int64_t b)
 {
-    return p->qlen[b] < tq_max ? p->qlen[b] : tq_max;
+    const int64_t n = p->qlen[b], blocks = (n + tq_max - 1) / tq_max;
+    if (n <= tq_max || n % tq_max <= 1)
+        return n < tq_max ? n : tq_max;
+    return (n + blocks - 1) / blocks;
 }
 
 /* The block after *x (from {0, 0, 0}: the first) among the sequences whose block size is Tq,
