@@ -298,6 +298,22 @@ static void test_edge_q_lens(void **state)
     run_matrix(&p, "edge q_lens");
 }
 
+/* Queries that do not divide into blocks of 16 / G: at G = 4 (blocks of up to 4) 6 splits
+ * into 3 + 3, 10 into 4 + 4 + 2, 7 into 4 + 3, and 5 and 9 end in a lone query; at G = 1
+ * (up to 16) 22 splits into 11 + 11 and 18 into 9 + 9. */
+static void test_blocks_split_evenly(void **state)
+{
+    (void)state;
+    const int32_t lengths[5] = {30, 30, 30, 30, 30}, q_lens[5] = {6, 10, 5, 9, 7};
+    const mt_params p = {5, 10, 8, 2, 30, 24, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16,
+                         lengths, q_lens, 91, 0.0f, 0.0f, false, false};
+    run_matrix(&p, "blocks of G = 4");
+    const int32_t lengths1[2] = {40, 22}, q_lens1[2] = {22, 18};
+    const mt_params p1 = {2, 22, 3, 3, 40, 40, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
+                          lengths1, q_lens1, 92, 0.0f, 0.0f, true, true};
+    run_matrix(&p1, "blocks of G = 1");
+}
+
 static void test_dtypes_and_modifiers(void **state)
 {
     (void)state;
@@ -577,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_shapes_against_oracle),
         cmocka_unit_test(test_edge_q_lens),
         cmocka_unit_test(test_several_rounds),
+        cmocka_unit_test(test_blocks_split_evenly),
         cmocka_unit_test(test_dtypes_and_modifiers),
         cmocka_unit_test(test_nan_reaches_only_rows_that_see_it),
         cmocka_unit_test(test_t1_is_ragged_gqa),
