@@ -530,10 +530,16 @@ static int64_t q_pairs_ld(int64_t D)
 
 static void q_pairs_split(const float *q, int64_t D, float *row)
 {
-    const int64_t full = D & ~(int64_t)31;
-    memset(row + full, 0, sizeof(float) * (size_t)(q_pairs_ld(D) - full));
-    for (int64_t d = 0; d < D; d++)
-        row[(d & ~(int64_t)31) + (d & 1) * 16 + (d & 31) / 2] = q[d];
+    /* two permutes per 32 elements: this runs for every query row of a call, serially */
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int64_t d = 0; d < D; d += 32) {
+        const __m512 a = _mm512_maskz_loadu_ps(lanes(D - d), q + d);
+        const __m512 b = D - d > 16 ? _mm512_maskz_loadu_ps(lanes(D - d - 16), q + d + 16)
+                                    : _mm512_setzero_ps(); /* no pointer past the row */
+        _mm512_storeu_ps(row + d, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(row + d + 16, _mm512_permutex2var_ps(a, odd, b));
+    }
 }
 
 #define RA__AVX512_TABLE                                                                      \
