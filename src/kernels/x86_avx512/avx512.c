@@ -20,7 +20,6 @@
  * subnormals, which the instruction reads as 0, are detected and take exact products. */
 #include <immintrin.h>
 #include <math.h>
-#include <string.h>
 
 #include "common/lse.h"
 #include "avx512_inline.h"
