@@ -75,6 +75,29 @@ size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64
     return count;
 }
 
+void ra__kv_translate_ahead(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0,
+                            int64_t n, int64_t j0, int64_t nh)
+{
+    if (n <= 0)
+        return;
+    const size_t es = ra__dtype_size(x->dtype), st = (size_t)x->st * es;
+    /* heads side by side in a row start in one page; heads apart (HND views) each in theirs */
+    const int64_t heads = x->sh == p->D ? 1 : nh;
+    /* rows closer than a page: one prefetch per page's worth of them */
+    const int64_t step = st >= 4096 ? 1 : (int64_t)(4096 / (st ? st : 1));
+    const int64_t ps = p->page_size;
+    const int32_t *page = p->pages + p->page_at[b] + t0 / ps;
+    for (int64_t t = t0, in = t0 % ps; t < t0 + n; page++, in = 0) {
+        const int64_t k = ps - in < t0 + n - t ? ps - in : t0 + n - t;
+        const char *base = (const char *)x->data + (size_t)(*page * x->sp) * es;
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t i = in; i < in + k; i += step)
+                __builtin_prefetch(base + (size_t)(i * x->st + (j0 + h) * x->sh) * es, 0,
+                                   RA_PF_HINT);
+        t += k;
+    }
+}
+
 void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                    int64_t j, float *out)
 {

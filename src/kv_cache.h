@@ -44,6 +44,12 @@ void ra__kv_rows(const ra__problem *p, const ra__operand *x, int64_t b, int64_t 
 size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                     int64_t j, const char **lines);
 
+/* Prefetches the first line of the rows of positions [t0, t0 + n), KV heads [j0, j0 + nh),
+ * of paged x, one row per 4 KiB where rows lie closer: the address translations of shuffled
+ * pages are then done before the walk prefetches those rows line by line. */
+void ra__kv_translate_ahead(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0,
+                            int64_t n, int64_t j0, int64_t nh);
+
 /* out[i] = the scale of position t0 + i of sequence b, KV head j, in quantized x. */
 void ra__kv_scales(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0, int64_t n,
                    int64_t j, float *out);
