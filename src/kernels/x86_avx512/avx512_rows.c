@@ -155,6 +155,22 @@ RA_INLINE const char *const *position_prefetch(const ra__rows *r, const pf_plan 
     return out[0] || out[1] ? out : NULL;
 }
 
+/* Paged: the first line of the K and V rows of item position pos (if < end; the item's first
+ * head), so that the page walks of shuffled pages end before the line prefetches of those
+ * rows are issued. */
+RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, size_t kes,
+                                  size_t ves)
+{
+    if (!r->pages || pos >= end)
+        return;
+    const int64_t t = r->t_first + pos, page = r->pages[t / r->page_size];
+    const int64_t in = t % r->page_size;
+    __builtin_prefetch((const char *)r->k + (size_t)(page * r->k_sp + in * r->k_st) * kes, 0,
+                       RA_PF_HINT);
+    __builtin_prefetch((const char *)r->v + (size_t)(page * r->v_sp + in * r->v_st) * ves, 0,
+                       RA_PF_HINT);
+}
+
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
  * tiles of 16/(G*NP) KV heads x G query heads x NP positions, each head's K rows read front to
  * back, then one transpose-reduction. qs is q in chunk order, dp floats per head. kpf: two
@@ -390,7 +406,7 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     float *s = w->logits;
     /* The rows of a phase's positions, [half][position], K then V, and when it prefetches
      * (config.h) the AHEAD positions after them. */
-    enum { AHEAD = RA_AVX512_ROWS_AHEAD };
+    enum { AHEAD = RA_AVX512_ROWS_AHEAD, TRANSLATE = RA_AVX512_ROWS_TRANSLATE };
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
     const pf_plan kp = plan_prefetch(r, r->k_sh, kes), vp = plan_prefetch(r, r->v_sh, ves);
     const int64_t ahead = kp.on || vp.on ? AHEAD : 0;
@@ -404,6 +420,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
+            translate_position(r, t0 + i + TRANSLATE, half, kes, ves);
+            translate_position(r, half + t0 + i + TRANSLATE, r->T, kes, ves);
             const char *targets[2];
             const char *const *kpf = position_prefetch(r, &kp, at[0], ka, at[1], kb, i + ahead,
                                                        r->t_first + t0 + i + ahead, half, targets);
