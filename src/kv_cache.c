@@ -75,25 +75,37 @@ size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64
     return count;
 }
 
+/* Prefetches rows [i0, i1) of heads [j0, j0 + heads) from base (a page, or a sequence), every
+ * step-th row. */
+static void prefetch_row_starts(const ra__operand *x, const char *base, int64_t i0, int64_t i1,
+                                int64_t step, int64_t j0, int64_t heads, size_t es)
+{
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = i0; i < i1; i += step)
+            __builtin_prefetch(base + (size_t)(i * x->st + (j0 + h) * x->sh) * es, 0, RA_PF_HINT);
+}
+
 void ra__kv_translate_ahead(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0,
                             int64_t n, int64_t j0, int64_t nh)
 {
-    if (n <= 0)
-        return;
     const size_t es = ra__dtype_size(x->dtype), st = (size_t)x->st * es;
+    if (n <= 0 || (!p->pages && st < RA_TRANSLATE_MIN_ROW))
+        return;
     /* heads side by side in a row start in one page; heads apart (HND views) each in theirs */
     const int64_t heads = x->sh == p->D ? 1 : nh;
     /* rows closer than a page: one prefetch per page's worth of them */
     const int64_t step = st >= 4096 ? 1 : (int64_t)(4096 / (st ? st : 1));
+    if (!p->pages) {
+        const char *base = (const char *)x->data + (size_t)(b * x->sb) * es;
+        prefetch_row_starts(x, base, t0, t0 + n, step, j0, heads, es);
+        return;
+    }
     const int64_t ps = p->page_size;
     const int32_t *page = p->pages + p->page_at[b] + t0 / ps;
     for (int64_t t = t0, in = t0 % ps; t < t0 + n; page++, in = 0) {
         const int64_t k = ps - in < t0 + n - t ? ps - in : t0 + n - t;
         const char *base = (const char *)x->data + (size_t)(*page * x->sp) * es;
-        for (int64_t h = 0; h < heads; h++)
-            for (int64_t i = in; i < in + k; i += step)
-                __builtin_prefetch(base + (size_t)(i * x->st + (j0 + h) * x->sh) * es, 0,
-                                   RA_PF_HINT);
+        prefetch_row_starts(x, base, in, in + k, step, j0, heads, es);
         t += k;
     }
 }

@@ -45,8 +45,10 @@ size_t ra__kv_lines(const ra__problem *p, const ra__operand *x, int64_t b, int64
                     int64_t j, const char **lines);
 
 /* Prefetches the first line of the rows of positions [t0, t0 + n), KV heads [j0, j0 + nh),
- * of paged x, one row per 4 KiB where rows lie closer: the address translations of shuffled
- * pages are then done before the walk prefetches those rows line by line. */
+ * of sequence b in x, one row per 4 KiB where rows lie closer: the address translations of
+ * the memory pages they start in are then done before those rows are prefetched line by line
+ * or streamed. Nothing for a contiguous x whose rows are under RA_TRANSLATE_MIN_ROW bytes
+ * apart (one walk serves many rows). */
 void ra__kv_translate_ahead(const ra__problem *p, const ra__operand *x, int64_t b, int64_t t0,
                             int64_t n, int64_t j0, int64_t nh);
 

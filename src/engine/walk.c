@@ -154,9 +154,9 @@ static int64_t walk_head_tiles(const ra__plan *pl, const ra__item *it, int64_t *
             ra__kv_rows(p, &p->k, it->b, t0, t.T, it->j0, k_rows);
             ra__kv_rows(p, &p->v, it->b, t0, t.T, it->j0, v_rows);
         }
-        /* Paged: start the page walks of the tile after next now. A line prefetch that must
-         * first walk the page table holds the kernel up until the walk ends. */
-        if (p->pages) {
+        /* Start the page walks of the tile after next now: a line prefetch that must first
+         * walk the page table holds the kernel up until the walk ends. */
+        {
             const int64_t t2 = next + n_next, n2 = ra__tile_at(pl, t2, pf_it->t1);
             ra__kv_translate_ahead(p, &p->k, pf_it->b, t2, n2, pf_it->j0, nh);
             ra__kv_translate_ahead(p, &p->v, pf_it->b, t2, n2, pf_it->j0, nh);

@@ -75,6 +75,13 @@ typedef struct ra__pf_target ra__pf_target;
 #define RA_PF_HINT 2
 #endif
 
+/* The walks also prefetch one line per 4 KiB memory page of K/V rows well ahead of the line
+ * prefetches, so that the page-table walk is done before a line prefetch waits on it; in a
+ * contiguous cache only where rows lie at least this many bytes apart (docs/performance.md). */
+#ifndef RA_TRANSLATE_MIN_ROW
+#define RA_TRANSLATE_MIN_ROW 512
+#endif
+
 /* Prefetches of a target spread over a loop of n steps, so that a tile's prefetches overlap
  * its compute instead of stalling it in one burst: step i asks for its share of whole cache
  * lines into L2. (The division happens once per loop, not per step.) The row-pointer steps'

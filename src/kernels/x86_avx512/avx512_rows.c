@@ -155,14 +155,21 @@ RA_INLINE const char *const *position_prefetch(const ra__rows *r, const pf_plan 
     return out[0] || out[1] ? out : NULL;
 }
 
-/* Paged: the first line of the K and V rows of item position pos (if < end; the item's first
- * head), so that the page walks of shuffled pages end before the line prefetches of those
- * rows are issued. */
+/* The first line of the K and V rows of item position pos (if < end; the item's first head),
+ * so that the page walks of the memory pages those rows start in end before the rows are
+ * prefetched line by line or streamed. */
 RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, size_t kes,
                                   size_t ves)
 {
-    if (!r->pages || pos >= end)
+    if (pos >= end)
         return;
+    if (!r->pages) {
+        if ((size_t)r->k_st * kes >= RA_TRANSLATE_MIN_ROW)
+            __builtin_prefetch((const char *)r->k + (size_t)(pos * r->k_st) * kes, 0, RA_PF_HINT);
+        if ((size_t)r->v_st * ves >= RA_TRANSLATE_MIN_ROW)
+            __builtin_prefetch((const char *)r->v + (size_t)(pos * r->v_st) * ves, 0, RA_PF_HINT);
+        return;
+    }
     const int64_t t = r->t_first + pos, page = r->pages[t / r->page_size];
     const int64_t in = t % r->page_size;
     __builtin_prefetch((const char *)r->k + (size_t)(page * r->k_sp + in * r->k_st) * kes, 0,

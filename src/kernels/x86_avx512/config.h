@@ -40,8 +40,8 @@
 #ifndef RA_AVX512_ROWS_AHEAD
 #define RA_AVX512_ROWS_AHEAD 8
 #endif
-/* Paged: how many positions ahead of its work the walk starts the page walks of the K and V
- * rows (a prefetch of each row's first line), farther ahead than its line prefetches. */
+/* How many positions ahead of its work the walk starts the page walks of the K and V rows (a
+ * prefetch of each row's first line), farther ahead than its line prefetches. */
 #ifndef RA_AVX512_ROWS_TRANSLATE
 #define RA_AVX512_ROWS_TRANSLATE 24
 #endif
