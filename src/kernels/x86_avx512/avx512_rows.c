@@ -157,17 +157,21 @@ RA_INLINE const char *const *position_prefetch(const ra__rows *r, const pf_plan 
 
 /* The first line of the K and V rows of item position pos (if < end; the item's first head),
  * so that the page walks of the memory pages those rows start in end before the rows are
- * prefetched line by line or streamed. */
+ * prefetched line by line or streamed. A contiguous cache's rows only where the walk does not
+ * prefetch their lines itself (pf_k, pf_v), are 512 bytes or more apart, and start a page. */
 RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, size_t kes,
-                                  size_t ves)
+                                  size_t ves, bool pf_k, bool pf_v)
 {
     if (pos >= end)
         return;
     if (!r->pages) {
-        if ((size_t)r->k_st * kes >= RA_TRANSLATE_MIN_ROW)
-            __builtin_prefetch((const char *)r->k + (size_t)(pos * r->k_st) * kes, 0, RA_PF_HINT);
-        if ((size_t)r->v_st * ves >= RA_TRANSLATE_MIN_ROW)
-            __builtin_prefetch((const char *)r->v + (size_t)(pos * r->v_st) * ves, 0, RA_PF_HINT);
+        const size_t kst = (size_t)r->k_st * kes, vst = (size_t)r->v_st * ves;
+        const uintptr_t k = (uintptr_t)r->k + (size_t)pos * kst;
+        const uintptr_t v = (uintptr_t)r->v + (size_t)pos * vst;
+        if (!pf_k && kst >= RA_TRANSLATE_MIN_ROW && ((k ^ (k - kst)) >> 12))
+            __builtin_prefetch((const char *)k, 0, RA_PF_HINT);
+        if (!pf_v && vst >= RA_TRANSLATE_MIN_ROW && ((v ^ (v - vst)) >> 12))
+            __builtin_prefetch((const char *)v, 0, RA_PF_HINT);
         return;
     }
     const int64_t t = r->t_first + pos, page = r->pages[t / r->page_size];
@@ -427,8 +431,8 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            translate_position(r, t0 + i + TRANSLATE, half, kes, ves);
-            translate_position(r, half + t0 + i + TRANSLATE, r->T, kes, ves);
+            translate_position(r, t0 + i + TRANSLATE, half, kes, ves, kp.on, vp.on);
+            translate_position(r, half + t0 + i + TRANSLATE, r->T, kes, ves, kp.on, vp.on);
             const char *targets[2];
             const char *const *kpf = position_prefetch(r, &kp, at[0], ka, at[1], kb, i + ahead,
                                                        r->t_first + t0 + i + ahead, half, targets);
