@@ -157,10 +157,10 @@ RA_INLINE const char *const *position_prefetch(const ra__rows *r, const pf_plan 
 
 /* The first line of the K and V rows of item position pos (if < end; the item's first head),
  * so that the page walks of the memory pages those rows start in end before the rows are
- * prefetched line by line or streamed. A contiguous cache's rows only where the walk does not
- * prefetch their lines itself (pf_k, pf_v), are 512 bytes or more apart, and start a page. */
+ * prefetched line by line or streamed: every row of a paged cache; of a contiguous one, the
+ * rows of x with prime_x (see walk_halves) that start a memory page. */
 RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, size_t kes,
-                                  size_t ves, bool pf_k, bool pf_v)
+                                  size_t ves, bool prime_k, bool prime_v)
 {
     if (pos >= end)
         return;
@@ -168,9 +168,9 @@ RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, s
         const size_t kst = (size_t)r->k_st * kes, vst = (size_t)r->v_st * ves;
         const uintptr_t k = (uintptr_t)r->k + (size_t)pos * kst;
         const uintptr_t v = (uintptr_t)r->v + (size_t)pos * vst;
-        if (!pf_k && kst >= RA_TRANSLATE_MIN_ROW && ((k ^ (k - kst)) >> 12))
+        if (prime_k && ((k ^ (k - kst)) >> 12))
             __builtin_prefetch((const char *)k, 0, RA_PF_HINT);
-        if (!pf_v && vst >= RA_TRANSLATE_MIN_ROW && ((v ^ (v - vst)) >> 12))
+        if (prime_v && ((v ^ (v - vst)) >> 12))
             __builtin_prefetch((const char *)v, 0, RA_PF_HINT);
         return;
     }
@@ -421,6 +421,11 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
     const char *at[2][RA__ROWS_TILE_MAX / 2 + AHEAD];
     const pf_plan kp = plan_prefetch(r, r->k_sh, kes), vp = plan_prefetch(r, r->v_sh, ves);
     const int64_t ahead = kp.on || vp.on ? AHEAD : 0;
+    /* Page walks ahead: a paged cache's rows; a contiguous cache's where rows lie 512 bytes or
+     * more apart and the walk does not prefetch them itself (then they cost, docs/performance.md). */
+    const bool prime_k = !kp.on && (size_t)r->k_st * kes >= RA_TRANSLATE_MIN_ROW;
+    const bool prime_v = !vp.on && (size_t)r->v_st * ves >= RA_TRANSLATE_MIN_ROW;
+    const bool translate = r->pages || prime_k || prime_v;
     for (int64_t t0 = 0; t0 < half; t0 += per) {
         const int64_t na = half - t0 < per ? half - t0 : per; /* first half's positions */
         const int64_t rest = r->T - half - t0;
@@ -431,8 +436,11 @@ RA_INLINE void walk_halves(const ra__rows *r, const rows_work *w, const int G, c
         rows_from(r, r->k, r->k_st, r->k_sp, t0, ka, kes, at[0]);
         rows_from(r, r->k, r->k_st, r->k_sp, half + t0, kb, kes, at[1]);
         for (int64_t i = 0; i < na; i++) {
-            translate_position(r, t0 + i + TRANSLATE, half, kes, ves, kp.on, vp.on);
-            translate_position(r, half + t0 + i + TRANSLATE, r->T, kes, ves, kp.on, vp.on);
+            if (translate) {
+                translate_position(r, t0 + i + TRANSLATE, half, kes, ves, prime_k, prime_v);
+                translate_position(r, half + t0 + i + TRANSLATE, r->T, kes, ves, prime_k,
+                                   prime_v);
+            }
             const char *targets[2];
             const char *const *kpf = position_prefetch(r, &kp, at[0], ka, at[1], kb, i + ahead,
                                                        r->t_first + t0 + i + ahead, half, targets);
