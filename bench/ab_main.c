@@ -28,6 +28,7 @@ typedef struct ab_args {
 
 /* One build: its API table and its own handles over the shared buffers. */
 typedef struct ab_lib {
+    void *dl;
     const ra_api *api;
     ra_options *opts;
     ra_tensor *q, *k, *v, *len, *pages, *o;
@@ -116,7 +117,7 @@ static void fill(void *dst, ra_dtype dt, size_t n, uint64_t seed)
 static int open_lib(const char *path, const ab_args *a, void *q, void *k, void *v,
                     int32_t *len, int32_t *pages, float *o, ab_lib *l)
 {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *h = l->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     const ra_api *(*get)(uint32_t) = h ? (const ra_api *(*)(uint32_t))dlsym(h, "ra_get_api")
                                        : NULL;
     if (!get || !(l->api = get(RA_API_VERSION))) {
@@ -139,6 +140,18 @@ static int open_lib(const char *path, const ab_args *a, void *q, void *k, void *
         return -1;
     }
     return 0;
+}
+
+static void close_lib(ab_lib *l)
+{
+    if (l->api) {
+        ra_tensor *ts[] = {l->q, l->k, l->v, l->len, l->pages, l->o};
+        for (int i = 0; i < 6; i++)
+            l->api->tensor_destroy(ts[i]);
+        l->api->options_destroy(l->opts);
+    }
+    if (l->dl)
+        dlclose(l->dl);
 }
 
 static double call(const ab_lib *l)
@@ -185,9 +198,11 @@ int main(int argc, char **argv)
     unsigned char *flush = malloc(flush_bytes ? flush_bytes : 1);
     double *t[2] = {malloc(MAX_PAIRS * sizeof(double)), malloc(MAX_PAIRS * sizeof(double))};
     double *ratio = malloc(MAX_PAIRS * sizeof(double));
+    ab_lib lib[2] = {{0}, {0}};
+    int status = 1;
     if (!k || !v || !q || !o || !len || !pages || !flush || !t[0] || !t[1] || !ratio) {
         fprintf(stderr, "raggedattn-bench-ab: out of memory\n");
-        return 1;
+        goto done;
     }
     fill(k, a.kv, nkv, 1);
     fill(v, a.kv, nkv, 2);
@@ -205,10 +220,9 @@ int main(int argc, char **argv)
         pages[i] = pages[j];
         pages[j] = x;
     }
-    ab_lib lib[2] = {{0}, {0}};
     for (int w = 0; w < 2; w++)
         if (open_lib(a.lib[w], &a, q, k, v, len, pages, o, &lib[w]))
-            return 1;
+            goto done;
     printf("raggedattn-bench-ab: A %s (%s), B %s (%s)%s\n", a.lib[0], lib[0].api->version_string(),
            a.lib[1], lib[1].api->version_string(),
            lib[0].api == lib[1].api ? ": the same library (an A/A run)" : "");
@@ -224,13 +238,13 @@ int main(int argc, char **argv)
     for (int r = -2; r < a.pairs; r++) { /* two warm-up pairs */
         for (int i = 0; i < 2; i++) {
             const int w = r & 1 ? 1 - i : i; /* A B, then B A */
-            unsigned s = 0;
+            unsigned sum = 0;
             for (size_t x = 0; x < flush_bytes; x += 64)
-                s += flush[x];
-            sink += s;
+                sum += flush[x];
+            sink += sum;
             const double dt = call(&lib[w]);
             if (dt < 0)
-                return 1;
+                goto done;
             if (r >= 0)
                 t[w][r] = dt * 1e3;
         }
@@ -243,5 +257,11 @@ int main(int argc, char **argv)
     const double lo = quantile(ratio, a.pairs, 0.25), hi = quantile(ratio, a.pairs, 0.75);
     printf("A median %.3f ms, B median %.3f ms; B/A per pair: median %.3f (quartiles %.3f-%.3f)\n",
            ma, mb, quantile(ratio, a.pairs, 0.5), lo, hi);
-    return 0;
+    status = 0;
+done:
+    close_lib(&lib[1]);
+    close_lib(&lib[0]);
+    free(k), free(v), free(q), free(o), free(len), free(pages), free(flush);
+    free(t[0]), free(t[1]), free(ratio);
+    return status;
 }
