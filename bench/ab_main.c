@@ -17,6 +17,9 @@
 
 enum { MAX_PAIRS = 1000 };
 
+/* Where the cache flush's reads go, so that the compiler keeps them. */
+static volatile unsigned g_flush_sink;
+
 typedef struct ab_args {
     const char *lib[2];
     int64_t B, S, Hq, Hkv, D, page;
@@ -234,14 +237,13 @@ int main(int argc, char **argv)
            a.pairs, a.flush_mib);
     if (a.page)
         printf("page size %lld\n", (long long)a.page);
-    volatile unsigned sink = 0;
     for (int r = -2; r < a.pairs; r++) { /* two warm-up pairs */
         for (int i = 0; i < 2; i++) {
             const int w = r & 1 ? 1 - i : i; /* A B, then B A */
             unsigned sum = 0;
             for (size_t x = 0; x < flush_bytes; x += 64)
                 sum += flush[x];
-            sink += sum;
+            g_flush_sink += sum;
             const double dt = call(&lib[w]);
             if (dt < 0)
                 goto done;
