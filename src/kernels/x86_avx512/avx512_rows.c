@@ -164,22 +164,15 @@ RA_INLINE void translate_position(const ra__rows *r, int64_t pos, int64_t end, s
 {
     if (pos >= end)
         return;
-    if (!r->pages) {
-        const size_t kst = (size_t)r->k_st * kes, vst = (size_t)r->v_st * ves;
-        const uintptr_t k = (uintptr_t)r->k + (size_t)pos * kst;
-        const uintptr_t v = (uintptr_t)r->v + (size_t)pos * vst;
-        if (prime_k && ((k ^ (k - kst)) >> 12))
-            __builtin_prefetch((const char *)k, 0, RA_PF_HINT);
-        if (prime_v && ((v ^ (v - vst)) >> 12))
-            __builtin_prefetch((const char *)v, 0, RA_PF_HINT);
-        return;
-    }
-    const int64_t t = r->t_first + pos, page = r->pages[t / r->page_size];
-    const int64_t in = t % r->page_size;
-    __builtin_prefetch((const char *)r->k + (size_t)(page * r->k_sp + in * r->k_st) * kes, 0,
-                       RA_PF_HINT);
-    __builtin_prefetch((const char *)r->v + (size_t)(page * r->v_sp + in * r->v_st) * ves, 0,
-                       RA_PF_HINT);
+    const char *k, *v;
+    rows_from(r, r->k, r->k_st, r->k_sp, pos, 1, kes, &k);
+    rows_from(r, r->v, r->v_st, r->v_sp, pos, 1, ves, &v);
+    const uintptr_t ka = (uintptr_t)k, va = (uintptr_t)v;
+    const size_t kst = (size_t)r->k_st * kes, vst = (size_t)r->v_st * ves;
+    if (r->pages || (prime_k && ((ka ^ (ka - kst)) >> 12)))
+        __builtin_prefetch(k, 0, RA_PF_HINT);
+    if (r->pages || (prime_v && ((va ^ (va - vst)) >> 12)))
+        __builtin_prefetch(v, 0, RA_PF_HINT);
 }
 
 /* Logits of every head at positions pos[0..NP) (NP = 1 or 2) into row[p][0 .. hp): register
