@@ -22,11 +22,9 @@ static volatile unsigned g_flush_sink;
 
 typedef struct ab_args {
     const char *lib[2];
-    int64_t B, S, Hq, Hkv, D, page;
+    int64_t B, S, Hq, Hkv, D, page, threads, pairs, flush_mib;
     ra_dtype kv;
     const char *kv_name;
-    int threads, pairs;
-    size_t flush_mib;
 } ab_args;
 
 /* One build: its API table and its own handles over the shared buffers. */
@@ -54,7 +52,16 @@ static int usage(const char *argv0, int rc)
 
 static int parse(int argc, char **argv, ab_args *a)
 {
-    *a = (ab_args){{NULL, NULL}, 1, 32768, 32, 8, 128, 0, RA_DTYPE_BF16, "bf16", 1, 30, 512};
+    *a = (ab_args){{NULL, NULL}, 1, 32768, 32, 8, 128, 0, 1, 30, 512, RA_DTYPE_BF16, "bf16"};
+    /* the numeric options: flag, field, smallest and largest value */
+    const struct {
+        const char *flag;
+        int64_t *at, lo, hi;
+    } nums[] = {{"--B", &a->B, 1, 1LL << 40},          {"--S", &a->S, 1, 1LL << 40},
+                {"--hq", &a->Hq, 1, 1LL << 40},        {"--hkv", &a->Hkv, 1, 1LL << 40},
+                {"--D", &a->D, 1, 1LL << 40},          {"--paged", &a->page, 0, 1LL << 40},
+                {"--threads", &a->threads, 1, 1024},   {"--pairs", &a->pairs, 1, MAX_PAIRS},
+                {"--flush-mib", &a->flush_mib, 1, 1LL << 20}};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help"))
@@ -62,35 +69,23 @@ static int parse(int argc, char **argv, ab_args *a)
         if (i + 1 >= argc)
             return usage(argv[0], 2);
         const char *v = argv[++i];
-        long long n = atoll(v);
-        if (!strcmp(f, "--a") || !strcmp(f, "--b"))
+        size_t k = 0;
+        while (k < sizeof nums / sizeof nums[0] && strcmp(f, nums[k].flag))
+            k++;
+        if (k < sizeof nums / sizeof nums[0]) {
+            char *rest;
+            const long long n = strtoll(v, &rest, 10);
+            if (rest == v || *rest || n < nums[k].lo || n > nums[k].hi)
+                return usage(argv[0], 2);
+            *nums[k].at = n;
+        } else if (!strcmp(f, "--a") || !strcmp(f, "--b")) {
             a->lib[f[2] == 'b'] = v;
-        else if (!strcmp(f, "--dtype") && (!strcmp(v, "f32") || !strcmp(v, "bf16"))) {
+        } else if (!strcmp(f, "--dtype") && (!strcmp(v, "f32") || !strcmp(v, "bf16"))) {
             a->kv = v[0] == 'b' ? RA_DTYPE_BF16 : RA_DTYPE_F32;
             a->kv_name = v;
+        } else {
+            return usage(argv[0], 2);
         }
-        else if (n < (strcmp(f, "--paged") ? 1 : 0) || n > (1LL << 40))
-            return usage(argv[0], 2);
-        else if (!strcmp(f, "--B"))
-            a->B = n;
-        else if (!strcmp(f, "--S"))
-            a->S = n;
-        else if (!strcmp(f, "--hq"))
-            a->Hq = n;
-        else if (!strcmp(f, "--hkv"))
-            a->Hkv = n;
-        else if (!strcmp(f, "--D"))
-            a->D = n;
-        else if (!strcmp(f, "--paged"))
-            a->page = n;
-        else if (!strcmp(f, "--threads"))
-            a->threads = (int)n;
-        else if (!strcmp(f, "--pairs") && n <= MAX_PAIRS)
-            a->pairs = (int)n;
-        else if (!strcmp(f, "--flush-mib"))
-            a->flush_mib = (size_t)n;
-        else
-            return usage(argv[0], 2);
     }
     if (!a->lib[0] || !a->lib[1] || a->Hq % a->Hkv || (a->page && a->S % a->page)) {
         fprintf(stderr, "raggedattn-bench-ab: need --a and --b, hkv dividing hq, and a page "
@@ -131,7 +126,7 @@ static int open_lib(const char *path, const ab_args *a, void *q, void *k, void *
     const int64_t qs[4] = {a->B, 1, a->Hq, a->D}, bs[1] = {a->B}, n_pages = a->page ? a->S / a->page : 0;
     const int64_t kv[4] = {a->page ? a->B * n_pages : a->B, a->page ? a->page : a->S, a->Hkv, a->D};
     const int64_t pt[2] = {a->B, n_pages};
-    if (api->options_create(&l->opts) || api->options_set_num_threads(l->opts, a->threads) ||
+    if (api->options_create(&l->opts) || api->options_set_num_threads(l->opts, (int)a->threads) ||
         api->options_set_scale(l->opts, 1.0f / sqrtf((float)a->D)) ||
         api->tensor_wrap(&l->q, RA_DTYPE_F32, 4, qs, NULL, q) ||
         api->tensor_wrap(&l->o, RA_DTYPE_F32, 4, qs, NULL, o) ||
@@ -191,7 +186,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc < 0 ? 0 : rc;
     const size_t es = a.kv == RA_DTYPE_F32 ? 4 : 2, nkv = (size_t)(a.B * a.S * a.Hkv * a.D),
-                 nq = (size_t)(a.B * a.Hq * a.D), flush_bytes = a.flush_mib << 20;
+                 nq = (size_t)(a.B * a.Hq * a.D), flush_bytes = (size_t)a.flush_mib << 20;
     const int64_t n_pages = a.page ? a.B * (a.S / a.page) : 0;
     void *k = aligned_alloc(4096, (nkv * es + 4095) & ~(size_t)4095);
     void *v = aligned_alloc(4096, (nkv * es + 4095) & ~(size_t)4095);
@@ -230,11 +225,11 @@ int main(int argc, char **argv)
            a.lib[1], lib[1].api->version_string(),
            lib[0].api == lib[1].api ? ": the same library (an A/A run)" : "");
     printf("ra_%s_gqa, B %lld, S %lld, Hq %lld, Hkv %lld, D %lld, K/V %s, %s, %d thread%s, "
-           "%d pairs, %zu MiB flushed before each call\n",
+           "%d pairs, %lld MiB flushed before each call\n",
            a.page ? "paged" : "ragged", (long long)a.B, (long long)a.S, (long long)a.Hq,
            (long long)a.Hkv, (long long)a.D, a.kv_name,
-           a.page ? "shuffled pages" : "contiguous", a.threads, a.threads > 1 ? "s" : "",
-           a.pairs, a.flush_mib);
+           a.page ? "shuffled pages" : "contiguous", (int)a.threads, a.threads > 1 ? "s" : "",
+           (int)a.pairs, (long long)a.flush_mib);
     if (a.page)
         printf("page size %lld\n", (long long)a.page);
     for (int r = -2; r < a.pairs; r++) { /* two warm-up pairs */
@@ -252,13 +247,13 @@ int main(int argc, char **argv)
         }
         if (r >= 0)
             ratio[r] = t[1][r] / t[0][r];
-        fprintf(stderr, "\rpair %d of %d ", r + 3, a.pairs + 2);
+        fprintf(stderr, "\rpair %d of %d ", r + 3, (int)a.pairs + 2);
     }
     fprintf(stderr, "\r%30s\r", "");
-    const double ma = quantile(t[0], a.pairs, 0.5), mb = quantile(t[1], a.pairs, 0.5);
-    const double lo = quantile(ratio, a.pairs, 0.25), hi = quantile(ratio, a.pairs, 0.75);
+    const double ma = quantile(t[0], (int)a.pairs, 0.5), mb = quantile(t[1], (int)a.pairs, 0.5);
+    const double lo = quantile(ratio, (int)a.pairs, 0.25), hi = quantile(ratio, (int)a.pairs, 0.75);
     printf("A median %.3f ms, B median %.3f ms; B/A per pair: median %.3f (quartiles %.3f-%.3f)\n",
-           ma, mb, quantile(ratio, a.pairs, 0.5), lo, hi);
+           ma, mb, quantile(ratio, (int)a.pairs, 0.5), lo, hi);
     status = 0;
 done:
     close_lib(&lib[1]);
