@@ -19,7 +19,8 @@ typedef enum ra__walk {
     RA__WALK_HEAD_TILES,     /* one KV head's group of query heads over a tile at a time */
     RA__WALK_HEAD_TILES_DOT, /* the same with q and K multiplied as bf16 pairs (entries whose
                               * q holds a bf16 subnormal still take the exact steps) */
-    RA__WALK_ROW_ORDER       /* every head of a position, then the next (ra__rows) */
+    RA__WALK_ROW_ORDER,      /* every head of a position, then the next (ra__rows) */
+    RA__WALK_HEAD_TILES_WIDE /* head tiles by the wide steps: 16 rows in the vector lanes */
 } ra__walk;
 
 typedef struct ra__walk_record {
@@ -28,5 +29,9 @@ typedef struct ra__walk_record {
 } ra__walk_record;
 
 ra__walk_record ra__last_walk(void);
+
+/* Rows per KV head from which the kernel that runs p (its dtypes and layout) has the wide
+ * steps, or 0 where it has none: the multi-token layer aims its prefix entries at it. */
+int64_t ra__plan_wide_rows(const ra__problem *p);
 
 #endif

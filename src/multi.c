@@ -25,8 +25,9 @@
 #include "status_internal.h"
 #include "tensor_internal.h"
 
-/* Query rows per KV head that a prefix entry aims for: enough for the kernels to reuse each
- * K/V tile many times, few enough to keep a tile's logits and outputs in cache. */
+/* Query rows per KV head that a prefix entry aims for, where the kernel has no wide steps:
+ * enough for the kernels to reuse each K/V tile many times, few enough to keep a tile's
+ * logits and outputs in cache. (With wide steps: their minimum, ra__plan_wide_rows.) */
 #ifndef RA_MULTI_ROWS
 #define RA_MULTI_ROWS 16
 #endif
@@ -199,27 +200,36 @@ typedef struct block {
     int64_t b, i0, nq;
 } block;
 
+/* How a call cuts queries into blocks: at most tq_max per block and, where blocks split
+ * evenly, a multiple of quantum (so that a block's rows per KV head stay whole 16-row blocks
+ * for the wide steps). */
+typedef struct cut {
+    int64_t tq_max, quantum;
+} cut;
+
 /* The queries per block of sequence b: up to tq_max, no more than it has. A last block of
  * 2 <= r < tq_max queries would be padded to tq_max rows, so then the queries split into as few
- * blocks as they need, each ceil(n / blocks) but the last: it pads fewer rows, never more
- * (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16). A last block of one
- * query is a lone block (below), which pads nothing. A function of the sequence alone, so
- * that its rows do not depend on the rest of the batch (the blocks set which rows share a
- * kernel tile and where the prefix and diagonal parts meet). */
-static int64_t block_size(const ra__problem *p, int64_t tq_max, int64_t b)
+ * blocks as they need, each ceil(n / blocks) rounded up to the quantum, but the last: it pads
+ * fewer rows, never more (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16;
+ * 12 + 10 at quantum 4). A last block of one query is a lone block (below), which pads
+ * nothing. A function of the sequence alone, so that its rows do not depend on the rest of
+ * the batch (the blocks set which rows share a kernel tile and where the prefix and diagonal
+ * parts meet). */
+static int64_t block_size(const ra__problem *p, const cut *c, int64_t b)
 {
-    const int64_t n = p->qlen[b], blocks = (n + tq_max - 1) / tq_max;
+    const int64_t n = p->qlen[b], tq_max = c->tq_max, blocks = (n + tq_max - 1) / tq_max;
     if (n <= tq_max || n % tq_max <= 1)
         return n < tq_max ? n : tq_max;
-    return (n + blocks - 1) / blocks;
+    const int64_t even = (n + blocks - 1) / blocks;
+    return (even + c->quantum - 1) / c->quantum * c->quantum; /* <= tq_max, its multiple */
 }
 
 /* The block after *x (from {0, 0, 0}: the first) among the sequences whose block size is Tq,
  * in (b, i0) order; false past the last. */
-static bool next_block(const ra__problem *p, int64_t tq_max, int64_t Tq, block *x)
+static bool next_block(const ra__problem *p, const cut *c, int64_t Tq, block *x)
 {
     int64_t b = x->b, i0 = x->i0 + x->nq;
-    while (b < p->B && (i0 >= p->qlen[b] || block_size(p, tq_max, b) != Tq)) {
+    while (b < p->B && (i0 >= p->qlen[b] || block_size(p, c, b) != Tq)) {
         b++;
         i0 = 0;
     }
@@ -249,14 +259,14 @@ static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, const 
 
 /* The blocks of one round from *x on (advancing *x past them): how many, and the entries
  * they make in the prefix pass and the diagonal pass. */
-static bool next_round(const ra__problem *p, int64_t tq_max, int64_t Tq, block *x,
+static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x,
                        int64_t *n_blk, int64_t *n_a, int64_t *n_c)
 {
     const int64_t hq_a = p->Hkv * Tq * p->G;
     size_t bytes = 0;
     *n_blk = *n_a = *n_c = 0;
     block y = *x;
-    while (next_block(p, tq_max, Tq, &y)) {
+    while (next_block(p, c, Tq, &y)) {
         const size_t add = block_bytes(p, Tq, hq_a, &y);
         if (*n_blk > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
             break;
@@ -270,13 +280,13 @@ static bool next_round(const ra__problem *p, int64_t tq_max, int64_t Tq, block *
 }
 
 /* Fills the passes with the n_blk blocks that follow *x (advancing *x). */
-static void fill_round(const ra__problem *p, int64_t tq_max, int64_t Tq, int64_t n_blk, block *x,
+static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk, block *x,
                        pass *pa, pass *pc)
 {
     const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
     const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
     int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, tq_max, Tq, x); n++) {
+    for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
         const int64_t b = x->b, i0 = x->i0, nq = x->nq;
         const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
         if (lone(Tq, x)) {
@@ -310,12 +320,12 @@ static void fill_round(const ra__problem *p, int64_t tq_max, int64_t Tq, int64_t
 }
 
 /* Writes the rows of the n_blk blocks that follow *x from the passes' states. */
-static void merge_round(const ra__problem *p, int64_t tq_max, int64_t Tq, int64_t n_blk,
+static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk,
                         block *x, const pass *pa, const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
     int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, tq_max, Tq, x); n++) {
+    for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
         if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
             for (int64_t h = 0; h < Hq; h++) {
                 const int64_t rc = ec * Hq + h;
@@ -344,7 +354,14 @@ ra_status ra__multi(const ra__problem *p)
     if (p->T == 1)
         return run_single(p);
     const int64_t G = p->G, Hkv = p->Hkv;
-    const int64_t tq_max = G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G;
+    /* Rows per KV head of a prefix entry: the kernel's wide-step minimum where it has wide
+     * steps and whole queries make it, else RA_MULTI_ROWS. */
+    const int64_t wide = ra__plan_wide_rows(p);
+    cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1};
+    if (wide > 0 && G < wide && wide % G == 0)
+        cs = (cut){wide / G, G < 16 ? 16 / G : 1};
+    const cut *c = &cs;
+    const int64_t tq_max = c->tq_max;
     if (!p->pages && p->B > INT32_MAX)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: B = %lld sequences", (long long)p->B);
 
@@ -354,7 +371,7 @@ ra_status ra__multi(const ra__problem *p)
      * instead of handing out fresh pages that must be zeroed. */
     int64_t max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
     for (int64_t Tq = 1; Tq <= tq_max; Tq++)
-        for (block x = {0, 0, 0}; next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
+        for (block x = {0, 0, 0}; next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             max_a = n_a > max_a ? n_a : max_a;
             rows_a = n_a * Hkv * Tq * G > rows_a ? n_a * Hkv * Tq * G : rows_a;
             max_c = n_c > max_c ? n_c : max_c;
@@ -380,9 +397,9 @@ ra_status ra__multi(const ra__problem *p)
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         for (block x = {0, 0, 0}, y = x;
-             s == RA_OK && next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
+             s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             size_t ba = 0, bc = 0;
-            fill_round(p, tq_max, Tq, n_blk, &y, &pa, &pc);
+            fill_round(p, c, Tq, n_blk, &y, &pa, &pc);
             s = ra__decode_bytes(&pa.p, &ba);
             if (s == RA_OK)
                 s = ra__decode_bytes(&pc.p, &bc);
@@ -397,13 +414,13 @@ ra_status ra__multi(const ra__problem *p)
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         for (block x = {0, 0, 0}, y = x, z = x;
-             s == RA_OK && next_round(p, tq_max, Tq, &x, &n_blk, &n_a, &n_c);) {
-            fill_round(p, tq_max, Tq, n_blk, &y, &pa, &pc);
+             s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
+            fill_round(p, c, Tq, n_blk, &y, &pa, &pc);
             s = ra__decode_in(&pa.p, engine, engine_bytes);
             if (s == RA_OK)
                 s = ra__decode_in(&pc.p, engine, engine_bytes);
             if (s == RA_OK)
-                merge_round(p, tq_max, Tq, n_blk, &z, &pa, &pc);
+                merge_round(p, c, Tq, n_blk, &z, &pa, &pc);
         }
     }
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */

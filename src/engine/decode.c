@@ -42,9 +42,10 @@ static ra_status decode_with(const ra__problem *p, const ra__scratch *given)
     if (s != RA_OK)
         return s;
     last_walk.family = pl.kt->id;
-    last_walk.walk = pl.rows  ? RA__WALK_ROW_ORDER
-                     : pl.dot ? RA__WALK_HEAD_TILES_DOT
-                              : RA__WALK_HEAD_TILES;
+    last_walk.walk = pl.rows   ? RA__WALK_ROW_ORDER
+                     : pl.wide ? RA__WALK_HEAD_TILES_WIDE
+                     : pl.dot  ? RA__WALK_HEAD_TILES_DOT
+                               : RA__WALK_HEAD_TILES;
     ra__plan_prepare_q(p, &pl);
 
     int64_t next_item = 0; /* the first item no thread has claimed */

@@ -8,6 +8,7 @@
 #include "alloc_internal.h"
 #include "common/dtype.h"
 #include "common/size_math.h"
+#include "decode.h"
 #include "engine/plan.h"
 #include "status_internal.h"
 #include "team.h"
@@ -36,17 +37,29 @@ static int64_t lines_for(int64_t rows, int64_t heads, int64_t D)
     return lines;
 }
 
-ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
-                         const ra__scratch *given, size_t *need)
+/* The kernel family that runs p: the one asked for (or the best), else the portable one. */
+static const ra__kernel_table *table_for(const ra__problem *p)
 {
-    ra_kernel id = ra__kernel_resolve(p->kernel);
-    const ra__kernel_table *kt = ra__kernel_table_for(id);
-    bool unit_d = p->k.sd == 1 && p->v.sd == 1;
+    const ra__kernel_table *kt = ra__kernel_table_for(ra__kernel_resolve(p->kernel));
+    const bool unit_d = p->k.sd == 1 && p->v.sd == 1;
     const bool runs_dtypes = kt->step[p->k.dtype][p->v.dtype] ||
                              (kt->qk[p->k.dtype] && kt->pv[p->v.dtype]);
     if ((kt->needs_unit_d && !unit_d) || !runs_dtypes ||
         (kt->id == RA_KERNEL_BLAS && (p->G > INT_MAX || p->D > INT_MAX)))
         kt = &ra__kernels_portable; /* same function, any layout and dtype */
+    return kt;
+}
+
+int64_t ra__plan_wide_rows(const ra__problem *p)
+{
+    const ra__kernel_table *kt = table_for(p);
+    return kt->step_wide[p->k.dtype][p->v.dtype] ? kt->wide_min_rows : 0;
+}
+
+ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
+                         const ra__scratch *given, size_t *need)
+{
+    const ra__kernel_table *kt = table_for(p);
     pl->p = p;
     pl->kt = kt;
     pl->tile = p->block_size < kt->tile_max ? p->block_size : kt->tile_max;
@@ -65,14 +78,19 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
 #endif
     if (whole_rows && kt->rows_serve && kt->rows_serve(p->G, p->k.dtype, p->v.dtype))
         pl->rows = kt->rows[p->k.dtype][p->v.dtype];
+    /* Groups of whole 16-row blocks, enough of them, take the wide steps where the family has
+     * them: rows in the vector lanes, no reductions across lanes (see avx512_wide.c). */
+    if (!pl->rows && p->G % 16 == 0 && p->G >= kt->wide_min_rows)
+        pl->wide = kt->step_wide[p->k.dtype][p->v.dtype];
     /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
-    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16) {
+    if (!pl->rows && !pl->wide && p->q.dtype == RA_DTYPE_BF16 &&
+        p->k.dtype == RA_DTYPE_BF16) {
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
     bool want_qp = !pl->rows && kt->prepare_q && kt->q_pairs_for_k[p->k.dtype];
-    pl->qp_ld = want_qp ? kt->q_ld(p->D) : 0;
+    pl->qp_ld = pl->wide ? kt->wide_ld(p->D) : want_qp ? kt->q_ld(p->D) : 0;
 
     int64_t n = 0;
     for (int64_t b = 0; b < p->B; b++) {
@@ -113,7 +131,9 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
     if (pl->rows)
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
-    if (kt->needs_conv)
+    if (pl->wide)
+        ra__arena_take(&per, (pl->tile + 15) & ~(int64_t)15, pl->qp_ld, 1, sizeof(float));
+    else if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
     if (p->pages) { /* row pointers of a tile's K and V; the next tile's prefetch lines */
         pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /
@@ -225,8 +245,10 @@ void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
                     pl->qb[r * D + d] = (uint16_t)(bits >> 16);
                     subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
                 }
-            if (pl->qp)
+            if (pl->qp && !pl->wide)
                 pl->kt->prepare_q(qf, D, pl->qp + r * pl->qp_ld);
+            else if (pl->qp && h % 16 == 15) /* G % 16 == 0: rows h-15..h share a KV head */
+                pl->kt->wide_q(qf - 15 * D, D, p->k.dtype, pl->qp + (r - 15) * pl->qp_ld);
         }
         if (pl->no_dot)
             pl->no_dot[b] = subnormal;

@@ -29,10 +29,11 @@ typedef struct ra__plan {
     ra__tile_fn dot;    /* the kernel's step for q and K both bf16, or NULL */
     ra__tile_fn dot_rows; /* the same reading row pointers (a paged tile), or NULL */
     ra__rows_fn rows;   /* the kernel's row-order item, when it serves this problem, or NULL */
+    ra__tile_fn wide;   /* the kernel's step for whole 16-row blocks, when it serves, or NULL */
     uint16_t *qb;       /* [B][Hq][D] q as bf16 bits when dot runs, else NULL */
     bool *no_dot;       /* [B] when dot runs: entries whose q has a bf16 subnormal */
-    float *qp;          /* [B][Hq][qp_ld] q in the kernel's own layout (its prepare_q)
-                         * when it wants one, else NULL */
+    float *qp;          /* [B][Hq][qp_ld] q in the kernel's own layout (its prepare_q, or
+                         * wide_q per 16 rows for wide) when it wants one, else NULL */
     int64_t qp_ld;
     /* Each item's partial state: o [heads_per_item*G][D] at part_o + slot*o_st, and m, l
      * [heads_per_item*G] each at part_ml + slot*ml_st. Both strides are whole cache lines, so

@@ -117,8 +117,10 @@ static int64_t walk_head_tiles(const ra__plan *pl, const ra__item *it, int64_t *
     float *v_scales = p->v.scale ? scratch + pl->scales_at + pl->tile : NULL;
     ra__tile_fn qk = kt->qk[p->k.dtype], pv = kt->pv[p->v.dtype];
     const bool dot = pl->dot && !pl->no_dot[it->b];
-    ra__tile_fn fused = dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
-    ra__tile_fn fused_rows = dot ? pl->dot_rows : kt->step_rows[p->k.dtype][p->v.dtype];
+    ra__tile_fn fused = pl->wide ? pl->wide : dot ? pl->dot : kt->step[p->k.dtype][p->v.dtype];
+    ra__tile_fn fused_rows = pl->wide  ? pl->wide
+                             : dot     ? pl->dot_rows
+                                       : kt->step_rows[p->k.dtype][p->v.dtype];
     int64_t after = -1; /* the item claimed to run next, once claimed */
     for (int64_t t0 = it->t0; t0 < it->t1; t0 += pl->tile) {
         t.T = ra__tile_at(pl, t0, it->t1);

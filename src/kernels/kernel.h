@@ -240,6 +240,16 @@ typedef struct ra__kernel_table {
      * contiguous. */
     ra__rows_fn rows[RA__KV_DTYPES][RA__KV_DTYPES];
     bool (*rows_serve)(int64_t G, ra_dtype k, ra_dtype v);
+    /* Steps [K dtype][V dtype] for groups of whole 16-row blocks (G % 16 == 0), contiguous or
+     * paged (NULL: none); they read q from ra__tile.qp as wide_q writes it for each 16
+     * consecutive rows (wide_ld(D) floats per row), and use ra__tile.conv, whose floats are
+     * wide_ld(D) times the tile rounded up to 16. */
+    ra__tile_fn step_wide[RA__KV_DTYPES][RA__KV_DTYPES];
+    /* Rows per KV head from which the wide steps beat the fused ones (a multiple of 16): their
+     * widening of each tile is then shared by enough row blocks. */
+    int64_t wide_min_rows;
+    int64_t (*wide_ld)(int64_t D);
+    void (*wide_q)(const float *q, int64_t D, ra_dtype k, float *qt);
 } ra__kernel_table;
 
 extern const ra__kernel_table ra__kernels_portable;
@@ -262,6 +272,21 @@ void ra__avx512_rows_BF16_BF16(const ra__rows *r);
 void ra__avx512_rows_I8_I8(const ra__rows *r);
 void ra__avx512_rows_FP8_E4M3_FP8_E4M3(const ra__rows *r);
 void ra__avx512_rows_FP8_E5M2_FP8_E5M2(const ra__rows *r);
+
+/* The AVX-512 steps for wide groups (avx512_wide.c), named in the AVX-512 tables. */
+void ra__avx512_wide_F32_F32(const ra__tile *t);
+void ra__avx512_wide_F32_F16(const ra__tile *t);
+void ra__avx512_wide_F32_BF16(const ra__tile *t);
+void ra__avx512_wide_F16_F32(const ra__tile *t);
+void ra__avx512_wide_F16_F16(const ra__tile *t);
+void ra__avx512_wide_F16_BF16(const ra__tile *t);
+void ra__avx512_wide_BF16_F32(const ra__tile *t);
+void ra__avx512_wide_BF16_F16(const ra__tile *t);
+void ra__avx512_wide_BF16_BF16(const ra__tile *t);
+int64_t ra__avx512_wide_ld(int64_t D);
+/* q^T of 16 consecutive rows q [16][D]: qt [wide_ld(D)][16], features in the order the steps
+ * widen K of dtype k (bf16: per 32, the even ones, then the odd ones), zero past D. */
+void ra__avx512_wide_q(const float *q, int64_t D, ra_dtype k, float *qt);
 
 /* Whether this CPU and build can run a kernel family. */
 bool ra__kernel_available(ra_kernel k);

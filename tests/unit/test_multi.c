@@ -314,6 +314,38 @@ static void test_blocks_split_evenly(void **state)
     run_matrix(&p1, "blocks of G = 1");
 }
 
+/* Blocks of 64 rows per KV head, which AVX-512 runs with its wide steps (16 rows in the
+ * vector lanes) and cuts in multiples of 16 rows: at G = 4 64 queries make 4 blocks of 16,
+ * 20 split into 12 + 8 (rounded to whole 16-row blocks, not 10 + 10), 70 end in a block of 6
+ * padded to 16 rows, 33 in a lone query; at G = 1 and G = 16 blocks of 64 and 4 queries. Every
+ * float K/V dtype, D with a tail past 64, soft-cap and sinks. */
+static void test_wide_blocks(void **state)
+{
+    (void)state;
+    const int32_t lengths[5] = {100, 60, 90, 70, 40}, q_lens[5] = {64, 20, 70, 16, 33};
+    const struct { ra_dtype q, k, v; } dts[] = {
+        {RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32},
+        {RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16},
+        {RA_DTYPE_F32, RA_DTYPE_F16, RA_DTYPE_BF16},
+    };
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        const mt_params p = {5, 70, 8, 2, 100, 72, dts[i].q, dts[i].k, dts[i].v, lengths,
+                             q_lens, 500 + i, 0.125f, i == 2 ? 3.0f : 0.0f, i == 2, i == 1};
+        char label[96];
+        snprintf(label, sizeof label, "wide blocks, G = 4, q %s, k %s, v %s",
+                 or_dtype_name(p.qdt), or_dtype_name(p.kdt), or_dtype_name(p.vdt));
+        run_matrix(&p, label);
+    }
+    const int32_t lengths1[2] = {80, 70}, q_lens1[2] = {70, 64};
+    const mt_params p1 = {2, 70, 3, 3, 80, 19, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32,
+                          lengths1, q_lens1, 510, 0.0f, 0.0f, false, false};
+    run_matrix(&p1, "wide blocks, G = 1");
+    const int32_t lengths16[2] = {30, 9}, q_lens16[2] = {9, 9};
+    const mt_params p16 = {2, 9, 16, 1, 30, 40, RA_DTYPE_F16, RA_DTYPE_F16, RA_DTYPE_F16,
+                           lengths16, q_lens16, 520, 0.0f, 0.0f, true, true};
+    run_matrix(&p16, "wide blocks, G = 16");
+}
+
 static void test_dtypes_and_modifiers(void **state)
 {
     (void)state;
@@ -465,18 +497,15 @@ static void test_deterministic(void **state)
 }
 
 /* The same cache as shuffled pages of 3 positions: ra_paged_gqa_multi gives the same bits. */
-static void test_paged_equals_contiguous(void **state)
+static void check_paged_equals_contiguous(const mt_params p)
 {
-    (void)state;
-    const mt_params p = {3, 6, 8, 2, 31, 16, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, NULL,
-                         NULL, 33, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     const int64_t PS = 3, MP = (p.S + PS - 1) / PS, NP = p.B * MP;
     const int64_t pool_shape[4] = {NP, PS, p.Hkv, p.D}, ts[2] = {p.B, MP};
     or_buf kp, vp, table;
-    or_buf_init(&kp, RA_DTYPE_BF16, 4, pool_shape, NULL);
-    or_buf_init(&vp, RA_DTYPE_BF16, 4, pool_shape, NULL);
+    or_buf_init(&kp, p.kdt, 4, pool_shape, NULL);
+    or_buf_init(&vp, p.vdt, 4, pool_shape, NULL);
     or_buf_init(&table, RA_DTYPE_I32, 2, ts, NULL);
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)NP);
     for (int64_t i = 0; i < NP; i++)
@@ -515,6 +544,19 @@ static void test_paged_equals_contiguous(void **state)
     or_buf_free(&vp);
     or_buf_free(&table);
     mt_free(&c);
+}
+
+/* Small blocks, and blocks of 64 rows per KV head (the AVX-512 wide steps). */
+static void test_paged_equals_contiguous(void **state)
+{
+    (void)state;
+    check_paged_equals_contiguous((mt_params){3, 6, 8, 2, 31, 16, RA_DTYPE_BF16, RA_DTYPE_BF16,
+                                              RA_DTYPE_BF16, NULL, NULL, 33, 0.0f, 0.0f, false,
+                                              false});
+    const int32_t lengths[2] = {80, 40}, q_lens[2] = {64, 30};
+    check_paged_equals_contiguous((mt_params){2, 64, 8, 2, 80, 40, RA_DTYPE_F32, RA_DTYPE_BF16,
+                                              RA_DTYPE_F16, lengths, q_lens, 34, 0.0f, 0.0f,
+                                              false, false});
 }
 
 /* Each bad argument: its status, a message naming it, and untouched outputs. */
@@ -594,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_edge_q_lens),
         cmocka_unit_test(test_several_rounds),
         cmocka_unit_test(test_blocks_split_evenly),
+        cmocka_unit_test(test_wide_blocks),
         cmocka_unit_test(test_dtypes_and_modifiers),
         cmocka_unit_test(test_nan_reaches_only_rows_that_see_it),
         cmocka_unit_test(test_t1_is_ragged_gqa),

@@ -568,7 +568,15 @@ static void q_pairs_split(const float *q, int64_t D, float *row)
                   [RA_DTYPE_BF16] = {paged_BF16_F32, paged_BF16_F16, paged_BF16_BF16},        \
                   [RA_DTYPE_I8] = {[RA_DTYPE_I8] = paged_I8_I8},                              \
                   [RA_DTYPE_FP8_E4M3] = {[RA_DTYPE_FP8_E4M3] = paged_FP8_E4M3_FP8_E4M3},      \
-                  [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = paged_FP8_E5M2_FP8_E5M2}}
+                  [RA_DTYPE_FP8_E5M2] = {[RA_DTYPE_FP8_E5M2] = paged_FP8_E5M2_FP8_E5M2}},   \
+    .step_wide = {[RA_DTYPE_F32] = {ra__avx512_wide_F32_F32, ra__avx512_wide_F32_F16,          \
+                                    ra__avx512_wide_F32_BF16},                                 \
+                  [RA_DTYPE_F16] = {ra__avx512_wide_F16_F32, ra__avx512_wide_F16_F16,          \
+                                    ra__avx512_wide_F16_BF16},                                 \
+                  [RA_DTYPE_BF16] = {ra__avx512_wide_BF16_F32, ra__avx512_wide_BF16_F16,       \
+                                     ra__avx512_wide_BF16_BF16}},                              \
+    .wide_min_rows = RA_AVX512_WIDE_MIN_ROWS, .wide_ld = ra__avx512_wide_ld,                 \
+    .wide_q = ra__avx512_wide_q
 
 const ra__kernel_table ra__kernels_avx512 = {RA__AVX512_TABLE};
 

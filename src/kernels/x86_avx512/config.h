@@ -52,6 +52,12 @@
 #define RA_AVX512_ROWS_SPREAD_BYTES 256
 #endif
 
+/* Rows per KV head from which the wide steps (avx512_wide.c) serve: at 16 and 32 rows their
+ * widening pass costs what the rows in the lanes save, from 64 on they are faster. */
+#ifndef RA_AVX512_WIDE_MIN_ROWS
+#define RA_AVX512_WIDE_MIN_ROWS 64
+#endif
+
 /* Which shapes the row-order walk serves (the head-tile walk the rest): G = 1 and 2 for every
  * dtype, G = 4 for f32 K and V only; with 16-bit K/V its widening makes the walk
  * compute-bound at G = 4. */

@@ -1,0 +1,256 @@
+/* AVX-512 steps for wide groups: G a multiple of 16 query rows per KV head (multi-token prefix
+ * passes, MQA with many heads), where the work is compute-bound and every FMA must count.
+ *
+ * The 16 rows of a block sit in the 16 lanes of a vector, so neither product needs a
+ * reduction across lanes:
+ *   widen   K (then V) of the tile into f32 once, shared by all the row blocks of the group, in
+ *           chunks of 64 features: [Dp/64][Tp][64], so that one pointer plus constant offsets
+ *           reaches 16 positions (bf16 rows split into even and odd features, as the pair
+ *           steps do; q comes transposed in the same order, see ra__avx512_wide_q);
+ *   QK      s[t][r] = q[r] . k[t]: 16 positions at a time, each a broadcast K feature times a
+ *           vector of q^T (one load feeds 16 FMAs);
+ *   softmax per row = per lane: the max and the sum run down the tile's vectors;
+ *   PV      o[r][d] += p[t][r] v[t][d]: 4 rows x 64 features in registers, a broadcast p and
+ *           four V vectors per position.
+ * The online-softmax rule and the vector exp are those of the other AVX-512 steps. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "avx512_inline.h"
+#include "kernels/kernel.h"
+
+#define CHUNK 64 /* features per chunk of the widened tile */
+#define QK_P 16  /* positions per QK register tile */
+#define PV_R 4   /* rows per PV register tile (x 64 features: 16 accumulators) */
+
+/* Features of a row rounded up to whole chunks: q^T and the widened tile are zero there. */
+int64_t ra__avx512_wide_ld(int64_t D)
+{
+    return (D + CHUNK - 1) & ~(int64_t)(CHUNK - 1);
+}
+
+/* Feature d' of the widened order: bf16 rows hold, per 32 features, the 16 even ones, then the
+ * 16 odd ones (what bf16_split yields); other dtypes keep their order. */
+static int64_t feature_of(int64_t dw, bool paired)
+{
+    return paired ? (dw & ~(int64_t)31) + 2 * (dw & 15) + ((dw >> 4) & 1) : dw;
+}
+
+void ra__avx512_wide_q(const float *q, int64_t D, ra_dtype k, float *qt)
+{
+    const bool paired = RA_PAIRED(k);
+    const int64_t Dp = ra__avx512_wide_ld(D);
+    for (int64_t dw = 0; dw < Dp; dw++) {
+        const int64_t d = feature_of(dw, paired);
+        for (int r = 0; r < 16; r++)
+            qt[dw * 16 + r] = d < D ? q[r * D + d] : 0.0f;
+    }
+}
+
+/* Prefetch step i of a target: a range, or a list of lines (paged tiles read by row). */
+RA_INLINE void pf_step(const ra__prefetcher *pf, int64_t i)
+{
+    if (pf->list)
+        ra__prefetch_step_list(pf, i);
+    else
+        ra__prefetch_step(pf, i);
+}
+
+/* Row i of the tile's K or V at this KV head. */
+RA_INLINE const void *tile_row(const void *base, int64_t st, const char *const *rows,
+                               size_t row_off, int64_t i, size_t es)
+{
+    return rows ? (const void *)(rows[i] + row_off)
+                : (const void *)((const char *)base + (size_t)(i * st) * es);
+}
+
+/* The tile's T rows as f32 into w [Dp/64][Tp][64] (Tp = T rounded up to 16; rows T..Tp-1 and
+ * features past D are 0), prefetching the next tile's lines as it goes. */
+RA_INLINE void widen(const void *base, int64_t st, const char *const *rows, size_t row_off,
+                     int64_t T, int64_t D, const int dt, float *w, const ra__pf_target *target)
+{
+    const int64_t Dp = ra__avx512_wide_ld(D), Tp = (T + 15) & ~(int64_t)15;
+    const size_t es = RA_ES(dt);
+    const ra__prefetcher pf = ra__prefetcher_init(target, T);
+    const int64_t Dw = D & ~(int64_t)31; /* whole 32s: no masks */
+    for (int64_t i = 0; i < T; i++) {
+        pf_step(&pf, i);
+        const void *row = tile_row(base, st, rows, row_off, i, es);
+        for (int64_t d = 0; d < Dw; d += 32) {
+            float *dst = w + ((d / CHUNK) * Tp + i) * CHUNK + d % CHUNK;
+            __m512 a, b;
+            if (RA_PAIRED(dt)) {
+                bf16_split(load_bf16x32(row, d, 0xffffffffu, dt), &a, &b);
+            } else {
+                a = load16(row, d, 0xffff, dt);
+                b = load16(row, d + 16, 0xffff, dt);
+            }
+            _mm512_store_ps(dst, a);
+            _mm512_store_ps(dst + 16, b);
+        }
+        for (int64_t d = Dw; d < Dp; d += 32) {
+            float *dst = w + ((d / CHUNK) * Tp + i) * CHUNK + d % CHUNK;
+            __m512 a, b;
+            if (RA_PAIRED(dt)) {
+                bf16_split(load_bf16x32(row, d, lanes32(D - d), dt), &a, &b);
+            } else {
+                a = load16(row, d, lanes(D - d), dt);
+                b = load16(row, d + 16, lanes(D - d - 16), dt);
+            }
+            _mm512_store_ps(dst, a);
+            _mm512_store_ps(dst + 16, b);
+        }
+    }
+    for (int64_t i = T; i < Tp; i++)
+        for (int64_t c = 0; c < Dp / CHUNK; c++)
+            memset(w + (c * Tp + i) * CHUNK, 0, CHUNK * sizeof(float));
+}
+
+/* Logits of RB blocks of 16 rows (g0, g0 + 16, ..): s[t][r] for t < T, scaled and modified,
+ * from the widened K in w; each broadcast K feature feeds RB FMAs. */
+RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const int RB)
+{
+    const int P = QK_P / RB; /* positions per register tile: 16 accumulators */
+    const int64_t T = t->T, Dp = ra__avx512_wide_ld(t->D), Tp = (T + 15) & ~(int64_t)15;
+    const __m512 scale = _mm512_set1_ps(t->scale);
+    const bool modify = t->softcap != 0.0f || t->slopes;
+    for (int64_t t0 = 0; t0 < T; t0 += P) {
+        __m512 acc[QK_P];
+        for (int p = 0; p < QK_P; p++)
+            acc[p] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < Dp / CHUNK; c++) {
+            const float *kb = w + (c * Tp + t0) * CHUNK;
+            const float *qc = t->qp + g0 * t->qp_ld + c * CHUNK * 16;
+            for (int d = 0; d < CHUNK; d++) {
+                __m512 qv[2];
+                for (int b = 0; b < RB; b++)
+                    qv[b] = _mm512_load_ps(qc + 16 * b * t->qp_ld + d * 16);
+                for (int p = 0; p < P; p++) {
+                    const __m512 kv = _mm512_set1_ps(kb[p * CHUNK + d]);
+                    for (int b = 0; b < RB; b++)
+                        acc[p * RB + b] = _mm512_fmadd_ps(kv, qv[b], acc[p * RB + b]);
+                }
+            }
+        }
+        const int n = T - t0 < P ? (int)(T - t0) : P;
+        for (int b = 0; b < RB; b++) {
+            float *s = t->s + (g0 + 16 * b) * t->s_ld;
+            const __m512 slope =
+                t->slopes ? _mm512_loadu_ps(t->slopes + g0 + 16 * b) : _mm512_setzero_ps();
+            for (int p = 0; p < n; p++) {
+                __m512 x = _mm512_mul_ps(acc[p * RB + b], scale);
+                if (modify) {
+                    const float dist = (float)(t->last_pos - (t->t_first + t0 + p));
+                    x = modify16(x, t->softcap, slope, _mm512_set1_ps(dist), t->slopes != NULL);
+                }
+                _mm512_store_ps(s + (t0 + p) * 16, x);
+            }
+        }
+    }
+}
+
+/* The online-softmax update of one block's rows (lanes): s becomes p, m and l move on, and
+ * alpha goes to ab. */
+RA_INLINE void softmax_block(const ra__tile *t, int64_t g0, float *s, float *ab)
+{
+    const int64_t T = t->T;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < T; i++)
+        mx = nanmax(mx, _mm512_load_ps(s + i * 16));
+    const softmax16 st = softmax16_begin(_mm512_loadu_ps(t->m + g0), mx);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < T; i++) {
+        const __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(s + i * 16), st.m_sub));
+        _mm512_store_ps(s + i * 16, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    __m512 m_new, l_new;
+    _mm512_store_ps(ab, softmax16_end(&st, _mm512_loadu_ps(t->l + g0), sum, &m_new, &l_new));
+    _mm512_storeu_ps(t->m + g0, m_new);
+    _mm512_storeu_ps(t->l + g0, l_new);
+}
+
+/* o = o * alpha + p.V for one block's rows, from the widened V in w. */
+RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const float *s,
+                        const float *ab, const bool paired)
+{
+    const int64_t T = t->T, D = t->D, Dp = ra__avx512_wide_ld(D), Tp = (T + 15) & ~(int64_t)15;
+    for (int r0 = 0; r0 < 16; r0 += PV_R)
+        for (int64_t c = 0; c < Dp / CHUNK; c++) {
+            const float *vb = w + c * Tp * CHUNK, *pb = s + r0;
+            __m512 acc[PV_R][4];
+            for (int r = 0; r < PV_R; r++)
+                for (int k = 0; k < 4; k++)
+                    acc[r][k] = _mm512_setzero_ps();
+            for (int64_t i = 0; i < T; i++) {
+                __m512 v[4];
+                for (int k = 0; k < 4; k++) { /* once into a register, not once per row */
+                    v[k] = _mm512_load_ps(vb + i * CHUNK + 16 * k);
+                    __asm__("" : "+v"(v[k]));
+                }
+                for (int r = 0; r < PV_R; r++) {
+                    const __m512 p = _mm512_set1_ps(pb[i * 16 + r]);
+                    for (int k = 0; k < 4; k++)
+                        acc[r][k] = _mm512_fmadd_ps(p, v[k], acc[r][k]);
+                }
+            }
+            for (int r = 0; r < PV_R; r++) {
+                if (paired) { /* even/odd features back to their order */
+                    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
+                                                         6, 22, 7, 23);
+                    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+                    for (int h = 0; h < 2; h++) {
+                        const __m512 e = acc[r][2 * h], od = acc[r][2 * h + 1];
+                        acc[r][2 * h] = _mm512_permutex2var_ps(e, lo, od);
+                        acc[r][2 * h + 1] = _mm512_permutex2var_ps(e, hi, od);
+                    }
+                }
+                const __m512 alpha = _mm512_set1_ps(ab[r0 + r]);
+                float *o = t->o + (g0 + r0 + r) * D + c * CHUNK;
+                for (int k = 0; k < 4; k++) {
+                    const __mmask16 mk = lanes(D - c * CHUNK - 16 * k);
+                    if (mk)
+                        _mm512_mask_storeu_ps(o + 16 * k, mk,
+                                              _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, o + 16 * k),
+                                                              alpha, acc[r][k]));
+                }
+            }
+        }
+}
+
+/* One tile of a wide group: K widened once for all row blocks, their logits and softmax; then
+ * V widened once and every block's output. */
+RA_INLINE void wide_step(const ra__tile *t, const int kdt, const int vdt)
+{
+    const int64_t G = t->G;
+    float ab[16] __attribute__((aligned(64)));
+    widen(t->k, t->k_st, t->k_rows, t->k_row_off, t->T, t->D, kdt, t->conv, &t->pf_k);
+    int64_t g0 = 0;
+    for (; g0 + 32 <= G; g0 += 32)
+        qk_blocks(t, g0, t->conv, 2);
+    if (g0 < G)
+        qk_blocks(t, g0, t->conv, 1);
+    widen(t->v, t->v_st, t->v_rows, t->v_row_off, t->T, t->D, vdt, t->conv, &t->pf_v);
+    for (g0 = 0; g0 < G; g0 += 16) {
+        float *s = t->s + g0 * t->s_ld;
+        softmax_block(t, g0, s, ab);
+        pv_block(t, g0, t->conv, s, ab, RA_PAIRED(vdt));
+    }
+}
+
+#define RA__WIDE(kd, vd)                                                                      \
+    void ra__avx512_wide_##kd##_##vd(const ra__tile *t)                                       \
+    {                                                                                         \
+        wide_step(t, RA_DTYPE_##kd, RA_DTYPE_##vd);                                           \
+    }
+RA__WIDE(F32, F32)
+RA__WIDE(F32, F16)
+RA__WIDE(F32, BF16)
+RA__WIDE(F16, F32)
+RA__WIDE(F16, F16)
+RA__WIDE(F16, BF16)
+RA__WIDE(BF16, F32)
+RA__WIDE(BF16, F16)
+RA__WIDE(BF16, BF16)
+#undef RA__WIDE
