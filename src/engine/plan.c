@@ -78,17 +78,16 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
 #endif
     if (whole_rows && kt->rows_serve && kt->rows_serve(p->G, p->k.dtype, p->v.dtype))
         pl->rows = kt->rows[p->k.dtype][p->v.dtype];
-    /* Groups of whole 16-row blocks, enough of them, take the wide steps where the family has
-     * them: rows in the vector lanes, no reductions across lanes (see avx512_wide.c). */
-    if (!pl->rows && p->G % 16 == 0 && p->G >= kt->wide_min_rows)
-        pl->wide = kt->step_wide[p->k.dtype][p->v.dtype];
     /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
      * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
-    if (!pl->rows && !pl->wide && p->q.dtype == RA_DTYPE_BF16 &&
-        p->k.dtype == RA_DTYPE_BF16) {
+    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16) {
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
+    /* Groups of whole 16-row blocks, enough of them, take the wide steps where the family has
+     * them: rows in the vector lanes, no reductions across lanes (see avx512_wide.c). */
+    if (!pl->rows && !pl->dot && p->G % 16 == 0 && p->G >= kt->wide_min_rows)
+        pl->wide = kt->step_wide[p->k.dtype][p->v.dtype];
     bool want_qp = !pl->rows && kt->prepare_q && kt->q_pairs_for_k[p->k.dtype];
     pl->qp_ld = pl->wide ? kt->wide_ld(p->D) : want_qp ? kt->q_ld(p->D) : 0;
 

@@ -96,12 +96,13 @@ static const kcfg configs[] = {
     {TC_RAGGED_MQA, 2, 16, 1, 600, 128, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_BF16, 0, NULL},
     /* groups of 64 rows and more per KV head (G a multiple of 16: AVX-512 puts 16 rows in the
      * vector lanes, the wide steps), every float K/V dtype, D with and without a tail past
-     * whole chunks of 64, q and K both bf16 (the wide steps take them before the bf16 pairs),
-     * a [B,Hkv,S,D] cache and strided rows, a group of 80 (five row blocks: pairs, then one) */
+     * whole chunks of 64, a [B,Hkv,S,D] cache and strided rows, a group of 80 (five row
+     * blocks: pairs, then one); q and K both bf16 take the bf16 pairs where the CPU has them */
     {TC_RAGGED_MQA, 9, 64, 1, 70, 72, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, 0, tile_lens},
     {TC_RAGGED_GQA, 9, 128, 2, 70, 64, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F32, 0, tile_lens},
-    {TC_RAGGED_GQA, 3, 160, 2, 45, 19, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_F16,
+    {TC_RAGGED_GQA, 3, 160, 2, 45, 19, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_F16,
      TC_LAYOUT_SWAPPED, NULL},
+    {TC_RAGGED_MQA, 2, 64, 1, 40, 64, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16, 0, NULL},
     {TC_RAGGED_MQA, 7, 128, 1, 50, 130, RA_DTYPE_F16, RA_DTYPE_F16, RA_DTYPE_BF16, 0, edge_lens},
     {TC_RAGGED_GQA, 2, 128, 2, 40, 40, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F16,
      TC_LAYOUT_PADDED, NULL},
@@ -150,9 +151,9 @@ static bool cpu_has_avx512bf16(void)
 
 /* The walk docs/design.md promises each config ("Kernel choice", "Inside an item"): AVX-512
  * walks a [B,S,Hkv,D] cache whose rows hold every KV head contiguously in row order when
- * Hkv > 1 and G is 1 or 2, or 4 with f32 K and V; elsewhere it takes the wide steps for G a
- * multiple of 16 and at least 64, else multiplies q and K as bf16 pairs when both are bf16
- * and the CPU has AVX512-BF16; every other family and shape walks head tiles. All configs
+ * Hkv > 1 and G is 1 or 2, or 4 with f32 K and V; elsewhere it multiplies q and K as bf16
+ * pairs when both are bf16 and the CPU has AVX512-BF16, else takes the wide steps for G a
+ * multiple of 16 and at least 64; every other family and shape walks head tiles. All configs
  * here have unit feature strides and float K/V, so no family falls back to portable. */
 static ra__walk_record expected_walk(ra_kernel k, const kcfg *g)
 {
@@ -169,10 +170,10 @@ static ra__walk_record expected_walk(ra_kernel k, const kcfg *g)
 #endif
     if (row_order)
         w.walk = RA__WALK_ROW_ORDER;
-    else if (G % 16 == 0 && G >= 64)
-        w.walk = RA__WALK_HEAD_TILES_WIDE;
     else if (g->q == RA_DTYPE_BF16 && g->k == RA_DTYPE_BF16 && cpu_has_avx512bf16())
         w.walk = RA__WALK_HEAD_TILES_DOT;
+    else if (G % 16 == 0 && G >= 64)
+        w.walk = RA__WALK_HEAD_TILES_WIDE;
     return w;
 }
 
