@@ -27,9 +27,14 @@
 
 /* Query rows per KV head that a prefix entry aims for, where the kernel has no wide steps:
  * enough for the kernels to reuse each K/V tile many times, few enough to keep a tile's
- * logits and outputs in cache. (With wide steps: their minimum, ra__plan_wide_rows.) */
+ * logits and outputs in cache. */
 #ifndef RA_MULTI_ROWS
 #define RA_MULTI_ROWS 16
+#endif
+/* The same where it has wide steps (ra__plan_wide_rows, a minimum of 64 rows): each K/V tile
+ * they widen then serves 128 rows (docs/multi_token.md). */
+#ifndef RA_MULTI_WIDE_ROWS
+#define RA_MULTI_WIDE_ROWS 128
 #endif
 /* Scratch per round of blocks (see ra__multi), engine copies included. */
 #ifndef RA_MULTI_ROUND_BYTES
@@ -200,28 +205,33 @@ typedef struct block {
     int64_t b, i0, nq;
 } block;
 
-/* How a call cuts queries into blocks: at most tq_max per block and, where blocks split
- * evenly, a multiple of quantum (so that a block's rows per KV head stay whole 16-row blocks
- * for the wide steps). */
+/* How a call cuts queries into blocks: at most tq_max per block; where blocks split evenly,
+ * and for blocks of at least wide_q queries (the wide steps' minimum rows), a multiple of
+ * quantum, so that their rows per KV head stay whole 16-row blocks for the wide steps. */
 typedef struct cut {
-    int64_t tq_max, quantum;
+    int64_t tq_max, quantum, wide_q;
 } cut;
 
-/* The queries per block of sequence b: up to tq_max, no more than it has. A last block of
- * 2 <= r < tq_max queries would be padded to tq_max rows, so then the queries split into as few
- * blocks as they need, each ceil(n / blocks) rounded up to the quantum, but the last: it pads
- * fewer rows, never more (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16;
- * 12 + 10 at quantum 4). A last block of one query is a lone block (below), which pads
+/* The queries per block of sequence b: up to tq_max, no more than it has, save that a block
+ * of at least wide_q queries rounds up to the quantum (21 queries at quantum 4: a block of 24,
+ * three of them padding, that the wide steps serve). A last block of 2 <= r < tq_max queries
+ * would be padded to tq_max rows, so then the queries split into as few blocks as they need,
+ * each ceil(n / blocks) rounded up to the quantum, but the last: it pads fewer rows, never
+ * more (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16; 70 at tq_max 32 and
+ * quantum 4: 24 + 24 + 22). A last block of one query is a lone block (below), which pads
  * nothing. A function of the sequence alone, so that its rows do not depend on the rest of
  * the batch (the blocks set which rows share a kernel tile and where the prefix and diagonal
  * parts meet). */
 static int64_t block_size(const ra__problem *p, const cut *c, int64_t b)
 {
     const int64_t n = p->qlen[b], tq_max = c->tq_max, blocks = (n + tq_max - 1) / tq_max;
-    if (n <= tq_max || n % tq_max <= 1)
-        return n < tq_max ? n : tq_max;
+    const int64_t q = c->quantum;
+    if (n < tq_max)
+        return n >= c->wide_q ? (n + q - 1) / q * q : n; /* <= tq_max, a multiple of q */
+    if (n % tq_max <= 1)
+        return tq_max;
     const int64_t even = (n + blocks - 1) / blocks;
-    return (even + c->quantum - 1) / c->quantum * c->quantum; /* <= tq_max, its multiple */
+    return (even + q - 1) / q * q;
 }
 
 /* The block after *x (from {0, 0, 0}: the first) among the sequences whose block size is Tq,
@@ -354,12 +364,13 @@ ra_status ra__multi(const ra__problem *p)
     if (p->T == 1)
         return run_single(p);
     const int64_t G = p->G, Hkv = p->Hkv;
-    /* Rows per KV head of a prefix entry: the kernel's wide-step minimum where it has wide
-     * steps and whole queries make it, else RA_MULTI_ROWS. */
-    const int64_t wide = ra__plan_wide_rows(p);
-    cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1};
-    if (wide > 0 && G < wide && wide % G == 0)
-        cs = (cut){wide / G, G < 16 ? 16 / G : 1};
+    /* Rows per KV head of a prefix entry: RA_MULTI_WIDE_ROWS where the kernel has wide steps
+     * and whole queries make it, else RA_MULTI_ROWS. */
+    const int64_t wide_min = ra__plan_wide_rows(p);
+    const int64_t wide = wide_min > RA_MULTI_WIDE_ROWS ? wide_min : RA_MULTI_WIDE_ROWS;
+    cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1, INT64_MAX};
+    if (wide_min > 0 && G < wide && wide % G == 0 && wide_min % G == 0)
+        cs = (cut){wide / G, G < 16 ? 16 / G : 1, wide_min / G};
     const cut *c = &cs;
     const int64_t tq_max = c->tq_max;
     if (!p->pages && p->B > INT32_MAX)

@@ -270,7 +270,8 @@ static void test_shapes_against_oracle(void **state)
 
 /* Large enough that the library splits the call into rounds of query blocks (a round's
  * scratch is capped at 8 MiB and a block of 4 queries here takes 0.8 MB, so a round holds
- * 10 blocks): sequence 0's 11 blocks end in the second round, which also holds sequence 1's. */
+ * 10 blocks): sequence 0's 11 blocks end in the second round, which also holds sequence 1's.
+ * (AVX-512 cuts blocks of 17 to 24 queries here, one per round.) */
 static void test_several_rounds(void **state)
 {
     (void)state;
@@ -298,9 +299,10 @@ static void test_edge_q_lens(void **state)
     run_matrix(&p, "edge q_lens");
 }
 
-/* Queries that do not divide into blocks of 16 / G: at G = 4 (blocks of up to 4) 6 splits
- * into 3 + 3, 10 into 4 + 4 + 2, 7 into 4 + 3, and 5 and 9 end in a lone query; at G = 1
- * (up to 16) 22 splits into 11 + 11 and 18 into 9 + 9. */
+/* Queries that do not divide into blocks of 16 / G, for the kernels without wide steps: at
+ * G = 4 (blocks of up to 4) 6 splits into 3 + 3, 10 into 4 + 4 + 2, 7 into 4 + 3, and 5 and 9
+ * end in a lone query; at G = 1 (up to 16) 22 splits into 11 + 11 and 18 into 9 + 9. (AVX-512
+ * takes each sequence here as one block; test_wide_blocks splits its blocks.) */
 static void test_blocks_split_evenly(void **state)
 {
     (void)state;
@@ -314,15 +316,16 @@ static void test_blocks_split_evenly(void **state)
     run_matrix(&p1, "blocks of G = 1");
 }
 
-/* Blocks of 64 rows per KV head, which AVX-512 runs with its wide steps (16 rows in the
- * vector lanes) and cuts in multiples of 16 rows: at G = 4 64 queries make 4 blocks of 16,
- * 20 split into 12 + 8 (rounded to whole 16-row blocks, not 10 + 10), 70 end in a block of 6
- * padded to 16 rows, 33 in a lone query; at G = 1 and G = 16 blocks of 64 and 4 queries. Every
- * float K/V dtype, D with a tail past 64, soft-cap and sinks. */
+/* Blocks of 64 to 128 rows per KV head, which AVX-512 runs with its wide steps (16 rows in
+ * the vector lanes) and cuts in whole 16-row blocks: at G = 4 (blocks of up to 32 queries) 64
+ * queries make 2 blocks of 32, 21 one block padded to 24, 70 split into 24 + 24 + 22, 16 one
+ * block of 64 rows, 33 end in a lone query; at G = 1 70 queries pad to 80; at G = 16 blocks of
+ * 8 queries and a lone one. Every float K/V dtype, D with a tail past 64, soft-cap and sinks;
+ * kernels without wide steps cut as before. */
 static void test_wide_blocks(void **state)
 {
     (void)state;
-    const int32_t lengths[5] = {100, 60, 90, 70, 40}, q_lens[5] = {64, 20, 70, 16, 33};
+    const int32_t lengths[5] = {100, 60, 90, 70, 40}, q_lens[5] = {64, 21, 70, 16, 33};
     const struct { ra_dtype q, k, v; } dts[] = {
         {RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32},
         {RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16},
