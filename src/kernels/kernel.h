@@ -242,8 +242,9 @@ typedef struct ra__kernel_table {
     bool (*rows_serve)(int64_t G, ra_dtype k, ra_dtype v);
     /* Steps [K dtype][V dtype] for groups of whole 16-row blocks (G % 16 == 0), contiguous or
      * paged (NULL: none); they read q from ra__tile.qp as wide_q writes it for each 16
-     * consecutive rows (wide_ld(D) floats per row), and use ra__tile.conv, whose floats are
-     * wide_ld(D) times the tile rounded up to 16. */
+     * consecutive rows (wide_ld(D) floats per row, a multiple of 16; qp 64-byte aligned), and
+     * use ra__tile.conv (64-byte aligned), whose floats are wide_ld(D) times the tile rounded
+     * up to 16. */
     ra__tile_fn step_wide[RA__KV_DTYPES][RA__KV_DTYPES];
     /* Rows per KV head from which the wide steps beat the fused ones (a multiple of 16): their
      * widening of each tile is then shared by enough row blocks. */

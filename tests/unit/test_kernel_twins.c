@@ -26,7 +26,7 @@
 #include "tensor_internal.h" /* ra__dtype_size, ra__dtype_quantized */
 
 #define MAX_T 1024
-#define MAX_G 9
+#define MAX_G 80 /* the wide steps' groups; the others go up to 9 */
 #define MAX_D 160
 
 typedef struct rng { uint64_t s; } rng;
@@ -94,7 +94,8 @@ typedef struct tile_case {
 
 /* Buffers of one tile; the twin and the kernel each get their own s, o, m, l, conv. */
 typedef struct tile_data {
-    float q[MAX_G * MAX_D], qp[MAX_G * (MAX_D + 32)];
+    float q[MAX_G * MAX_D];
+    float qp[MAX_G * (MAX_D + 64)] __attribute__((aligned(64))); /* the wide steps load it whole */
     uint16_t qb[MAX_G * MAX_D];
     char *kbuf, *vbuf;            /* rows in a scattered order when rows is set */
     const char *k_rows[MAX_T], *v_rows[MAX_T];
@@ -112,6 +113,17 @@ static int64_t prepare_qp(const ra__kernel_table *kt, const tile_case *c, tile_d
     assert_true(ld >= c->D && ld <= MAX_D + 32);
     for (int64_t g = 0; g < c->G; g++)
         kt->prepare_q(d->q + g * c->D, c->D, d->qp + g * ld);
+    return ld;
+}
+
+/* q as the wide steps read it: each 16 rows transposed by the family's wide_q hook. */
+static int64_t prepare_wide_q(const ra__kernel_table *kt, const tile_case *c, tile_data *d)
+{
+    memset(d->qp, 0, sizeof d->qp);
+    const int64_t ld = kt->wide_ld(c->D);
+    assert_true(ld >= c->D && ld <= MAX_D + 64 && c->G % 16 == 0);
+    for (int64_t g = 0; g < c->G; g += 16)
+        kt->wide_q(d->q + g * c->D, c->D, c->kdt, d->qp + g * ld);
     return ld;
 }
 
@@ -238,13 +250,17 @@ static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, co
 {
     tile_data d;
     fill(c, &d, r);
-    const int64_t qp_ld = kt->q_pairs_for_k[c->kdt] ? prepare_qp(kt, c, &d) : 0;
+    const bool wide_step = !strcmp(entry, "wide");
+    const int64_t qp_ld = wide_step                     ? prepare_wide_q(kt, c, &d)
+                          : kt->q_pairs_for_k[c->kdt] ? prepare_qp(kt, c, &d)
+                                                      : 0;
     const int64_t s_ld = (c->tile_max + 15) & ~(int64_t)15;
     tile_out want, got;
     want.s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * MAX_G));
     got.s = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * MAX_G));
     want.conv = NULL;
-    got.conv = aligned_alloc(64, sizeof(float) * (size_t)(c->tile_max * MAX_D));
+    /* [tile][D] for the converting kernels, [tile rounded to 16][wide_ld(D)] for wide steps */
+    got.conv = aligned_alloc(64, sizeof(float) * (size_t)(s_ld * (MAX_D + 64)));
     assert_true(want.s && got.s && got.conv);
 
     tile_case dense = *c; /* the twin reads the same rows */
@@ -271,6 +287,8 @@ static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, co
         kt->step_bf16_dot[c->vdt](&tk);
     else if (!strcmp(entry, "fused"))
         kt->step[c->kdt][c->vdt](&tk);
+    else if (wide_step)
+        kt->step_wide[c->kdt][c->vdt](&tk);
     else {
         kt->qk[c->kdt](&tk);
         /* the portable softmax on a copy of this kernel's own logits and state */
@@ -307,6 +325,7 @@ static int check_tile(const ra__kernel_table *kt, const tile_case *c, rng *r, co
 }
 
 static const int64_t Gs[] = {1, 2, 3, 4, 5, 8, 9};
+static const int64_t wide_Gs[] = {16, 32, 48, 64, 80}; /* row blocks: 1, pairs, pairs + 1 */
 static const int64_t Ds[] = {1, 3, 16, 33, 64, 128, 160};
 
 /* Every entry of kt for every dtype pair, over the shapes above and T in {1, 7, tile_max}. */
@@ -326,15 +345,21 @@ static int check_family(const ra__kernel_table *kt, rng *r)
                 {"dot", kd == RA_DTYPE_BF16 && kt->step_bf16_dot[vd], true, false},
                 {"rows", kt->step_rows[kd][vd] != NULL, false, true},
                 {"rows", kd == RA_DTYPE_BF16 && kt->step_bf16_dot_rows[vd], true, true},
+                {"wide", kt->step_wide[kd][vd] != NULL, false, false},
+                {"wide", kt->step_wide[kd][vd] != NULL, false, true},
             };
             for (size_t e = 0; e < sizeof entries / sizeof entries[0]; e++) {
                 if (!entries[e].has)
                     continue;
-                for (size_t gi = 0; gi < sizeof Gs / sizeof Gs[0]; gi++)
+                const bool wide = !strcmp(entries[e].name, "wide");
+                const size_t n_g = wide ? sizeof wide_Gs / sizeof wide_Gs[0]
+                                        : sizeof Gs / sizeof Gs[0];
+                for (size_t gi = 0; gi < n_g; gi++)
                     for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
                         const int64_t Ts[] = {1, 7, kt->tile_max};
                         for (int ti = 0; ti < 3; ti++) {
-                            tile_case c = {.G = Gs[gi], .D = Ds[di], .T = Ts[ti],
+                            tile_case c = {.G = wide ? wide_Gs[gi] : Gs[gi], .D = Ds[di],
+                                           .T = Ts[ti],
                                            .tile_max = kt->tile_max, .kdt = (ra_dtype)kd,
                                            .vdt = (ra_dtype)vd, .dot = entries[e].dot,
                                            .rows = entries[e].rows, .mods = (gi + ti) % 2,

@@ -354,15 +354,9 @@ RA_INLINE void pv_tile(const ra__tile *t, int64_t g0, const int GT, const int vd
                 for (int u = 1; u < U; u++)
                     sum[c] = _mm512_add_ps(sum[c], acc[u][g][c]);
             }
-            if (RA_PAIRED(vdt)) { /* even/odd lanes back to feature order */
-                const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-                const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-                for (int h = 0; h < NC / 2; h++) {
-                    const __m512 e = sum[2 * h], od = sum[2 * h + 1];
-                    sum[2 * h] = _mm512_permutex2var_ps(e, lo, od);
-                    sum[2 * h + 1] = _mm512_permutex2var_ps(e, hi, od);
-                }
-            }
+            if (RA_PAIRED(vdt)) /* even/odd lanes back to feature order */
+                for (int h = 0; h < NC / 2; h++)
+                    pairs_to_features(&sum[2 * h], &sum[2 * h + 1]);
             for (int c = 0; c < NC; c++) {
                 if (!mk[c])
                     continue;

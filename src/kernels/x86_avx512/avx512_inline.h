@@ -120,6 +120,17 @@ RA_INLINE void bf16_split(__m512i x, __m512 *even, __m512 *odd)
     *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
 }
 
+/* The inverse of bf16_split on sums over features: 16 even and 16 odd ones (lane j: features
+ * 2j and 2j + 1) back to features 0..15 and 16..31. */
+RA_INLINE void pairs_to_features(__m512 *even_lo, __m512 *odd_hi)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const __m512 e = *even_lo, od = *odd_hi;
+    *even_lo = _mm512_permutex2var_ps(e, lo, od);
+    *odd_hi = _mm512_permutex2var_ps(e, hi, od);
+}
+
 /* r[i] = sum of the lanes of a[i], for 16 vectors. */
 RA_INLINE __m512 sum16(const __m512 a[16])
 {

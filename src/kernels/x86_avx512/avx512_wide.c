@@ -1,5 +1,6 @@
-/* AVX-512 steps for wide groups: G a multiple of 16 query rows per KV head (multi-token prefix
- * passes, MQA with many heads), where the work is compute-bound and every FMA must count.
+/* AVX-512 steps for wide groups: G a multiple of 16 query rows per KV head, at least
+ * RA_AVX512_WIDE_MIN_ROWS (multi-token prefix passes, MQA with many heads), where the work is
+ * compute-bound and every FMA must count.
  *
  * The 16 rows of a block sit in the 16 lanes of a vector, so neither product needs a
  * reduction across lanes:
@@ -7,8 +8,8 @@
  *           chunks of 64 features: [Dp/64][Tp][64], so that one pointer plus constant offsets
  *           reaches 16 positions (bf16 rows split into even and odd features, as the pair
  *           steps do; q comes transposed in the same order, see ra__avx512_wide_q);
- *   QK      s[t][r] = q[r] . k[t]: 16 positions at a time, each a broadcast K feature times a
- *           vector of q^T (one load feeds 16 FMAs);
+ *   QK      s[t][r] = q[r] . k[t]: a register tile of 16 positions x one row block, or 8 x
+ *           two, each FMA a broadcast K feature times a vector of q^T (16 rows' feature);
  *   softmax per row = per lane: the max and the sum run down the tile's vectors;
  *   PV      o[r][d] += p[t][r] v[t][d]: 4 rows x 64 features in registers, a broadcast p and
  *           four V vectors per position.
@@ -196,16 +197,9 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
                 }
             }
             for (int r = 0; r < PV_R; r++) {
-                if (paired) { /* even/odd features back to their order */
-                    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
-                                                         6, 22, 7, 23);
-                    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-                    for (int h = 0; h < 2; h++) {
-                        const __m512 e = acc[r][2 * h], od = acc[r][2 * h + 1];
-                        acc[r][2 * h] = _mm512_permutex2var_ps(e, lo, od);
-                        acc[r][2 * h + 1] = _mm512_permutex2var_ps(e, hi, od);
-                    }
-                }
+                if (paired) /* even/odd features back to their order */
+                    for (int h = 0; h < 2; h++)
+                        pairs_to_features(&acc[r][2 * h], &acc[r][2 * h + 1]);
                 const __m512 alpha = _mm512_set1_ps(ab[r0 + r]);
                 float *o = t->o + (g0 + r0 + r) * D + c * CHUNK;
                 for (int k = 0; k < 4; k++) {
