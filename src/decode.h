@@ -2,6 +2,8 @@
 #ifndef RA_DECODE_H
 #define RA_DECODE_H
 
+#include <stdbool.h>
+
 #include "problem.h"
 
 ra_status ra__decode(const ra__problem *p);
@@ -31,7 +33,9 @@ typedef struct ra__walk_record {
 ra__walk_record ra__last_walk(void);
 
 /* Rows per KV head from which the kernel that runs p (its dtypes and layout) has the wide
- * steps, or 0 where it has none: the multi-token layer aims its prefix entries at it. */
-int64_t ra__plan_wide_rows(const ra__problem *p);
+ * steps, or 0 where it has none: the multi-token layer aims its prefix entries at it. *runs:
+ * whether groups that size and a multiple of 16 run them (q and K both bf16 take the bf16
+ * pairs instead, where the CPU has them), and so may be causal groups (causal_g). */
+int64_t ra__plan_wide_rows(const ra__problem *p, bool *runs);
 
 #endif

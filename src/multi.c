@@ -23,6 +23,7 @@
 #include "multi.h"
 #include "common/size_math.h"
 #include "status_internal.h"
+#include "team.h"
 #include "tensor_internal.h"
 
 /* Query rows per KV head that a prefix entry aims for, where the kernel has no wide steps:
@@ -45,7 +46,7 @@
  * [entries][heads]. */
 typedef struct pass {
     ra__problem p;
-    int32_t *len, *first, *pages;
+    int32_t *len, *first, *pages, *causal_n;
     int64_t *page_at;
     char *q;
     float *o, *m, *l;
@@ -54,13 +55,14 @@ typedef struct pass {
 /* Where one pass's arrays lie in the call's scratch: room for n entries and rows query rows
  * (entries times their query heads). */
 typedef struct pass_at {
-    size_t len, first, pages, page_at, q, o, m, l;
+    size_t len, first, pages, causal_n, page_at, q, o, m, l;
 } pass_at;
 
 static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t rows, pass_at *at)
 {
     at->len = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
     at->first = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
+    at->causal_n = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
     at->pages = ra__arena_take(a, p->pages ? 0 : n, 1, 1, sizeof(int32_t));
     at->page_at = ra__arena_take(a, n + 1, 1, 1, sizeof(int64_t));
     at->q = ra__arena_take(a, rows, p->D, 1, ra__dtype_size(p->q.dtype));
@@ -77,6 +79,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
 {
     x->len = (int32_t *)(base + at->len);
     x->first = (int32_t *)(base + at->first);
+    x->causal_n = (int32_t *)(base + at->causal_n);
     x->pages = p->pages ? NULL : (int32_t *)(base + at->pages);
     x->page_at = (int64_t *)(base + at->page_at);
     x->q = base + at->q;
@@ -88,6 +91,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
         .B = 0, .S = p->S, .Hq = hq, .Hkv = p->Hkv, .G = hq / p->Hkv, .D = D,
         .q = {x->q, p->q.dtype, hq * D, 0, D, 1, 0, NULL, 0, 0, 0, 0},
         .k = p->k, .v = p->v, .T = 1, .len = x->len, .first = x->first,
+        .causal_n = x->causal_n,
         .pages = p->pages ? p->pages : x->pages, .page_at = x->page_at,
         .page_size = p->pages ? p->page_size : p->S,
         .o = x->o, .o_sb = hq * D, .o_sh = D, .o_sd = 1,
@@ -207,9 +211,12 @@ typedef struct block {
 
 /* How a call cuts queries into blocks: at most tq_max per block; where blocks split evenly,
  * and for blocks of at least wide_q queries (the wide steps' minimum rows), a multiple of
- * quantum, so that their rows per KV head stay whole 16-row blocks for the wide steps. */
+ * quantum, so that their rows per KV head stay whole 16-row blocks for the wide steps. Blocks
+ * of fold_q queries or more run on the wide steps, which mask each row's positions itself:
+ * their diagonal folds into the prefix entry (see folds). */
 typedef struct cut {
-    int64_t tq_max, quantum, wide_q;
+    int64_t tq_max, quantum, wide_q, fold_q;
+    int64_t round_min; /* blocks a round holds before its byte cap applies (see next_round) */
 } cut;
 
 /* The queries per block of sequence b: up to tq_max, no more than it has, save that a block
@@ -257,33 +264,46 @@ static bool lone(int64_t Tq, const block *x)
     return x->nq == 1 && Tq > 1;
 }
 
+/* Whether blocks of Tq queries fold their diagonal into the prefix entry: one entry over all
+ * the positions its last query sees, as a causal group (ra__problem.causal_g) whose rows each
+ * stop at their own query's end, and no diagonal entries. Only the wide steps mask rows. */
+static bool folds(const ra__problem *p, const cut *c, int64_t Tq)
+{
+    return Tq > 1 && Tq >= c->fold_q && Tq * p->G % 16 == 0;
+}
+
 /* Scratch bytes a block adds to a round, counting the engine's own copies of q and the states
  * (about as large again): so that a round stays within RA_MULTI_ROUND_BYTES. */
-static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, const block *x)
+static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, bool fold,
+                          const block *x)
 {
     const double row = (double)p->D * ((double)ra__dtype_size(p->q.dtype) + 12.0) + 16.0;
-    const double rows = lone(Tq, x) ? (double)p->Hq
-                                    : (double)hq_a + (double)(x->nq - 1) * (double)p->Hq;
+    const double diag = fold ? 0.0 : (double)(x->nq - 1) * (double)p->Hq;
+    const double rows = lone(Tq, x) ? (double)p->Hq : (double)hq_a + diag;
     return rows * row > (double)SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)(rows * row);
 }
 
 /* The blocks of one round from *x on (advancing *x past them): how many, and the entries
- * they make in the prefix pass and the diagonal pass. */
+ * they make in the prefix pass and the diagonal pass. A round holds c->round_min blocks even
+ * past RA_MULTI_ROUND_BYTES (up to 8 times it), so that large blocks still give each thread
+ * of the team work: a prefix entry is one work item. */
 static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x,
                        int64_t *n_blk, int64_t *n_a, int64_t *n_c)
 {
     const int64_t hq_a = p->Hkv * Tq * p->G;
+    const bool fold = folds(p, c, Tq);
     size_t bytes = 0;
     *n_blk = *n_a = *n_c = 0;
     block y = *x;
     while (next_block(p, c, Tq, &y)) {
-        const size_t add = block_bytes(p, Tq, hq_a, &y);
-        if (*n_blk > 0 && bytes + add > RA_MULTI_ROUND_BYTES)
+        const size_t add = block_bytes(p, Tq, hq_a, fold, &y);
+        if (*n_blk > 0 && bytes + add > RA_MULTI_ROUND_BYTES &&
+            (*n_blk >= c->round_min || bytes + add > 8 * RA_MULTI_ROUND_BYTES))
             break;
         bytes += add;
         ++*n_blk;
         *n_a += !lone(Tq, &y);
-        *n_c += lone(Tq, &y) ? 1 : y.nq - 1;
+        *n_c += lone(Tq, &y) ? 1 : fold ? 0 : y.nq - 1;
         *x = y;
     }
     return *n_blk > 0;
@@ -295,6 +315,7 @@ static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n
 {
     const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
     const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
+    const bool fold = folds(p, c, Tq);
     int64_t ea = 0, ec = 0;
     for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
         const int64_t b = x->b, i0 = x->i0, nq = x->nq;
@@ -307,8 +328,9 @@ static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n
             continue;
         }
         entry_sequence(pa, p, ea, b);
-        pa->len[ea] = (int32_t)seen;
+        pa->len[ea] = (int32_t)(fold ? seen + nq - 1 : seen);
         pa->first[ea] = 0;
+        pa->causal_n[ea] = (int32_t)nq;
         for (int64_t j = 0; j < Hkv; j++)
             for (int64_t k = 0; k < Tq; k++) {
                 char *dst = pa->q + (size_t)(ea * hq_a + (j * Tq + k) * G) * qrow;
@@ -317,7 +339,7 @@ static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n
                 else /* a short block: rows that nobody reads back */
                     memset(dst, 0, (size_t)G * qrow);
             }
-        for (int64_t k = 1; k < nq; k++, ec++) {
+        for (int64_t k = 1; !fold && k < nq; k++, ec++) {
             entry_sequence(pc, p, ec, b);
             pc->first[ec] = (int32_t)seen;
             pc->len[ec] = (int32_t)(seen + k);
@@ -334,6 +356,7 @@ static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t 
                         block *x, const pass *pa, const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
+    const bool fold = folds(p, c, Tq); /* then the prefix entry holds whole rows */
     int64_t ea = 0, ec = 0;
     for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
         if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
@@ -346,12 +369,14 @@ static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t 
             continue;
         }
         for (int64_t k = 0; k < x->nq; k++) {
+            const bool diag = k > 0 && !fold;
             for (int64_t h = 0; h < Hq; h++) {
                 const int64_t ra = ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
                 write_row(p, x->b, x->i0 + k, h, pa->o + ra * D, pa->m[ra], pa->l[ra],
-                          k ? pc->o + rc * D : NULL, k ? pc->m[rc] : 0.0f, k ? pc->l[rc] : 0.0f);
+                          diag ? pc->o + rc * D : NULL, diag ? pc->m[rc] : 0.0f,
+                          diag ? pc->l[rc] : 0.0f);
             }
-            ec += k > 0;
+            ec += diag;
         }
         ea++;
     }
@@ -366,11 +391,15 @@ ra_status ra__multi(const ra__problem *p)
     const int64_t G = p->G, Hkv = p->Hkv;
     /* Rows per KV head of a prefix entry: RA_MULTI_WIDE_ROWS where the kernel has wide steps
      * and whole queries make it, else RA_MULTI_ROWS. */
-    const int64_t wide_min = ra__plan_wide_rows(p);
+    bool lanes = false;
+    const int64_t wide_min = ra__plan_wide_rows(p, &lanes);
     const int64_t wide = wide_min > RA_MULTI_WIDE_ROWS ? wide_min : RA_MULTI_WIDE_ROWS;
-    cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1, INT64_MAX};
+    cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1, INT64_MAX, INT64_MAX, 1};
     if (wide_min > 0 && G < wide && wide % G == 0 && wide_min % G == 0)
-        cs = (cut){wide / G, G < 16 ? 16 / G : 1, wide_min / G};
+        cs = (cut){wide / G, G < 16 ? 16 / G : 1, wide_min / G,
+                   lanes ? wide_min / G : INT64_MAX, 1};
+    /* Two blocks per thread the passes may have: rounds never change a row's bits. */
+    cs.round_min = 2 * (int64_t)ra__team_cap(p->num_threads, INT64_MAX, INT64_MAX, 1, 1);
     const cut *c = &cs;
     const int64_t tq_max = c->tq_max;
     if (!p->pages && p->B > INT32_MAX)
@@ -407,6 +436,7 @@ ra_status ra__multi(const ra__problem *p)
     ra_status s = RA_OK;
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
+        pa.p.causal_g = folds(p, c, Tq) ? G : 0;
         for (block x = {0, 0, 0}, y = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             size_t ba = 0, bc = 0;
@@ -424,6 +454,7 @@ ra_status ra__multi(const ra__problem *p)
                      "scratch", engine_bytes);
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
+        pa.p.causal_g = folds(p, c, Tq) ? G : 0;
         for (block x = {0, 0, 0}, y = x, z = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             fill_round(p, c, Tq, n_blk, &y, &pa, &pc);

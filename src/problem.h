@@ -31,6 +31,12 @@ typedef struct ra__problem {
     /* Positions before first[b] are not read (the engine's passes over a multi-token call
      * set it; never together with a window); NULL: from position 0. */
     const int32_t *first;
+    /* A causal group (the multi-token prefix pass, on kernels with wide steps): with
+     * causal_g > 0, row r of entry b's G rows per KV head sees only the positions before
+     * len[b] - causal_n[b] + 1 + r / causal_g (causal_n[b] queries of causal_g rows each, the
+     * last of which sees all len[b]); 0: every row sees every position. */
+    int64_t causal_g;
+    const int32_t *causal_n;
     /* lengths[b], copied once while validating, so that a caller changing its array during the
      * call cannot move a read out of bounds. Points at len_inline or at an allocation that
      * ra__problem_release frees; a bound problem is never copied. */

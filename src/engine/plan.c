@@ -50,10 +50,20 @@ static const ra__kernel_table *table_for(const ra__problem *p)
     return kt;
 }
 
-int64_t ra__plan_wide_rows(const ra__problem *p)
+/* Whether q and K both bf16 take the family's bf16-pair steps: products of bf16 are exact in
+ * f32, so a kernel may multiply them as pairs (vdpbf16ps) with the same f32 sums. */
+static bool takes_dot(const ra__kernel_table *kt, const ra__problem *p)
+{
+    return p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16 &&
+           kt->step_bf16_dot[p->v.dtype];
+}
+
+int64_t ra__plan_wide_rows(const ra__problem *p, bool *runs)
 {
     const ra__kernel_table *kt = table_for(p);
-    return kt->step_wide[p->k.dtype][p->v.dtype] ? kt->wide_min_rows : 0;
+    const bool has = kt->step_wide[p->k.dtype][p->v.dtype] != NULL;
+    *runs = has && !takes_dot(kt, p);
+    return has ? kt->wide_min_rows : 0;
 }
 
 ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
@@ -78,9 +88,7 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
 #endif
     if (whole_rows && kt->rows_serve && kt->rows_serve(p->G, p->k.dtype, p->v.dtype))
         pl->rows = kt->rows[p->k.dtype][p->v.dtype];
-    /* q and K both bf16: products of bf16 are exact in f32, so a kernel may multiply them
-     * as bf16 pairs (vdpbf16ps) with the same f32 sums. */
-    if (!pl->rows && p->q.dtype == RA_DTYPE_BF16 && p->k.dtype == RA_DTYPE_BF16) {
+    if (!pl->rows && takes_dot(kt, p)) {
         pl->dot = kt->step_bf16_dot[p->v.dtype];
         pl->dot_rows = kt->step_bf16_dot_rows[p->v.dtype];
     }
@@ -88,6 +96,9 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
      * them: rows in the vector lanes, no reductions across lanes (see avx512_wide.c). */
     if (!pl->rows && !pl->dot && p->G % 16 == 0 && p->G >= kt->wide_min_rows)
         pl->wide = kt->step_wide[p->k.dtype][p->v.dtype];
+    if (p->causal_g && !pl->wide) /* only the wide steps mask rows (multi.c asks first) */
+        return ra__fail(RA_ERR_INTERNAL, "decode: a causal group of %lld rows without wide "
+                        "steps", (long long)p->G);
     bool want_qp = !pl->rows && kt->prepare_q && kt->q_pairs_for_k[p->k.dtype];
     pl->qp_ld = pl->wide ? kt->wide_ld(p->D) : want_qp ? kt->q_ld(p->D) : 0;
 

@@ -45,6 +45,9 @@ typedef struct ra__tile {
     float softcap;
     const float *slopes;
     int64_t t_first, last_pos;
+    /* A causal group (wide steps only, ra__problem.causal_g): row r of the group sees only
+     * the positions before causal_end0 + r / causal_g; causal_g 0: every position. */
+    int64_t causal_g, causal_end0;
     /* Quantized K/V: the scale of each of the tile's positions for this KV head (kernels read
      * the stored values q; the logits are multiplied by k_scales[i] before the modifiers, and
      * the probabilities by v_scales[i] after the sum, before the p.V); NULL otherwise. */

@@ -376,19 +376,14 @@ static void assert_same_bits(const or_buf *a, const or_buf *b, const char *what)
         fail_msg("%s: results differ in bits", what);
 }
 
-/* A NaN in K at one position makes exactly the rows that see it NaN (its KV head's query
+/* A NaN in K or V at one position makes exactly the rows that see it NaN (its KV head's query
  * heads, from the first query whose causal prefix reaches it). */
-static void test_nan_reaches_only_rows_that_see_it(void **state)
+static void nan_case(const mt_params *p, const int64_t k_at[4], const int64_t v_at[4])
 {
-    (void)state;
-    const int32_t lengths[2] = {20, 30}, q_lens[2] = {12, 9};
-    const mt_params p = {2, 12, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
-                         lengths, q_lens, 17, 0.0f, 0.0f, false, false};
     mt_case c;
-    mt_init(&c, &p);
-    const int64_t at0[4] = {0, 13, 1, 3}, at1[4] = {1, 25, 0, 0};
-    or_buf_set(&c.k, at0, NAN); /* seen by queries 5.. of sequence 0, KV head 1 */
-    or_buf_set(&c.v, at1, NAN); /* seen by queries 4.. of sequence 1, KV head 0 */
+    mt_init(&c, p);
+    or_buf_set(&c.k, k_at, NAN);
+    or_buf_set(&c.v, v_at, NAN);
     for (size_t ki = 0; ki < sizeof all_kernels / sizeof all_kernels[0]; ki++) {
         ra_options *o = mt_options(&c, all_kernels[ki], 0, 0, 2);
         if (!o)
@@ -398,6 +393,23 @@ static void test_nan_reaches_only_rows_that_see_it(void **state)
         ra_options_destroy(o);
     }
     mt_free(&c);
+}
+
+static void test_nan_reaches_only_rows_that_see_it(void **state)
+{
+    (void)state;
+    const int32_t lengths[2] = {20, 30}, q_lens[2] = {12, 9};
+    const mt_params p = {2, 12, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
+                         lengths, q_lens, 17, 0.0f, 0.0f, false, false};
+    /* K: seen by queries 5.. of sequence 0, KV head 1; V: queries 4.. of sequence 1, head 0 */
+    nan_case(&p, (const int64_t[4]){0, 13, 1, 3}, (const int64_t[4]){1, 25, 0, 0});
+    /* blocks of 20 queries (80 rows per KV head), whose rows AVX-512 masks inside one entry:
+     * K at position 45 is seen by queries 25.. of sequence 0, V at 52 by queries 22.. of
+     * sequence 1, both in the second block, past its first query */
+    const int32_t lengths_w[2] = {60, 70}, q_lens_w[2] = {40, 40};
+    const mt_params pw = {2, 40, 8, 2, 70, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32,
+                          lengths_w, q_lens_w, 18, 0.0f, 0.0f, false, false};
+    nan_case(&pw, (const int64_t[4]){0, 45, 1, 3}, (const int64_t[4]){1, 52, 0, 5});
 }
 
 /* T = 1 is a decode call: ra_ragged_gqa's bits, with every option. */

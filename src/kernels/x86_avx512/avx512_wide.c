@@ -108,14 +108,36 @@ RA_INLINE void widen(const void *base, int64_t st, const char *const *rows, size
             memset(w + (c * Tp + i) * CHUNK, 0, CHUNK * sizeof(float));
 }
 
+/* The tile position from which row r of the group sees nothing (causal groups), within
+ * [0, T]. */
+RA_INLINE int64_t row_end(const ra__tile *t, int64_t r)
+{
+    if (!t->causal_g || t->t_first + t->T <= t->causal_end0)
+        return t->T; /* every row sees the whole tile: no division */
+    const int64_t e = t->causal_end0 + r / t->causal_g - t->t_first;
+    return e < 0 ? 0 : e > t->T ? t->T : e;
+}
+
 /* Logits of RB blocks of 16 rows (g0, g0 + 16, ..): s[t][r] for t < T, scaled and modified,
- * from the widened K in w; each broadcast K feature feeds RB FMAs. */
+ * from the widened K in w; each broadcast K feature feeds RB FMAs. Positions a row does not
+ * see (causal groups) get -inf. */
 RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const int RB)
 {
     const int P = QK_P / RB; /* positions per register tile: 16 accumulators */
     const int64_t T = t->T, Dp = ra__avx512_wide_ld(t->D), Tp = (T + 15) & ~(int64_t)15;
     const __m512 scale = _mm512_set1_ps(t->scale);
     const bool modify = t->softcap != 0.0f || t->slopes;
+    /* lane r of block b: the first tile position row g0 + 16b + r does not see */
+    __m512i end[2];
+    bool causal = false;
+    for (int b = 0; b < RB; b++) {
+        int32_t e[16] __attribute__((aligned(64)));
+        for (int r = 0; r < 16; r++) {
+            e[r] = (int32_t)row_end(t, g0 + 16 * b + r);
+            causal |= e[r] < T;
+        }
+        end[b] = _mm512_load_si512(e);
+    }
     for (int64_t t0 = 0; t0 < T; t0 += P) {
         __m512 acc[QK_P];
         for (int p = 0; p < QK_P; p++)
@@ -145,6 +167,11 @@ RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const in
                     const float dist = (float)(t->last_pos - (t->t_first + t0 + p));
                     x = modify16(x, t->softcap, slope, _mm512_set1_ps(dist), t->slopes != NULL);
                 }
+                if (causal) /* NaN or Inf from K at a hidden position stays hidden too */
+                    x = _mm512_mask_mov_ps(x,
+                                           _mm512_cmpge_epi32_mask(
+                                               _mm512_set1_epi32((int32_t)(t0 + p)), end[b]),
+                                           _mm512_set1_ps(-INFINITY));
                 _mm512_store_ps(s + (t0 + p) * 16, x);
             }
         }
@@ -172,7 +199,8 @@ RA_INLINE void softmax_block(const ra__tile *t, int64_t g0, float *s, float *ab)
     _mm512_storeu_ps(t->l + g0, l_new);
 }
 
-/* o = o * alpha + p.V for one block's rows, from the widened V in w. */
+/* o = o * alpha + p.V for one block's rows, from the widened V in w. A row's hidden
+ * positions (causal groups) are skipped, not multiplied by p = 0: their V may be Inf. */
 RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const float *s,
                         const float *ab, const bool paired)
 {
@@ -180,11 +208,17 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
     for (int r0 = 0; r0 < 16; r0 += PV_R)
         for (int64_t c = 0; c < Dp / CHUNK; c++) {
             const float *vb = w + c * Tp * CHUNK, *pb = s + r0;
+            int64_t end[PV_R], all = T, any = 0; /* positions every row / some row sees */
+            for (int r = 0; r < PV_R; r++) {
+                end[r] = row_end(t, g0 + r0 + r);
+                all = end[r] < all ? end[r] : all;
+                any = end[r] > any ? end[r] : any;
+            }
             __m512 acc[PV_R][4];
             for (int r = 0; r < PV_R; r++)
                 for (int k = 0; k < 4; k++)
                     acc[r][k] = _mm512_setzero_ps();
-            for (int64_t i = 0; i < T; i++) {
+            for (int64_t i = 0; i < all; i++) {
                 __m512 v[4];
                 for (int k = 0; k < 4; k++) { /* once into a register, not once per row */
                     v[k] = _mm512_load_ps(vb + i * CHUNK + 16 * k);
@@ -196,6 +230,14 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
                         acc[r][k] = _mm512_fmadd_ps(p, v[k], acc[r][k]);
                 }
             }
+            for (int64_t i = all; i < any; i++) /* the causal edge: each row to its own end */
+                for (int r = 0; r < PV_R; r++)
+                    if (i < end[r]) {
+                        const __m512 p = _mm512_set1_ps(pb[i * 16 + r]);
+                        for (int k = 0; k < 4; k++)
+                            acc[r][k] = _mm512_fmadd_ps(
+                                p, _mm512_load_ps(vb + i * CHUNK + 16 * k), acc[r][k]);
+                    }
             for (int r = 0; r < PV_R; r++) {
                 if (paired) /* even/odd features back to their order */
                     for (int h = 0; h < 2; h++)
