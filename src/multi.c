@@ -8,7 +8,8 @@
  *     query heads per KV head becomes Tq*G rows), so that a K/V tile is read once for all of
  *     them and the kernels get rows enough to be compute-bound;
  *   - the diagonal: query i0 + k (k >= 1) also sees the k positions after the prefix, one
- *     small decode entry each (first[] starts it there).
+ *     small decode entry each (first[] starts it there). Where the prefix pass runs on the
+ *     wide steps, the prefix entry covers these too, as a causal group (see folds).
  * Both passes leave un-normalized (o, m, l) states; the merge adds the sinks, applies the
  * output convention and writes the caller's rows. Rows past qlen[b] get the empty state. */
 #include <math.h>

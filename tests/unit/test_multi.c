@@ -269,14 +269,15 @@ static void test_shapes_against_oracle(void **state)
 }
 
 /* Large enough that the library splits the call into rounds of query blocks (a round's
- * scratch is capped at 8 MiB and a block of 4 queries here takes 0.8 MB, so a round holds
- * 10 blocks): sequence 0's 11 blocks end in the second round, which also holds sequence 1's.
- * (AVX-512 cuts blocks of 17 to 24 queries here, one per round.) */
+ * scratch is capped at 8 MiB, past two blocks per thread; a block of 4 queries here takes
+ * 0.8 MB, so a round holds 10 blocks): sequence 0's 11 blocks end in the second round, which
+ * also holds sequence 1's. AVX-512 cuts 6 blocks of 20 to 24 queries here (4.5-5.4 MB):
+ * rounds of 2 at one thread, of 4 and 2 at two. */
 static void test_several_rounds(void **state)
 {
     (void)state;
-    const int32_t lengths[2] = {64, 50}, q_lens[2] = {44, 37};
-    const mt_params p = {2, 44, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
+    const int32_t lengths[3] = {64, 50, 64}, q_lens[3] = {44, 37, 44};
+    const mt_params p = {3, 44, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
                          lengths, q_lens, 77, 0.0625f, 0.0f, false, true};
     mt_case c;
     mt_init(&c, &p);
