@@ -38,7 +38,9 @@
 #ifndef RA_MULTI_WIDE_ROWS
 #define RA_MULTI_WIDE_ROWS 128
 #endif
-/* Scratch per round of blocks (see ra__multi), engine copies included. */
+_Static_assert(RA_MULTI_WIDE_ROWS % 16 == 0, "blocks round to 16 rows within the maximum");
+/* Scratch per round of blocks (see ra__multi), engine copies included; a round takes
+ * cut.round_min blocks even past it (see next_round). */
 #ifndef RA_MULTI_ROUND_BYTES
 #define RA_MULTI_ROUND_BYTES ((size_t)8 << 20)
 #endif
@@ -222,10 +224,10 @@ typedef struct cut {
 
 /* The queries per block of sequence b: up to tq_max, no more than it has, save that a block
  * of at least wide_q queries rounds up to the quantum (21 queries at quantum 4: a block of 24,
- * three of them padding, that the wide steps serve). A last block of 2 <= r < tq_max queries
- * would be padded to tq_max rows, so then the queries split into as few blocks as they need,
- * each ceil(n / blocks) rounded up to the quantum, but the last: it pads fewer rows, never
- * more (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16; 70 at tq_max 32 and
+ * three of them padding, that the wide steps serve; tq_max is a multiple of the quantum). A
+ * last block of 2 <= r < tq_max queries would be padded to tq_max rows, so then the queries
+ * split into as few blocks as they need, each ceil(n / blocks) rounded up to the quantum (1
+ * without wide steps), but the last: it pads fewer rows, never more (22 queries at tq_max 16: 11 + 11 rather than 16 + 6 padded to 16; 70 at tq_max 32 and
  * quantum 4: 24 + 24 + 22). A last block of one query is a lone block (below), which pads
  * nothing. A function of the sequence alone, so that its rows do not depend on the rest of
  * the batch (the blocks set which rows share a kernel tile and where the prefix and diagonal
@@ -396,7 +398,7 @@ ra_status ra__multi(const ra__problem *p)
     const int64_t wide_min = ra__plan_wide_rows(p, &lanes);
     const int64_t wide = wide_min > RA_MULTI_WIDE_ROWS ? wide_min : RA_MULTI_WIDE_ROWS;
     cut cs = {G >= RA_MULTI_ROWS ? 1 : RA_MULTI_ROWS / G, 1, INT64_MAX, INT64_MAX, 1};
-    if (wide_min > 0 && G < wide && wide % G == 0 && wide_min % G == 0)
+    if (wide_min > 0 && wide % 16 == 0 && G < wide && wide % G == 0 && wide_min % G == 0)
         cs = (cut){wide / G, G < 16 ? 16 / G : 1, wide_min / G,
                    lanes ? wide_min / G : INT64_MAX, 1};
     /* Two blocks per thread the passes may have: rounds never change a row's bits. */

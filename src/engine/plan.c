@@ -136,7 +136,8 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
     size_t at_o = ra__arena_take(&a, n, pl->o_st, 1, sizeof(float));
     size_t at_ml = ra__arena_take(&a, n, pl->ml_st, 1, sizeof(float));
     /* per thread: logits [G][s_ld], then (row order) room for the ra__rows scratch, which the
-     * kernel lays out from the start of the block, then (BLAS) a [tile][D] conversion buffer */
+     * kernel lays out from the start of the block, then the wide steps' widened tile [tile
+     * rounded to 16][wide_ld(D)] or (BLAS) a [tile][D] conversion buffer */
     ra__arena per = {0, false};
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
     if (pl->rows)

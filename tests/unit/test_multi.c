@@ -269,14 +269,16 @@ static void test_shapes_against_oracle(void **state)
 }
 
 /* Large enough that the library splits the call into rounds of query blocks (a round's
- * scratch is capped at 8 MiB, past two blocks per thread; a block of 4 queries here takes
- * 0.8 MB, so a round holds 10 blocks): sequence 0's 11 blocks end in the second round, which
- * also holds sequence 1's. AVX-512 cuts 6 blocks of 20 to 24 queries here (4.5-5.4 MB):
- * rounds of 2 at one thread, of 4 and 2 at two. */
+ * scratch is capped at 8 MiB once it holds two blocks per thread; a block of 4 queries here
+ * takes 0.8 MB, so a round holds 10 blocks): sequence 0's 11 blocks end in the second round,
+ * which also holds sequence 1's. AVX-512 cuts each sequence into a block of 24 queries and
+ * one of 20 padded to 24, 4.2-5.4 MB each with a diagonal pass (bf16 pairs), about half as
+ * much folded (CPUs without AVX512-BF16): rounds of 2 or 3 blocks at one thread, 4 and 2 at
+ * two. */
 static void test_several_rounds(void **state)
 {
     (void)state;
-    const int32_t lengths[3] = {64, 50, 64}, q_lens[3] = {44, 37, 44};
+    const int32_t lengths[3] = {64, 50, 64}, q_lens[3] = {44, 44, 44};
     const mt_params p = {3, 44, 32, 8, 64, 256, RA_DTYPE_BF16, RA_DTYPE_BF16, RA_DTYPE_BF16,
                          lengths, q_lens, 77, 0.0625f, 0.0f, false, true};
     mt_case c;
@@ -460,12 +462,8 @@ static void test_t1_is_ragged_gqa(void **state)
 
 /* Any thread count, and a sequence alone or in a batch: the same bits, on every kernel.
  * Sequence 1 has fewer queries than the others, whose blocks are larger. */
-static void test_deterministic(void **state)
+static void check_deterministic(const mt_params p)
 {
-    (void)state;
-    const int32_t lengths[3] = {64, 40, 50}, q_lens[3] = {12, 3, 7};
-    const mt_params p = {3, 12, 8, 2, 64, 32, RA_DTYPE_F32, RA_DTYPE_BF16, RA_DTYPE_BF16,
-                         lengths, q_lens, 21, 0.0f, 0.0f, false, false};
     mt_case c;
     mt_init(&c, &p);
     /* sequence 1 alone: views of its rows */
@@ -510,6 +508,21 @@ static void test_deterministic(void **state)
     free(alone);
     or_buf_free(&first);
     mt_free(&c);
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    const int32_t lengths[3] = {64, 40, 50}, q_lens[3] = {12, 3, 7};
+    check_deterministic((mt_params){3, 12, 8, 2, 64, 32, RA_DTYPE_F32, RA_DTYPE_BF16,
+                                    RA_DTYPE_BF16, lengths, q_lens, 21, 0.0f, 0.0f, false,
+                                    false});
+    /* 40 queries split 20 + 20, 33 = 32 + a lone query, 20 one block: on AVX-512 folded
+     * causal groups of 80 and 128 rows */
+    const int32_t lengths_w[3] = {80, 60, 70}, q_lens_w[3] = {40, 33, 20};
+    check_deterministic((mt_params){3, 40, 8, 2, 80, 32, RA_DTYPE_F32, RA_DTYPE_BF16,
+                                    RA_DTYPE_BF16, lengths_w, q_lens_w, 22, 0.0f, 0.0f, false,
+                                    false});
 }
 
 /* The same cache as shuffled pages of 3 positions: ra_paged_gqa_multi gives the same bits. */
@@ -562,7 +575,7 @@ static void check_paged_equals_contiguous(const mt_params p)
     mt_free(&c);
 }
 
-/* Small blocks, and blocks of 64 rows per KV head (the AVX-512 wide steps). */
+/* Small blocks, and blocks of 128 rows per KV head (the AVX-512 wide steps). */
 static void test_paged_equals_contiguous(void **state)
 {
     (void)state;
