@@ -205,15 +205,15 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
                         const float *ab, const bool paired)
 {
     const int64_t T = t->T, D = t->D, Dp = ra__avx512_wide_ld(D), Tp = (T + 15) & ~(int64_t)15;
-    for (int r0 = 0; r0 < 16; r0 += PV_R)
+    for (int r0 = 0; r0 < 16; r0 += PV_R) {
+        int64_t end[PV_R], all = T, any = 0; /* positions every row / some row sees */
+        for (int r = 0; r < PV_R; r++) {
+            end[r] = row_end(t, g0 + r0 + r);
+            all = end[r] < all ? end[r] : all;
+            any = end[r] > any ? end[r] : any;
+        }
         for (int64_t c = 0; c < Dp / CHUNK; c++) {
             const float *vb = w + c * Tp * CHUNK, *pb = s + r0;
-            int64_t end[PV_R], all = T, any = 0; /* positions every row / some row sees */
-            for (int r = 0; r < PV_R; r++) {
-                end[r] = row_end(t, g0 + r0 + r);
-                all = end[r] < all ? end[r] : all;
-                any = end[r] > any ? end[r] : any;
-            }
             __m512 acc[PV_R][4];
             for (int r = 0; r < PV_R; r++)
                 for (int k = 0; k < 4; k++)
@@ -253,6 +253,7 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
                 }
             }
         }
+    }
 }
 
 /* One tile of a wide group: K widened once for all row blocks, their logits and softmax; then
