@@ -312,77 +312,121 @@ static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x,
     return *n_blk > 0;
 }
 
-/* Fills the passes with the n_blk blocks that follow *x (advancing *x). */
-static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk, block *x,
-                       pass *pa, pass *pc)
+/* A block of a round and where its entries start in the prefix pass (ea) and the diagonal
+ * pass (ec). */
+typedef struct placed {
+    block x;
+    int64_t ea, ec;
+} placed;
+
+/* The n_blk blocks that follow *x (advancing *x), placed in the passes in (b, i0) order;
+ * their entry counts go to the passes' problems. */
+static void place_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk, block *x,
+                        placed *out, pass *pa, pass *pc)
 {
-    const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
-    const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
     const bool fold = folds(p, c, Tq);
-    int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
-        const int64_t b = x->b, i0 = x->i0, nq = x->nq;
-        const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
-        if (lone(Tq, x)) {
-            entry_sequence(pc, p, ec, b);
-            pc->first[ec] = 0;
-            pc->len[ec] = (int32_t)seen;
-            copy_query(p, b, i0, 0, Hq, pc->q + (size_t)(ec++ * Hq) * qrow);
-            continue;
-        }
-        entry_sequence(pa, p, ea, b);
-        pa->len[ea] = (int32_t)(fold ? seen + nq - 1 : seen);
-        pa->first[ea] = 0;
-        pa->causal_n[ea] = (int32_t)nq;
-        for (int64_t j = 0; j < Hkv; j++)
-            for (int64_t k = 0; k < Tq; k++) {
-                char *dst = pa->q + (size_t)(ea * hq_a + (j * Tq + k) * G) * qrow;
-                if (k < nq)
-                    copy_query(p, b, i0 + k, j * G, G, dst);
-                else /* a short block: rows that nobody reads back */
-                    memset(dst, 0, (size_t)G * qrow);
-            }
-        for (int64_t k = 1; !fold && k < nq; k++, ec++) {
-            entry_sequence(pc, p, ec, b);
-            pc->first[ec] = (int32_t)seen;
-            pc->len[ec] = (int32_t)(seen + k);
-            copy_query(p, b, i0 + k, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
-        }
-        ea++;
+    int64_t ea = 0, ec = 0, n = 0;
+    for (; n < n_blk && next_block(p, c, Tq, x); n++) {
+        out[n] = (placed){*x, ea, ec};
+        const bool is_lone = lone(Tq, x);
+        ea += !is_lone;
+        ec += is_lone ? 1 : fold ? 0 : x->nq - 1;
     }
     pa->p.B = ea;
     pc->p.B = ec;
 }
 
-/* Writes the rows of the n_blk blocks that follow *x from the passes' states. */
-static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk,
-                        block *x, const pass *pa, const pass *pc)
+/* Fills the entries of placed block y: its prefix entry (its queries' rows of each KV head)
+ * and diagonal entries, or the one entry of a lone block; their queries only with_q (sizing
+ * the engine's scratch needs the entries alone). */
+static void fill_block(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
+                       bool with_q, pass *pa, pass *pc)
+{
+    const int64_t G = p->G, Hkv = p->Hkv, Hq = p->Hq, hq_a = Hkv * Tq * G;
+    const size_t qrow = (size_t)p->D * ra__dtype_size(p->q.dtype);
+    const bool fold = folds(p, c, Tq);
+    const int64_t b = y->x.b, i0 = y->x.i0, nq = y->x.nq, ea = y->ea;
+    int64_t ec = y->ec;
+    const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
+    if (lone(Tq, &y->x)) {
+        entry_sequence(pc, p, ec, b);
+        pc->first[ec] = 0;
+        pc->len[ec] = (int32_t)seen;
+        if (with_q)
+            copy_query(p, b, i0, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
+        return;
+    }
+    entry_sequence(pa, p, ea, b);
+    pa->len[ea] = (int32_t)(fold ? seen + nq - 1 : seen);
+    pa->first[ea] = 0;
+    pa->causal_n[ea] = (int32_t)nq;
+    for (int64_t j = 0; j < Hkv && with_q; j++)
+        for (int64_t k = 0; k < Tq; k++) {
+            char *dst = pa->q + (size_t)(ea * hq_a + (j * Tq + k) * G) * qrow;
+            if (k < nq)
+                copy_query(p, b, i0 + k, j * G, G, dst);
+            else /* a short block: rows that nobody reads back */
+                memset(dst, 0, (size_t)G * qrow);
+        }
+    for (int64_t k = 1; !fold && k < nq; k++, ec++) {
+        entry_sequence(pc, p, ec, b);
+        pc->first[ec] = (int32_t)seen;
+        pc->len[ec] = (int32_t)(seen + k);
+        if (with_q)
+            copy_query(p, b, i0 + k, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
+    }
+}
+
+/* Writes the rows of placed block y from the passes' states. */
+static void merge_block(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
+                        const pass *pa, const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
     const bool fold = folds(p, c, Tq); /* then the prefix entry holds whole rows */
-    int64_t ea = 0, ec = 0;
-    for (int64_t n = 0; n < n_blk && next_block(p, c, Tq, x); n++) {
-        if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
-            for (int64_t h = 0; h < Hq; h++) {
-                const int64_t rc = ec * Hq + h;
-                write_row(p, x->b, x->i0, h, pc->o + rc * D, pc->m[rc], pc->l[rc], NULL, 0.0f,
-                          0.0f);
-            }
-            ec++;
-            continue;
+    const block *x = &y->x;
+    int64_t ec = y->ec;
+    if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t rc = ec * Hq + h;
+            write_row(p, x->b, x->i0, h, pc->o + rc * D, pc->m[rc], pc->l[rc], NULL, 0.0f, 0.0f);
         }
-        for (int64_t k = 0; k < x->nq; k++) {
-            const bool diag = k > 0 && !fold;
-            for (int64_t h = 0; h < Hq; h++) {
-                const int64_t ra = ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
-                write_row(p, x->b, x->i0 + k, h, pa->o + ra * D, pa->m[ra], pa->l[ra],
-                          diag ? pc->o + rc * D : NULL, diag ? pc->m[rc] : 0.0f,
-                          diag ? pc->l[rc] : 0.0f);
-            }
-            ec += diag;
-        }
-        ea++;
+        return;
     }
+    for (int64_t k = 0; k < x->nq; k++) {
+        const bool diag = k > 0 && !fold;
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t ra = y->ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
+            write_row(p, x->b, x->i0 + k, h, pa->o + ra * D, pa->m[ra], pa->l[ra],
+                      diag ? pc->o + rc * D : NULL, diag ? pc->m[rc] : 0.0f,
+                      diag ? pc->l[rc] : 0.0f);
+        }
+        ec += diag;
+    }
+}
+
+/* Threads for filling or merging the n placed blocks of a round: copies of whole query rows,
+ * worth a team only in calls with many of them (ra__team_size's work rule, rows x Hq x D). */
+static int copy_team(const ra__problem *p, int64_t Tq, int64_t n)
+{
+    return ra__team_size(p->num_threads, n, n * Tq, p->Hq, p->D);
+}
+
+static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
+                       int64_t n, bool with_q, pass *pa, pass *pc)
+{
+    const int team = with_q ? copy_team(p, Tq, n) : 1;
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic)
+    for (int64_t i = 0; i < n; i++)
+        fill_block(p, c, Tq, &y[i], with_q, pa, pc);
+}
+
+static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
+                        int64_t n, const pass *pa, const pass *pc)
+{
+    const int team = copy_team(p, Tq, n);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic)
+    for (int64_t i = 0; i < n; i++)
+        merge_block(p, c, Tq, &y[i], pa, pc);
 }
 
 ra_status ra__multi(const ra__problem *p)
@@ -412,9 +456,10 @@ ra_status ra__multi(const ra__problem *p)
      * whole blocks with bounded scratch, allocated once for the largest round: memory stays
      * proportional to a round, not to T, and the allocator can reuse it call after call
      * instead of handing out fresh pages that must be zeroed. */
-    int64_t max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
+    int64_t max_blk = 0, max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
     for (int64_t Tq = 1; Tq <= tq_max; Tq++)
         for (block x = {0, 0, 0}; next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
+            max_blk = n_blk > max_blk ? n_blk : max_blk;
             max_a = n_a > max_a ? n_a : max_a;
             rows_a = n_a * Hkv * Tq * G > rows_a ? n_a * Hkv * Tq * G : rows_a;
             max_c = n_c > max_c ? n_c : max_c;
@@ -423,6 +468,7 @@ ra_status ra__multi(const ra__problem *p)
     pass_at at_a, at_c;
     take_pass(&a, p, max_a, rows_a, &at_a);
     take_pass(&a, p, max_c, max_c * p->Hq, &at_c); /* < B * T * Hq: no overflow */
+    const size_t at_placed = ra__arena_take(&a, max_blk, 1, 1, sizeof(placed));
     if (a.overflow)
         return ra__fail(RA_ERR_OVERFLOW, "multi-token: scratch for %lld query rows overflows",
                         (long long)rows_a);
@@ -432,6 +478,7 @@ ra_status ra__multi(const ra__problem *p)
                         "scratch", a.used);
     pass pa, pc;
     init_pass(&pc, base, &at_c, p, p->Hq);
+    placed *round = (placed *)(void *)(base + at_placed);
     /* The engine's scratch for the largest pass of every round, sized by planning each round
      * ahead and allocated once: past that allocation nothing can fail, so a call that fails
      * has written nothing, and the rows go straight to the caller's outputs. */
@@ -443,7 +490,8 @@ ra_status ra__multi(const ra__problem *p)
         for (block x = {0, 0, 0}, y = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             size_t ba = 0, bc = 0;
-            fill_round(p, c, Tq, n_blk, &y, &pa, &pc);
+            place_round(p, c, Tq, n_blk, &y, round, &pa, &pc);
+            fill_round(p, c, Tq, round, n_blk, false, &pa, &pc);
             s = ra__decode_bytes(&pa.p, &ba);
             if (s == RA_OK)
                 s = ra__decode_bytes(&pc.p, &bc);
@@ -458,14 +506,15 @@ ra_status ra__multi(const ra__problem *p)
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         pa.p.causal_g = folds(p, c, Tq) ? G : 0;
-        for (block x = {0, 0, 0}, y = x, z = x;
+        for (block x = {0, 0, 0}, y = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
-            fill_round(p, c, Tq, n_blk, &y, &pa, &pc);
+            place_round(p, c, Tq, n_blk, &y, round, &pa, &pc);
+            fill_round(p, c, Tq, round, n_blk, true, &pa, &pc);
             s = ra__decode_in(&pa.p, engine, engine_bytes);
             if (s == RA_OK)
                 s = ra__decode_in(&pc.p, engine, engine_bytes);
             if (s == RA_OK)
-                merge_round(p, c, Tq, n_blk, &z, &pa, &pc);
+                merge_round(p, c, Tq, round, n_blk, &pa, &pc);
         }
     }
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */

@@ -14,6 +14,12 @@
 #include "team.h"
 #include "tensor_internal.h"
 
+/* Elements of q (B x Hq x D) from which the team prepares it (ra__plan_prepare_q): 1 MiB of
+ * f32, the q of a multi-token pass's round rather than of a decode call. */
+#ifndef RA_PREPARE_Q_TEAM_ELEMS
+#define RA_PREPARE_Q_TEAM_ELEMS ((int64_t)1 << 18)
+#endif
+
 /* Longest items first balances ragged work; ties keep the natural order, so the schedule is
  * a pure function of the lengths. (Which thread runs an item never changes its result.) */
 static int longest_first(const void *a, const void *b)
@@ -230,38 +236,51 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
     return RA_OK;
 }
 
-/* q of every (b, head) into f32 [B][Hq][D] (one row at a time, so the copies stay in cache),
- * plus what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) for its bf16 dot
+/* q of batch entry b into f32 [Hq][D] (one row at a time, so the copies stay in cache), plus
+ * what the kernel asked for: the bf16 bits (qb: exact, q is bf16 then) for its bf16 dot
  * steps, and its own layout (qp, written by the family's prepare_q).
  * Marks in no_dot the batch entries whose q holds a bf16 subnormal, which the pair products
  * would read as 0: those take the exact steps, and the others keep theirs, so a sequence's
  * result does not depend on its neighbours. */
-void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
+static void prepare_entry(const ra__problem *p, const ra__plan *pl, int64_t b)
 {
     const int64_t D = p->D;
-    for (int64_t b = 0; b < p->B; b++) {
-        bool subnormal = false;
-        for (int64_t h = 0; h < p->Hq; h++) {
-            const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
-            float *qf = pl->qf + r * D;
-            if (p->q.dtype == RA_DTYPE_F32 && p->q.sd == 1)
-                memcpy(qf, (const float *)p->q.data + at, sizeof(float) * (size_t)D);
-            else
-                for (int64_t d = 0; d < D; d++)
-                    qf[d] = ra__load_f32(p->q.data, p->q.dtype, at + d * p->q.sd);
-            if (pl->qb)
-                for (int64_t d = 0; d < D; d++) {
-                    uint32_t bits;
-                    memcpy(&bits, &qf[d], sizeof bits);
-                    pl->qb[r * D + d] = (uint16_t)(bits >> 16);
-                    subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
-                }
-            if (pl->qp && !pl->wide)
-                pl->kt->prepare_q(qf, D, pl->qp + r * pl->qp_ld);
-            else if (pl->qp && h % 16 == 15) /* G % 16 == 0: rows h-15..h share a KV head */
-                pl->kt->wide_q(qf - 15 * D, D, p->k.dtype, pl->qp + (r - 15) * pl->qp_ld);
-        }
-        if (pl->no_dot)
-            pl->no_dot[b] = subnormal;
+    bool subnormal = false;
+    for (int64_t h = 0; h < p->Hq; h++) {
+        const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
+        float *qf = pl->qf + r * D;
+        if (p->q.dtype == RA_DTYPE_F32 && p->q.sd == 1)
+            memcpy(qf, (const float *)p->q.data + at, sizeof(float) * (size_t)D);
+        else
+            for (int64_t d = 0; d < D; d++)
+                qf[d] = ra__load_f32(p->q.data, p->q.dtype, at + d * p->q.sd);
+        if (pl->qb)
+            for (int64_t d = 0; d < D; d++) {
+                uint32_t bits;
+                memcpy(&bits, &qf[d], sizeof bits);
+                pl->qb[r * D + d] = (uint16_t)(bits >> 16);
+                subnormal |= (bits & 0x7f800000u) == 0 && (bits & 0x007f0000u) != 0;
+            }
+        if (pl->qp && !pl->wide)
+            pl->kt->prepare_q(qf, D, pl->qp + r * pl->qp_ld);
+        else if (pl->qp && h % 16 == 15) /* G % 16 == 0: rows h-15..h share a KV head */
+            pl->kt->wide_q(qf - 15 * D, D, p->k.dtype, pl->qp + (r - 15) * pl->qp_ld);
+    }
+    if (pl->no_dot)
+        pl->no_dot[b] = subnormal;
+}
+
+void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
+{
+    /* A multi-token pass's q (hundreds of rows per entry) is prepared by the team, which
+     * would otherwise wait for the calling thread; a decode call's few rows do not pay for
+     * waking it. */
+    if (pl->team > 1 && p->B > 1 && p->B * p->Hq * p->D >= RA_PREPARE_Q_TEAM_ELEMS) {
+#pragma omp parallel for num_threads(pl->team) schedule(dynamic)
+        for (int64_t b = 0; b < p->B; b++)
+            prepare_entry(p, pl, b);
+    } else {
+        for (int64_t b = 0; b < p->B; b++)
+            prepare_entry(p, pl, b);
     }
 }

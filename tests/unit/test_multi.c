@@ -268,6 +268,12 @@ static void test_shapes_against_oracle(void **state)
     }
 }
 
+static void assert_same_bits(const or_buf *a, const or_buf *b, const char *what)
+{
+    if (memcmp(a->data, b->data, a->bytes) != 0)
+        fail_msg("%s: results differ in bits", what);
+}
+
 /* Large enough that the library splits the call into rounds of query blocks (a round's
  * scratch is capped at 8 MiB once it holds two blocks per thread; a block of 4 queries here
  * takes 0.8 MB, so a round holds 10 blocks): sequence 0's 11 blocks end in the second round,
@@ -283,12 +289,19 @@ static void test_several_rounds(void **state)
                          lengths, q_lens, 77, 0.0625f, 0.0f, false, true};
     mt_case c;
     mt_init(&c, &p);
+    or_buf first;
+    or_buf_init(&first, RA_DTYPE_F32, 4, c.o.shape, c.o.strides);
     for (int threads = 1; threads <= 2; threads++) {
         ra_options *o = mt_options(&c, RA_KERNEL_AUTO, 0, 24, threads);
         assert_int_equal(mt_run(&c, o), RA_OK);
         mt_check(&c, threads == 1 ? "rounds, 1 thread" : "rounds, 2 threads");
+        if (threads == 1)
+            memcpy(first.data, c.o.data, c.o.bytes);
+        else /* two threads also fill, prepare and merge the rounds' rows in parallel */
+            assert_same_bits(&c.o, &first, "rounds, 2 threads vs 1");
         ra_options_destroy(o);
     }
+    or_buf_free(&first);
     mt_free(&c);
 }
 
@@ -371,12 +384,6 @@ static void test_dtypes_and_modifiers(void **state)
     const mt_params m = {3, 7, 8, 2, 30, 16, RA_DTYPE_F32, RA_DTYPE_F32, RA_DTYPE_F32, NULL,
                          NULL, 400, 0.5f, 2.0f, true, true};
     run_matrix(&m, "soft-cap 2 and sinks");
-}
-
-static void assert_same_bits(const or_buf *a, const or_buf *b, const char *what)
-{
-    if (memcmp(a->data, b->data, a->bytes) != 0)
-        fail_msg("%s: results differ in bits", what);
 }
 
 /* A NaN in K or V at one position makes exactly the rows that see it NaN (its KV head's query
@@ -481,7 +488,7 @@ static void check_deterministic(const mt_params p)
     assert_int_equal(ra_tensor_wrap(&ql1, RA_DTYPE_I32, 1, one, NULL, &c.q_lens[1]), RA_OK);
     assert_int_equal(ra_tensor_wrap(&o1, RA_DTYPE_F32, 4, qs, NULL, alone), RA_OK);
     or_buf first;
-    or_buf_init(&first, RA_DTYPE_F32, 4, c.o.shape, NULL);
+    or_buf_init(&first, RA_DTYPE_F32, 4, c.o.shape, c.o.strides);
     for (size_t ki = 0; ki < sizeof all_kernels / sizeof all_kernels[0]; ki++) {
         for (int threads = 1; threads <= 3; threads++) {
             ra_options *o = mt_options(&c, all_kernels[ki], 0, 16, threads);

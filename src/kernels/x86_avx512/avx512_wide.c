@@ -42,10 +42,17 @@ void ra__avx512_wide_q(const float *q, int64_t D, ra_dtype k, float *qt)
 {
     const bool paired = RA_PAIRED(k);
     const int64_t Dp = ra__avx512_wide_ld(D);
+    /* feature d of the 16 rows, r * D + d: two gathers of 8 (64-bit offsets, any D) */
+    const __m512i lo = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm512_set1_epi64(D));
+    const __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64(8 * D));
     for (int64_t dw = 0; dw < Dp; dw++) {
         const int64_t d = feature_of(dw, paired);
-        for (int r = 0; r < 16; r++)
-            qt[dw * 16 + r] = d < D ? q[r * D + d] : 0.0f;
+        __m512 x = _mm512_setzero_ps();
+        if (d < D)
+            x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_i64gather_ps(lo, q + d, 4)),
+                                   _mm512_i64gather_ps(hi, q + d, 4), 1);
+        _mm512_store_ps(qt + dw * 16, x);
     }
 }
 
