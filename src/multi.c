@@ -11,7 +11,9 @@
  *     small decode entry each (first[] starts it there). Where the prefix pass runs on the
  *     wide steps, the prefix entry covers these too, as a causal group (see folds).
  * Both passes leave un-normalized (o, m, l) states; the merge adds the sinks, applies the
- * output convention and writes the caller's rows. Rows past qlen[b] get the empty state. */
+ * output convention and writes the caller's rows. Where the diagonal folds, each row is whole
+ * in one entry, and the engine reads the caller's queries and writes its rows itself (direct
+ * rows, set_rows). Rows past qlen[b] get the empty state. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,7 +52,7 @@ _Static_assert(RA_MULTI_WIDE_ROWS % 16 == 0, "blocks round to 16 rows within the
 typedef struct pass {
     ra__problem p;
     int32_t *len, *first, *pages, *causal_n;
-    int64_t *page_at;
+    int64_t *page_at, *row_b, *row_i0;
     char *q;
     float *o, *m, *l;
 } pass;
@@ -58,7 +60,7 @@ typedef struct pass {
 /* Where one pass's arrays lie in the call's scratch: room for n entries and rows query rows
  * (entries times their query heads). */
 typedef struct pass_at {
-    size_t len, first, pages, causal_n, page_at, q, o, m, l;
+    size_t len, first, pages, causal_n, page_at, row_b, row_i0, q, o, m, l;
 } pass_at;
 
 static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t rows, pass_at *at)
@@ -68,6 +70,8 @@ static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t row
     at->causal_n = ra__arena_take(a, n, 1, 1, sizeof(int32_t));
     at->pages = ra__arena_take(a, p->pages ? 0 : n, 1, 1, sizeof(int32_t));
     at->page_at = ra__arena_take(a, n + 1, 1, 1, sizeof(int64_t));
+    at->row_b = ra__arena_take(a, n, 1, 1, sizeof(int64_t));
+    at->row_i0 = ra__arena_take(a, n, 1, 1, sizeof(int64_t));
     at->q = ra__arena_take(a, rows, p->D, 1, ra__dtype_size(p->q.dtype));
     at->o = ra__arena_take(a, rows, p->D, 1, sizeof(float));
     at->m = ra__arena_take(a, rows, 1, 1, sizeof(float));
@@ -85,6 +89,8 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
     x->causal_n = (int32_t *)(base + at->causal_n);
     x->pages = p->pages ? NULL : (int32_t *)(base + at->pages);
     x->page_at = (int64_t *)(base + at->page_at);
+    x->row_b = (int64_t *)(base + at->row_b);
+    x->row_i0 = (int64_t *)(base + at->row_i0);
     x->q = base + at->q;
     x->o = (float *)(base + at->o);
     x->m = (float *)(base + at->m);
@@ -94,7 +100,7 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
         .B = 0, .S = p->S, .Hq = hq, .Hkv = p->Hkv, .G = hq / p->Hkv, .D = D,
         .q = {x->q, p->q.dtype, hq * D, 0, D, 1, 0, NULL, 0, 0, 0, 0},
         .k = p->k, .v = p->v, .T = 1, .len = x->len, .first = x->first,
-        .causal_n = x->causal_n,
+        .causal_n = x->causal_n, .row_b = x->row_b, .row_i0 = x->row_i0,
         .pages = p->pages ? p->pages : x->pages, .page_at = x->page_at,
         .page_size = p->pages ? p->page_size : p->S,
         .o = x->o, .o_sb = hq * D, .o_sh = D, .o_sd = 1,
@@ -115,9 +121,11 @@ static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem 
     x->p = d;
 }
 
-/* Points entry e of x at sequence b of p's cache. */
-static void entry_sequence(pass *x, const ra__problem *p, int64_t e, int64_t b)
+/* Points entry e of x at sequence b of p's cache, its rows at queries from i (direct rows). */
+static void entry_sequence(pass *x, const ra__problem *p, int64_t e, int64_t b, int64_t i)
 {
+    x->row_b[e] = b;
+    x->row_i0[e] = i;
     if (p->pages) {
         x->page_at[e] = p->page_at[b];
     } else {
@@ -349,14 +357,14 @@ static void fill_block(const ra__problem *p, const cut *c, int64_t Tq, const pla
     int64_t ec = y->ec;
     const int64_t seen = p->len[b] - p->qlen[b] + i0 + 1; /* the block's shared prefix */
     if (lone(Tq, &y->x)) {
-        entry_sequence(pc, p, ec, b);
+        entry_sequence(pc, p, ec, b, i0);
         pc->first[ec] = 0;
         pc->len[ec] = (int32_t)seen;
         if (with_q)
             copy_query(p, b, i0, 0, Hq, pc->q + (size_t)(ec * Hq) * qrow);
         return;
     }
-    entry_sequence(pa, p, ea, b);
+    entry_sequence(pa, p, ea, b, i0);
     pa->len[ea] = (int32_t)(fold ? seen + nq - 1 : seen);
     pa->first[ea] = 0;
     pa->causal_n[ea] = (int32_t)nq;
@@ -369,7 +377,7 @@ static void fill_block(const ra__problem *p, const cut *c, int64_t Tq, const pla
                 memset(dst, 0, (size_t)G * qrow);
         }
     for (int64_t k = 1; !fold && k < nq; k++, ec++) {
-        entry_sequence(pc, p, ec, b);
+        entry_sequence(pc, p, ec, b, i0 + k);
         pc->first[ec] = (int32_t)seen;
         pc->len[ec] = (int32_t)(seen + k);
         if (with_q)
@@ -429,6 +437,20 @@ static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, const pl
         merge_block(p, c, Tq, &y[i], pa, pc);
 }
 
+/* The passes of blocks of Tq queries: where the diagonal folds into the prefix entries, every
+ * row is whole in one entry (a prefix entry or a lone block's), and the engine reads the
+ * caller's q and writes its rows directly (ra__problem.rows_of); otherwise the passes hold
+ * copies of q and their states, which the merge combines. Returns whether rows are direct. */
+static bool set_rows(const ra__problem *p, const cut *c, int64_t Tq, pass *pa, pass *pc)
+{
+    const bool direct = folds(p, c, Tq);
+    pa->p.causal_g = direct ? p->G : 0;
+    pa->p.rows_of = pc->p.rows_of = direct ? p : NULL;
+    pa->p.row_t = Tq;
+    pc->p.row_t = 1;
+    return direct;
+}
+
 ra_status ra__multi(const ra__problem *p)
 {
     if (p->B == 0 || p->Hq == 0 || p->T == 0)
@@ -486,7 +508,7 @@ ra_status ra__multi(const ra__problem *p)
     ra_status s = RA_OK;
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
-        pa.p.causal_g = folds(p, c, Tq) ? G : 0;
+        set_rows(p, c, Tq, &pa, &pc);
         for (block x = {0, 0, 0}, y = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             size_t ba = 0, bc = 0;
@@ -505,15 +527,15 @@ ra_status ra__multi(const ra__problem *p)
                      "scratch", engine_bytes);
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
-        pa.p.causal_g = folds(p, c, Tq) ? G : 0;
+        const bool direct = set_rows(p, c, Tq, &pa, &pc);
         for (block x = {0, 0, 0}, y = x;
              s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
             place_round(p, c, Tq, n_blk, &y, round, &pa, &pc);
-            fill_round(p, c, Tq, round, n_blk, true, &pa, &pc);
+            fill_round(p, c, Tq, round, n_blk, !direct, &pa, &pc);
             s = ra__decode_in(&pa.p, engine, engine_bytes);
             if (s == RA_OK)
                 s = ra__decode_in(&pc.p, engine, engine_bytes);
-            if (s == RA_OK)
+            if (s == RA_OK && !direct)
                 merge_round(p, c, Tq, round, n_blk, &pa, &pc);
         }
     }

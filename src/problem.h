@@ -37,6 +37,13 @@ typedef struct ra__problem {
      * last of which sees all len[b]); 0: every row sees every position. */
     int64_t causal_g;
     const int32_t *causal_n;
+    /* Direct rows (multi-token passes whose rows need no merge): with rows_of set, entry b
+     * holds row_t query positions from row_i0[b] of sequence row_b[b] of the caller's problem
+     * rows_of, whose q the engine reads and whose outputs it writes, with that problem's sinks
+     * and output convention (see ra__row_at). NULL: entry b is batch entry b. */
+    const struct ra__problem *rows_of;
+    const int64_t *row_b, *row_i0;
+    int64_t row_t;
     /* lengths[b], copied once while validating, so that a caller changing its array during the
      * call cannot move a read out of bounds. Points at len_inline or at an allocation that
      * ra__problem_release frees; a bound problem is never copied. */
@@ -107,6 +114,29 @@ ra_status ra__bind_and_run(const ra__signature *sig, ra_status (*engine)(const r
 static inline bool ra__problem_modified(const ra__problem *p)
 {
     return p->softcap != 0.0f || p->window || p->sinks || p->alibi;
+}
+
+/* Row h of entry b as the caller sees it: its problem, batch entry, query position and head. */
+typedef struct ra__row {
+    const ra__problem *p;
+    int64_t b, i, h;
+} ra__row;
+
+/* Where row h of entry b lies (p->rows_of): in an entry's G = row_t * G' rows per KV head,
+ * h = (j * row_t + k) * G' + g is query position row_i0[b] + k, head j * G' + g of the
+ * caller (G' = rows_of->G). Rows past the entry's causal_n[b] queries (a causal group's
+ * padding) read its last query and are never written: false for them. */
+static inline bool ra__row_at(const ra__problem *p, int64_t b, int64_t h, ra__row *r)
+{
+    if (!p->rows_of) {
+        *r = (ra__row){p, b, 0, h};
+        return true;
+    }
+    const int64_t g = p->rows_of->G, per_kv = p->row_t * g, k = h % per_kv / g;
+    const int64_t n = p->causal_g ? p->causal_n[b] : p->row_t;
+    *r = (ra__row){p->rows_of, p->row_b[b], p->row_i0[b] + (k < n ? k : n - 1),
+                   h / per_kv * g + h % g};
+    return k < n;
 }
 
 /* Frees what ra__bind allocated for p. */

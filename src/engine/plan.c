@@ -247,13 +247,16 @@ static void prepare_entry(const ra__problem *p, const ra__plan *pl, int64_t b)
     const int64_t D = p->D;
     bool subnormal = false;
     for (int64_t h = 0; h < p->Hq; h++) {
-        const int64_t r = b * p->Hq + h, at = b * p->q.sb + h * p->q.sh;
+        ra__row row;
+        ra__row_at(p, b, h, &row); /* a padding row reads a real query: never written back */
+        const ra__operand *q = &row.p->q;
+        const int64_t r = b * p->Hq + h, at = row.b * q->sb + row.i * q->st + row.h * q->sh;
         float *qf = pl->qf + r * D;
-        if (p->q.dtype == RA_DTYPE_F32 && p->q.sd == 1)
-            memcpy(qf, (const float *)p->q.data + at, sizeof(float) * (size_t)D);
+        if (q->dtype == RA_DTYPE_F32 && q->sd == 1)
+            memcpy(qf, (const float *)q->data + at, sizeof(float) * (size_t)D);
         else
             for (int64_t d = 0; d < D; d++)
-                qf[d] = ra__load_f32(p->q.data, p->q.dtype, at + d * p->q.sd);
+                qf[d] = ra__load_f32(q->data, q->dtype, at + d * q->sd);
         if (pl->qb)
             for (int64_t d = 0; d < D; d++) {
                 uint32_t bits;
