@@ -96,16 +96,28 @@ double bench_membw_read_pass(const bench_membw *mb, int threads)
 
 /* Page order[i] of both arrays, prefetching page order[i + 1] a line of each per 64 bytes
  * read, so the prefetches spread over the loop as the kernels spread theirs. */
+/* Every line of page p of both arrays, into L2. */
+static void prefetch_page(const unsigned char *a, const unsigned char *b, size_t page_bytes,
+                          size_t p)
+{
+    for (size_t x = 0; x < page_bytes; x += 64) {
+        __builtin_prefetch(a + p * page_bytes + x, 0, 2);
+        __builtin_prefetch(b + p * page_bytes + x, 0, 2);
+    }
+}
+
 static uint64_t read_pages(const unsigned char *a, const unsigned char *b, size_t page_bytes,
-                           const size_t *order, size_t n)
+                           const size_t *order, size_t n, size_t lead)
 {
     uint64_t acc = 0;
     const size_t vecs = page_bytes / sizeof(u64x2), per_line = 64 / sizeof(u64x2);
+    for (size_t i = 0; i < lead && i < n; i++) /* the first pages, before the loop keeps up */
+        prefetch_page(a, b, page_bytes, order[i]);
     for (size_t i = 0; i < n; i++) {
         const u64x2 *pa = (const u64x2 *)(const void *)(a + order[i] * page_bytes);
         const u64x2 *pb = (const u64x2 *)(const void *)(b + order[i] * page_bytes);
-        const unsigned char *na = i + 1 < n ? a + order[i + 1] * page_bytes : NULL;
-        const unsigned char *nb = i + 1 < n ? b + order[i + 1] * page_bytes : NULL;
+        const unsigned char *na = i + lead < n ? a + order[i + lead] * page_bytes : NULL;
+        const unsigned char *nb = i + lead < n ? b + order[i + lead] * page_bytes : NULL;
         u64x2 s0 = {0, 0}, s1 = s0, s2 = s0, s3 = s0;
         for (size_t v = 0; v + per_line <= vecs; v += per_line) {
             if (na) {
@@ -124,15 +136,16 @@ static uint64_t read_pages(const unsigned char *a, const unsigned char *b, size_
 }
 
 double bench_membw_read_pages(const bench_membw *mb, int threads, size_t page_bytes,
-                              const size_t *order, size_t n_pages)
+                              size_t ahead_bytes, const size_t *order, size_t n_pages)
 {
+    const size_t lead = ahead_bytes > page_bytes ? (ahead_bytes + page_bytes - 1) / page_bytes : 1;
     uint64_t acc = 0;
     const double t0 = omp_get_wtime();
 #pragma omp parallel num_threads(threads) reduction(^ : acc)
     {
         const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
         const size_t lo = n_pages * id / nt, hi = n_pages * (id + 1) / nt;
-        acc ^= read_pages(mb->a, mb->b, page_bytes, order + lo, hi - lo);
+        acc ^= read_pages(mb->a, mb->b, page_bytes, order + lo, hi - lo, lead);
     }
     const double t1 = omp_get_wtime();
     g_sink ^= acc;

@@ -25,11 +25,12 @@ double bench_membw_read_pass(const bench_membw *mb, int threads);
 
 /* Reads both arrays the way a decode call reads a paged cache: pages of page_bytes (page i
  * is bytes [i*page_bytes, (i+1)*page_bytes) of each array) in the order order[0 .. n_pages),
- * each thread a contiguous slice of that order, with the next page of both arrays prefetched
- * into L2 over the loop of the current one, as the kernels do. n_pages * page_bytes must not
- * exceed bytes_each. Returns the bytes read per second. */
+ * each thread a contiguous slice of that order, prefetching into L2 over the loop of each page
+ * the page that starts at least ahead_bytes later in that order (the next one when
+ * ahead_bytes <= page_bytes), as the kernels prefetch a tile ahead. n_pages * page_bytes must
+ * not exceed bytes_each. Returns the bytes read per second. */
 double bench_membw_read_pages(const bench_membw *mb, int threads, size_t page_bytes,
-                              const size_t *order, size_t n_pages);
+                              size_t ahead_bytes, const size_t *order, size_t n_pages);
 
 /* Reads the flush buffer with every processor; not timed. */
 void bench_membw_flush(const bench_membw *mb);

@@ -4,9 +4,10 @@
  * whose pages are shuffled is read in chunks of one page each, in an order the hardware
  * prefetchers cannot guess. This program reads two arrays (like K and V) three ways, in
  * alternating passes: as two plain streams (the bench's bandwidth figure), page by page in
- * memory order, and page by page in a shuffled order; both page walks prefetch the next page
- * as the kernels do. The shuffled figure over the plain one is the most a memory-bound paged
- * call can reach against a contiguous one at that page size (docs/performance.md). */
+ * memory order, and page by page in a shuffled order; both page walks prefetch pages ahead, the
+ * next one or those that start some bytes later, as the kernels prefetch a tile ahead. The
+ * shuffled figure over the plain one, at the best lead, is the most a memory-bound paged call
+ * can reach against a contiguous one at that page size (docs/performance.md). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +19,8 @@
 enum { MAX_SIZES = 16, MAX_THREADS = 4 };
 
 typedef struct pages_args {
-    size_t page_bytes[MAX_SIZES];
-    int n_sizes;
+    size_t page_bytes[MAX_SIZES], ahead[MAX_SIZES];
+    int n_sizes, n_ahead;
     int threads[MAX_THREADS], n_threads;
     int reps;
     size_t total_mib;
@@ -29,11 +30,14 @@ typedef struct pages_args {
 static int usage(const char *argv0, int rc)
 {
     fprintf(rc ? stderr : stdout,
-            "usage: %s [--page-bytes 4096,8192,...] [--threads 1,2] [--reps N] [--mib N] [--thp]\n"
+            "usage: %s [--page-bytes 4096,8192,...] [--ahead 1,65536] [--threads 1,2] [--reps N]\n"
+            "          [--mib N] [--thp]\n"
             "Reads two arrays of N/2 MiB each (default 1024 in all) as plain streams, page by\n"
             "page in memory order and page by page in a shuffled order, alternating, and prints\n"
             "the median GB/s of each. Page bytes are multiples of 64; a pool page is\n"
-            "page_size * Hkv * D * bytes per element (NHD).\n",
+            "page_size * Hkv * D * bytes per element (NHD). The page walks prefetch the page\n"
+            "that starts --ahead bytes later (the next page when that is within the current\n"
+            "one), once per listed value.\n",
             argv0);
     return rc;
 }
@@ -57,8 +61,8 @@ static int parse_list(const char *v, long long *out, int max, long long limit)
 static int parse(int argc, char **argv, pages_args *a)
 {
     static const size_t sizes[] = {2048, 4096, 8192, 16384, 32768, 65536, 262144};
-    *a = (pages_args){.n_sizes = 7, .threads = {1, 2}, .n_threads = 2, .reps = 7,
-                      .total_mib = 1024};
+    *a = (pages_args){.n_sizes = 7, .ahead = {1, 65536}, .n_ahead = 2, .threads = {1, 2},
+                      .n_threads = 2, .reps = 7, .total_mib = 1024};
     memcpy(a->page_bytes, sizes, sizeof sizes);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -80,6 +84,10 @@ static int parse(int argc, char **argv, pages_args *a)
                 a->page_bytes[k] = (size_t)xs[k];
             }
             a->n_sizes = n;
+        } else if (!strcmp(f, "--ahead") && (n = parse_list(v, xs, MAX_SIZES, 1LL << 40)) > 0) {
+            for (int k = 0; k < n; k++)
+                a->ahead[k] = (size_t)xs[k];
+            a->n_ahead = n;
         } else if (!strcmp(f, "--threads") && (n = parse_list(v, xs, MAX_THREADS, 1024)) > 0) {
             for (int k = 0; k < n; k++)
                 a->threads[k] = (int)xs[k];
@@ -132,11 +140,17 @@ int main(int argc, char **argv)
     printf("raggedattn-bench-pages: two arrays of %zu MiB (%s), median of %d passes each way\n\n",
            mb.bytes_each >> 20, a.thp ? "huge pages requested" : "huge pages not requested",
            a.reps);
-    printf("threads  page_bytes   stream_GB/s  in_order_GB/s  shuffled_GB/s  shuffled/in_order"
-           "  shuffled/stream\n");
+    printf("threads  page_bytes  ahead_bytes   stream_GB/s  in_order_GB/s  shuffled_GB/s"
+           "  shuffled/in_order  shuffled/stream\n");
     for (int ti = 0; ti < a.n_threads; ti++)
-        for (int s = 0; s < a.n_sizes; s++) {
-            const size_t pb = a.page_bytes[s], n = mb.bytes_each / pb;
+        for (int s = 0; s < a.n_sizes * a.n_ahead; s++) {
+            const size_t pb = a.page_bytes[s / a.n_ahead], n = mb.bytes_each / pb;
+            const size_t ahead = a.ahead[s % a.n_ahead] > pb ? a.ahead[s % a.n_ahead] : pb;
+            bool again = false; /* a lead this page size already ran (all within one page) */
+            for (int k = 0; k < s % a.n_ahead; k++)
+                again |= (a.ahead[k] > pb ? a.ahead[k] : pb) == ahead;
+            if (again)
+                continue;
             if (n < 2) {
                 fprintf(stderr, "raggedattn-bench-pages: %zu-byte pages: the arrays hold fewer "
                                 "than two (raise --mib)\n", pb);
@@ -154,17 +168,17 @@ int main(int argc, char **argv)
             }
             double *st = g, *io = g + a.reps, *sh = g + 2 * a.reps;
             for (int r = 0; r < a.reps; r++) {
-                fprintf(stderr, "\r%d thread(s), %zu-byte pages: pass %d of %d ", a.threads[ti],
-                        pb, r + 1, a.reps);
+                fprintf(stderr, "\r%d thread(s), %zu-byte pages, %zu ahead: pass %d of %d ",
+                        a.threads[ti], pb, ahead, r + 1, a.reps);
                 st[r] = bench_membw_read_pass(&mb, a.threads[ti]) / 1e9;
-                io[r] = bench_membw_read_pages(&mb, a.threads[ti], pb, in_order, n) / 1e9;
-                sh[r] = bench_membw_read_pages(&mb, a.threads[ti], pb, shuffled, n) / 1e9;
+                io[r] = bench_membw_read_pages(&mb, a.threads[ti], pb, ahead, in_order, n) / 1e9;
+                sh[r] = bench_membw_read_pages(&mb, a.threads[ti], pb, ahead, shuffled, n) / 1e9;
             }
             fprintf(stderr, "\r%60s\r", "");
             const double ms = median(st, a.reps), mi = median(io, a.reps),
                          mh = median(sh, a.reps);
-            printf("%7d  %10zu  %12.1f  %13.1f  %13.1f  %16.2f  %15.2f\n", a.threads[ti], pb, ms,
-                   mi, mh, mh / mi, mh / ms);
+            printf("%7d  %10zu  %11zu  %12.1f  %13.1f  %13.1f  %17.2f  %15.2f\n", a.threads[ti],
+                   pb, ahead, ms, mi, mh, mh / mi, mh / ms);
             fflush(stdout);
         }
 done:
