@@ -94,8 +94,6 @@ double bench_membw_read_pass(const bench_membw *mb, int threads)
     return (double)(2 * mb->bytes_each) / (t1 - t0);
 }
 
-/* Page order[i] of both arrays, prefetching page order[i + 1] a line of each per 64 bytes
- * read, so the prefetches spread over the loop as the kernels spread theirs. */
 /* Every line of page p of both arrays, into L2. */
 static void prefetch_page(const unsigned char *a, const unsigned char *b, size_t page_bytes,
                           size_t p)
@@ -106,6 +104,8 @@ static void prefetch_page(const unsigned char *a, const unsigned char *b, size_t
     }
 }
 
+/* Pages order[0 .. n) of both arrays, prefetching page order[i + lead] a line of each per 64
+ * bytes read, so the prefetches spread over the loop as the kernels spread theirs. */
 static uint64_t read_pages(const unsigned char *a, const unsigned char *b, size_t page_bytes,
                            const size_t *order, size_t n, size_t lead)
 {

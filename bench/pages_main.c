@@ -103,6 +103,12 @@ static int parse(int argc, char **argv, pages_args *a)
     return 0;
 }
 
+/* The lead that --ahead BYTES gives pages of pb bytes, in bytes: whole pages, at least one. */
+static size_t lead_bytes(size_t ahead, size_t pb)
+{
+    return (ahead > pb ? (ahead + pb - 1) / pb : 1) * pb;
+}
+
 static int by_value(const void *x, const void *y)
 {
     const double a = *(const double *)x, b = *(const double *)y;
@@ -145,10 +151,10 @@ int main(int argc, char **argv)
     for (int ti = 0; ti < a.n_threads; ti++)
         for (int s = 0; s < a.n_sizes * a.n_ahead; s++) {
             const size_t pb = a.page_bytes[s / a.n_ahead], n = mb.bytes_each / pb;
-            const size_t ahead = a.ahead[s % a.n_ahead] > pb ? a.ahead[s % a.n_ahead] : pb;
-            bool again = false; /* a lead this page size already ran (all within one page) */
+            const size_t ahead = lead_bytes(a.ahead[s % a.n_ahead], pb);
+            bool again = false; /* a lead this page size already ran */
             for (int k = 0; k < s % a.n_ahead; k++)
-                again |= (a.ahead[k] > pb ? a.ahead[k] : pb) == ahead;
+                again |= lead_bytes(a.ahead[k], pb) == ahead;
             if (again)
                 continue;
             if (n < 2) {

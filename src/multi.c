@@ -79,7 +79,8 @@ static void take_pass(ra__arena *a, const ra__problem *p, int64_t n, int64_t row
 }
 
 /* The pass's problem: entries of p's cache with hq query heads (their number is set per round),
- * un-normalized outputs, no sinks (the merge adds them). A contiguous cache is viewed as a pool
+ * un-normalized outputs, no sinks (the merge adds them; with direct rows, the engine adds the
+ * caller's, see set_rows). A contiguous cache is viewed as a pool
  * of B pages of S positions, so that an entry names its sequence through the page table like a
  * paged one. */
 static void init_pass(pass *x, char *base, const pass_at *at, const ra__problem *p, int64_t hq)
@@ -385,12 +386,12 @@ static void fill_block(const ra__problem *p, const cut *c, int64_t Tq, const pla
     }
 }
 
-/* Writes the rows of placed block y from the passes' states. */
-static void merge_block(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
-                        const pass *pa, const pass *pc)
+/* Writes the rows of placed block y from the passes' states (rounds that do not fold: a
+ * block's rows past its first combine the prefix and diagonal entries). */
+static void merge_block(const ra__problem *p, int64_t Tq, const placed *y, const pass *pa,
+                        const pass *pc)
 {
     const int64_t G = p->G, Hq = p->Hq, D = p->D, hq_a = p->Hkv * Tq * G;
-    const bool fold = folds(p, c, Tq); /* then the prefix entry holds whole rows */
     const block *x = &y->x;
     int64_t ec = y->ec;
     if (lone(Tq, x)) { /* its whole prefix is one diagonal entry */
@@ -401,7 +402,7 @@ static void merge_block(const ra__problem *p, const cut *c, int64_t Tq, const pl
         return;
     }
     for (int64_t k = 0; k < x->nq; k++) {
-        const bool diag = k > 0 && !fold;
+        const bool diag = k > 0;
         for (int64_t h = 0; h < Hq; h++) {
             const int64_t ra = y->ea * hq_a + (h / G * Tq + k) * G + h % G, rc = ec * Hq + h;
             write_row(p, x->b, x->i0 + k, h, pa->o + ra * D, pa->m[ra], pa->l[ra],
@@ -428,13 +429,13 @@ static void fill_round(const ra__problem *p, const cut *c, int64_t Tq, const pla
         fill_block(p, c, Tq, &y[i], with_q, pa, pc);
 }
 
-static void merge_round(const ra__problem *p, const cut *c, int64_t Tq, const placed *y,
-                        int64_t n, const pass *pa, const pass *pc)
+static void merge_round(const ra__problem *p, int64_t Tq, const placed *y, int64_t n,
+                        const pass *pa, const pass *pc)
 {
     const int team = copy_team(p, Tq, n);
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic)
     for (int64_t i = 0; i < n; i++)
-        merge_block(p, c, Tq, &y[i], pa, pc);
+        merge_block(p, Tq, &y[i], pa, pc);
 }
 
 /* The passes of blocks of Tq queries: where the diagonal folds into the prefix entries, every
@@ -536,7 +537,7 @@ ra_status ra__multi(const ra__problem *p)
             if (s == RA_OK)
                 s = ra__decode_in(&pc.p, engine, engine_bytes);
             if (s == RA_OK && !direct)
-                merge_round(p, c, Tq, round, n_blk, &pa, &pc);
+                merge_round(p, Tq, round, n_blk, &pa, &pc);
         }
     }
     for (int64_t b = 0; s == RA_OK && b < p->B; b++) /* padding rows */

@@ -125,7 +125,8 @@ typedef struct ra__row {
 /* Where row h of entry b lies (p->rows_of): in an entry's G = row_t * G' rows per KV head,
  * h = (j * row_t + k) * G' + g is query position row_i0[b] + k, head j * G' + g of the
  * caller (G' = rows_of->G). Rows past the entry's causal_n[b] queries (a causal group's
- * padding) read its last query and are never written: false for them. */
+ * padding) read its last query and are never written: false for them. An entry holds at
+ * least one query (multi.c folds only blocks of two or more). */
 static inline bool ra__row_at(const ra__problem *p, int64_t b, int64_t h, ra__row *r)
 {
     if (!p->rows_of) {

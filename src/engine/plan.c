@@ -275,9 +275,9 @@ static void prepare_entry(const ra__problem *p, const ra__plan *pl, int64_t b)
 
 void ra__plan_prepare_q(const ra__problem *p, const ra__plan *pl)
 {
-    /* A multi-token pass's q (hundreds of rows per entry) is prepared by the team, which
-     * would otherwise wait for the calling thread; a decode call's few rows do not pay for
-     * waking it. */
+    /* A large q (a multi-token pass's: hundreds of rows per entry; a very large decode batch)
+     * is prepared by the team, which would otherwise wait for the calling thread; a smaller
+     * one does not pay for waking it. */
     if (pl->team > 1 && p->B > 1 && p->B * p->Hq * p->D >= RA_PREPARE_Q_TEAM_ELEMS) {
 #pragma omp parallel for num_threads(pl->team) schedule(dynamic)
         for (int64_t b = 0; b < p->B; b++)

@@ -316,19 +316,25 @@ static void test_several_rounds(void **state)
                          lengths, q_lens, 77, 0.0625f, 0.0f, false, true};
     mt_case c;
     mt_init(&c, &p);
-    or_buf first;
-    or_buf_init(&first, RA_DTYPE_F32, 4, c.o.shape, c.o.strides);
+    or_buf first[3];
+    or_buf *outs[3] = {&c.o, &c.m, &c.l};
+    for (int i = 0; i < 3; i++)
+        or_buf_init(&first[i], RA_DTYPE_F32, 4, outs[i]->shape, outs[i]->strides);
     for (int threads = 1; threads <= 2; threads++) {
         ra_options *o = mt_options(&c, RA_KERNEL_AUTO, 0, 24, threads);
         assert_int_equal(mt_run(&c, o), RA_OK);
         mt_check(&c, threads == 1 ? "rounds, 1 thread" : "rounds, 2 threads");
-        if (threads == 1)
-            memcpy(first.data, c.o.data, c.o.bytes);
-        else /* two threads also fill, prepare and merge the rounds' rows in parallel */
-            assert_same_bits(&c.o, &first, "rounds, 2 threads vs 1");
+        /* two threads also prepare the passes' q, and copy and merge rows where the rounds do
+         * not fold, in parallel */
+        for (int i = 0; i < 3; i++)
+            if (threads == 1)
+                memcpy(first[i].data, outs[i]->data, outs[i]->bytes);
+            else
+                assert_same_bits(outs[i], &first[i], "rounds, 2 threads vs 1");
         ra_options_destroy(o);
     }
-    or_buf_free(&first);
+    for (int i = 0; i < 3; i++)
+        or_buf_free(&first[i]);
     mt_free(&c);
 }
 

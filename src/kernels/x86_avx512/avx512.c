@@ -523,7 +523,7 @@ static int64_t q_pairs_ld(int64_t D)
 
 static void q_pairs_split(const float *q, int64_t D, float *row)
 {
-    /* two permutes per 32 elements: this runs for every query row of a call, serially */
+    /* two permutes per 32 elements: this runs for every query row of a call */
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (int64_t d = 0; d < D; d += 32) {
