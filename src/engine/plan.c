@@ -15,7 +15,7 @@
 #include "tensor_internal.h"
 
 /* Elements of q (B x Hq x D) from which the team prepares it (ra__plan_prepare_q): 1 MiB of
- * f32, the q of a multi-token pass's round rather than of a decode call. */
+ * f32, the q of a multi-token pass's round or of a very large decode batch. */
 #ifndef RA_PREPARE_Q_TEAM_ELEMS
 #define RA_PREPARE_Q_TEAM_ELEMS ((int64_t)1 << 18)
 #endif
