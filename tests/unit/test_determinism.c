@@ -27,6 +27,8 @@ static const dcfg configs[] = {
     {TC_RAGGED_GQA, 3, 8, 2, 1200, 128, RA_DTYPE_BF16},
     {TC_RAGGED_MQA, 2, 4, 1, 4000, 80, RA_DTYPE_F16},
     {TC_RAGGED_MHA, 1, 8, 8, 5000, 32, RA_DTYPE_F32},
+    /* a batch whose q (2^18 elements) the team prepares, entry by entry (ra__plan_prepare_q) */
+    {TC_RAGGED_GQA, 64, 32, 8, 24, 128, RA_DTYPE_BF16},
 };
 
 static const struct {
