@@ -295,11 +295,19 @@ static size_t block_bytes(const ra__problem *p, int64_t Tq, int64_t hq_a, bool f
     return rows * row > (double)SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)(rows * row);
 }
 
+/* A block of a round and where its entries start in the prefix pass (ea) and the diagonal
+ * pass (ec). */
+typedef struct placed {
+    block x;
+    int64_t ea, ec;
+} placed;
+
 /* The blocks of one round from *x on (advancing *x past them): how many, and the entries
- * they make in the prefix pass and the diagonal pass. A round holds c->round_min blocks even
- * past RA_MULTI_ROUND_BYTES (up to 8 times it), so that large blocks still give each thread
- * of the team work: a prefix entry is one work item. */
-static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x,
+ * they make in the prefix pass and the diagonal pass; each block placed in out, in (b, i0)
+ * order, unless out is NULL. A round holds c->round_min blocks even past
+ * RA_MULTI_ROUND_BYTES (up to 8 times it), so that large blocks still give each thread of the
+ * team work: a prefix entry is one work item. */
+static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x, placed *out,
                        int64_t *n_blk, int64_t *n_a, int64_t *n_c)
 {
     const int64_t hq_a = p->Hkv * Tq * p->G;
@@ -313,36 +321,14 @@ static bool next_round(const ra__problem *p, const cut *c, int64_t Tq, block *x,
             (*n_blk >= c->round_min || bytes + add > 8 * RA_MULTI_ROUND_BYTES))
             break;
         bytes += add;
+        if (out)
+            out[*n_blk] = (placed){y, *n_a, *n_c};
         ++*n_blk;
         *n_a += !lone(Tq, &y);
         *n_c += lone(Tq, &y) ? 1 : fold ? 0 : y.nq - 1;
         *x = y;
     }
     return *n_blk > 0;
-}
-
-/* A block of a round and where its entries start in the prefix pass (ea) and the diagonal
- * pass (ec). */
-typedef struct placed {
-    block x;
-    int64_t ea, ec;
-} placed;
-
-/* The n_blk blocks that follow *x (advancing *x), placed in the passes in (b, i0) order;
- * their entry counts go to the passes' problems. */
-static void place_round(const ra__problem *p, const cut *c, int64_t Tq, int64_t n_blk, block *x,
-                        placed *out, pass *pa, pass *pc)
-{
-    const bool fold = folds(p, c, Tq);
-    int64_t ea = 0, ec = 0, n = 0;
-    for (; n < n_blk && next_block(p, c, Tq, x); n++) {
-        out[n] = (placed){*x, ea, ec};
-        const bool is_lone = lone(Tq, x);
-        ea += !is_lone;
-        ec += is_lone ? 1 : fold ? 0 : x->nq - 1;
-    }
-    pa->p.B = ea;
-    pc->p.B = ec;
 }
 
 /* Fills the entries of placed block y: its prefix entry (its queries' rows of each KV head)
@@ -481,7 +467,7 @@ ra_status ra__multi(const ra__problem *p)
      * instead of handing out fresh pages that must be zeroed. */
     int64_t max_blk = 0, max_a = 0, rows_a = 0, max_c = 0, n_blk, n_a, n_c;
     for (int64_t Tq = 1; Tq <= tq_max; Tq++)
-        for (block x = {0, 0, 0}; next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
+        for (block x = {0, 0, 0}; next_round(p, c, Tq, &x, NULL, &n_blk, &n_a, &n_c);) {
             max_blk = n_blk > max_blk ? n_blk : max_blk;
             max_a = n_a > max_a ? n_a : max_a;
             rows_a = n_a * Hkv * Tq * G > rows_a ? n_a * Hkv * Tq * G : rows_a;
@@ -510,10 +496,11 @@ ra_status ra__multi(const ra__problem *p)
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         set_rows(p, c, Tq, &pa, &pc);
-        for (block x = {0, 0, 0}, y = x;
-             s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
+        for (block x = {0, 0, 0};
+             s == RA_OK && next_round(p, c, Tq, &x, round, &n_blk, &n_a, &n_c);) {
             size_t ba = 0, bc = 0;
-            place_round(p, c, Tq, n_blk, &y, round, &pa, &pc);
+            pa.p.B = n_a;
+            pc.p.B = n_c;
             fill_round(p, c, Tq, round, n_blk, false, &pa, &pc);
             s = ra__decode_bytes(&pa.p, &ba);
             if (s == RA_OK)
@@ -529,9 +516,10 @@ ra_status ra__multi(const ra__problem *p)
     for (int64_t Tq = 1; s == RA_OK && Tq <= tq_max; Tq++) {
         init_pass(&pa, base, &at_a, p, Hkv * Tq * G);
         const bool direct = set_rows(p, c, Tq, &pa, &pc);
-        for (block x = {0, 0, 0}, y = x;
-             s == RA_OK && next_round(p, c, Tq, &x, &n_blk, &n_a, &n_c);) {
-            place_round(p, c, Tq, n_blk, &y, round, &pa, &pc);
+        for (block x = {0, 0, 0};
+             s == RA_OK && next_round(p, c, Tq, &x, round, &n_blk, &n_a, &n_c);) {
+            pa.p.B = n_a;
+            pc.p.B = n_c;
             fill_round(p, c, Tq, round, n_blk, !direct, &pa, &pc);
             s = ra__decode_in(&pa.p, engine, engine_bytes);
             if (s == RA_OK)
