@@ -143,14 +143,17 @@ ra_status ra__plan_build(const ra__problem *p, ra__plan *pl, void **block,
     size_t at_ml = ra__arena_take(&a, n, pl->ml_st, 1, sizeof(float));
     /* per thread: logits [G][s_ld], then (row order) room for the ra__rows scratch, which the
      * kernel lays out from the start of the block, then the wide steps' widened tile [tile
-     * rounded to 16][wide_ld(D)] or (BLAS) a [tile][D] conversion buffer */
+     * rounded to 16][wide_ld(D)] and their rows' tile max [G], or (BLAS) a [tile][D]
+     * conversion buffer */
     ra__arena per = {0, false};
     ra__arena_take(&per, p->G, pl->s_ld, 1, sizeof(float));
     if (pl->rows)
         ra__arena_take(&per, ra__rows_scratch_floats(hq_item, p->D), 1, 1, sizeof(float));
-    if (pl->wide)
+    if (pl->wide) {
         ra__arena_take(&per, (pl->tile + 15) & ~(int64_t)15, pl->qp_ld, 1, sizeof(float));
-    else if (kt->needs_conv)
+        pl->row_max_at = (int64_t)(ra__arena_take(&per, p->G, 1, 1, sizeof(float)) /
+                                   sizeof(float));
+    } else if (kt->needs_conv)
         ra__arena_take(&per, pl->tile, p->D, 1, sizeof(float));
     if (p->pages) { /* row pointers of a tile's K and V; the next tile's prefetch lines */
         pl->row_ptrs_at = (int64_t)(ra__arena_take(&per, 2, pl->tile, 1, sizeof(char *)) /

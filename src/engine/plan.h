@@ -50,6 +50,7 @@ typedef struct ra__plan {
      * pointers, a gathered K, then V (gather_floats each) */
     int64_t row_ptrs_at, pf_lines_at, pf_lines_cap, gather_at, gather_floats;
     int64_t scales_at; /* quantized K/V: floats into a thread's scratch of a tile's scales */
+    int64_t row_max_at; /* wide steps: floats into a thread's scratch of its rows' tile max */
 } ra__plan;
 
 static inline int64_t ra__seq_len(const ra__problem *p, int64_t b)

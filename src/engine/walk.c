@@ -104,7 +104,8 @@ static int64_t walk_head_tiles(const ra__plan *pl, const ra__item *it, int64_t *
     ra__tile t = {
         .G = G, .D = D, .scale = p->scale, .s = scratch, .s_ld = pl->s_ld, .qp_ld = pl->qp_ld,
         .softcap = p->softcap, .last_pos = ra__seq_len(p, it->b) - 1,
-        .conv = scratch + pl->s_ld * G, .causal_g = p->causal_g,
+        .conv = scratch + pl->s_ld * G, .row_max = pl->wide ? scratch + pl->row_max_at : NULL,
+        .causal_g = p->causal_g,
         .causal_end0 = p->causal_g ? ra__seq_len(p, it->b) - p->causal_n[it->b] + 1 : 0,
     };
     /* paged: row pointers of a tile's K and V (kernels with row_pointers), the next tile's

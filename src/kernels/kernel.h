@@ -57,6 +57,7 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
+    float *row_max; /* [G] the wide steps' max of each row's logits in the tile, else NULL */
     /* What of later tiles to prefetch while this one computes: a range, bytes from p (the
      * plain steps; of a paged call, the share's first run of rows), or the address of each
      * cache line, lines[0 .. n_lines) (the step_rows steps, and the core's up-front prefetch

@@ -168,6 +168,7 @@ static void fill(const tile_case *c, tile_data *d, rng *r)
 
 typedef struct tile_out {
     float *s, *conv, o[MAX_G * MAX_D], m[MAX_G], l[MAX_G];
+    float row_max[MAX_G] __attribute__((aligned(64))); /* the wide steps' per-row tile max */
 } tile_out;
 
 static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64_t s_ld,
@@ -187,6 +188,7 @@ static ra__tile make_tile(const tile_case *c, tile_data *d, tile_out *out, int64
         .causal_g = c->causal_g, .causal_end0 = 40 + c->causal_end,
         .k_scales = quant ? d->k_scales : NULL, .v_scales = quant ? d->v_scales : NULL,
         .s = out->s, .s_ld = s_ld, .o = out->o, .m = out->m, .l = out->l, .conv = out->conv,
+        .row_max = out->row_max,
     };
     return t;
 }

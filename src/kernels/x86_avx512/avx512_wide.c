@@ -6,8 +6,9 @@
  * reduction across lanes:
  *   widen   K (then V) of the tile into f32 once, shared by all the row blocks of the group, in
  *           chunks of 64 features: [Dp/64][Tp][64], so that one pointer plus constant offsets
- *           reaches 16 positions (bf16 rows split into even and odd features, as the pair
- *           steps do; q comes transposed in the same order, see ra__avx512_wide_q);
+ *           reaches 16 positions (bf16 K rows split into even and odd features, as the pair
+ *           steps do, with q transposed in the same order, see ra__avx512_wide_q; V rows keep
+ *           their order);
  *   QK      s[t][r] = q[r] . k[t]: a register tile of 16 positions x one row block, or 8 x
  *           two, each FMA a broadcast K feature times a vector of q^T (16 rows' feature);
  *   softmax per row = per lane: the max and the sum run down the tile's vectors;
@@ -74,9 +75,12 @@ RA_INLINE const void *tile_row(const void *base, int64_t st, const char *const *
 }
 
 /* The tile's T rows as f32 into w [Dp/64][Tp][64] (Tp = T rounded up to 16; rows T..Tp-1 and
- * features past D are 0), prefetching the next tile's lines as it goes. */
+ * features past D are 0), prefetching the next tile's lines as it goes. Bf16 rows go in the
+ * split order of q^T when paired (K), else in feature order (V: the p.V sums then need no
+ * permutes back, and each output feature sums the same products in the same order). */
 RA_INLINE void widen(const void *base, int64_t st, const char *const *rows, size_t row_off,
-                     int64_t T, int64_t D, const int dt, float *w, const ra__pf_target *target)
+                     int64_t T, int64_t D, const int dt, const bool paired, float *w,
+                     const ra__pf_target *target)
 {
     const int64_t Dp = ra__avx512_wide_ld(D), Tp = (T + 15) & ~(int64_t)15;
     const size_t es = RA_ES(dt);
@@ -88,7 +92,7 @@ RA_INLINE void widen(const void *base, int64_t st, const char *const *rows, size
         for (int64_t d = 0; d < Dw; d += 32) {
             float *dst = w + ((d / CHUNK) * Tp + i) * CHUNK + d % CHUNK;
             __m512 a, b;
-            if (RA_PAIRED(dt)) {
+            if (paired) {
                 bf16_split(load_bf16x32(row, d, 0xffffffffu, dt), &a, &b);
             } else {
                 a = load16(row, d, 0xffff, dt);
@@ -100,7 +104,7 @@ RA_INLINE void widen(const void *base, int64_t st, const char *const *rows, size
         for (int64_t d = Dw; d < Dp; d += 32) {
             float *dst = w + ((d / CHUNK) * Tp + i) * CHUNK + d % CHUNK;
             __m512 a, b;
-            if (RA_PAIRED(dt)) {
+            if (paired) {
                 bf16_split(load_bf16x32(row, d, lanes32(D - d), dt), &a, &b);
             } else {
                 a = load16(row, d, lanes(D - d), dt);
@@ -127,7 +131,9 @@ RA_INLINE int64_t row_end(const ra__tile *t, int64_t r)
 
 /* Logits of RB blocks of 16 rows (g0, g0 + 16, ..): s[t][r] for t < T, scaled and modified,
  * from the widened K in w; each broadcast K feature feeds RB FMAs. Positions a row does not
- * see (causal groups) get -inf. */
+ * see (causal groups) get -inf. Each row's max over the tile goes to row_max, taken in
+ * position order as the logits are stored, where the FMAs of the next positions overlap it
+ * (a separate pass over s was one dependent chain per block). */
 RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const int RB)
 {
     const int P = QK_P / RB; /* positions per register tile: 16 accumulators */
@@ -165,6 +171,7 @@ RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const in
         }
         const int n = T - t0 < P ? (int)(T - t0) : P;
         for (int b = 0; b < RB; b++) {
+            __m512 mx = t0 ? _mm512_load_ps(t->row_max + g0 + 16 * b) : _mm512_set1_ps(-INFINITY);
             float *s = t->s + (g0 + 16 * b) * t->s_ld;
             const __m512 slope =
                 t->slopes ? _mm512_loadu_ps(t->slopes + g0 + 16 * b) : _mm512_setzero_ps();
@@ -180,7 +187,9 @@ RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const in
                                                _mm512_set1_epi32((int32_t)(t0 + p)), end[b]),
                                            _mm512_set1_ps(-INFINITY));
                 _mm512_store_ps(s + (t0 + p) * 16, x);
+                mx = nanmax(mx, x);
             }
+            _mm512_store_ps(t->row_max + g0 + 16 * b, mx);
         }
     }
 }
@@ -190,10 +199,8 @@ RA_INLINE void qk_blocks(const ra__tile *t, int64_t g0, const float *w, const in
 RA_INLINE void softmax_block(const ra__tile *t, int64_t g0, float *s, float *ab)
 {
     const int64_t T = t->T;
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int64_t i = 0; i < T; i++)
-        mx = nanmax(mx, _mm512_load_ps(s + i * 16));
-    const softmax16 st = softmax16_begin(_mm512_loadu_ps(t->m + g0), mx);
+    const softmax16 st = softmax16_begin(_mm512_loadu_ps(t->m + g0),
+                                         _mm512_load_ps(t->row_max + g0));
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < T; i++) {
         const __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(s + i * 16), st.m_sub));
@@ -209,7 +216,7 @@ RA_INLINE void softmax_block(const ra__tile *t, int64_t g0, float *s, float *ab)
 /* o = o * alpha + p.V for one block's rows, from the widened V in w. A row's hidden
  * positions (causal groups) are skipped, not multiplied by p = 0: their V may be Inf. */
 RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const float *s,
-                        const float *ab, const bool paired)
+                        const float *ab)
 {
     const int64_t T = t->T, D = t->D, Dp = ra__avx512_wide_ld(D), Tp = (T + 15) & ~(int64_t)15;
     for (int r0 = 0; r0 < 16; r0 += PV_R) {
@@ -246,9 +253,6 @@ RA_INLINE void pv_block(const ra__tile *t, int64_t g0, const float *w, const flo
                                 p, _mm512_load_ps(vb + i * CHUNK + 16 * k), acc[r][k]);
                     }
             for (int r = 0; r < PV_R; r++) {
-                if (paired) /* even/odd features back to their order */
-                    for (int h = 0; h < 2; h++)
-                        pairs_to_features(&acc[r][2 * h], &acc[r][2 * h + 1]);
                 const __m512 alpha = _mm512_set1_ps(ab[r0 + r]);
                 float *o = t->o + (g0 + r0 + r) * D + c * CHUNK;
                 for (int k = 0; k < 4; k++) {
@@ -269,17 +273,18 @@ RA_INLINE void wide_step(const ra__tile *t, const int kdt, const int vdt)
 {
     const int64_t G = t->G;
     float ab[16] __attribute__((aligned(64)));
-    widen(t->k, t->k_st, t->k_rows, t->k_row_off, t->T, t->D, kdt, t->conv, &t->pf_k);
+    widen(t->k, t->k_st, t->k_rows, t->k_row_off, t->T, t->D, kdt, RA_PAIRED(kdt), t->conv,
+          &t->pf_k);
     int64_t g0 = 0;
     for (; g0 + 32 <= G; g0 += 32)
         qk_blocks(t, g0, t->conv, 2);
     if (g0 < G)
         qk_blocks(t, g0, t->conv, 1);
-    widen(t->v, t->v_st, t->v_rows, t->v_row_off, t->T, t->D, vdt, t->conv, &t->pf_v);
+    widen(t->v, t->v_st, t->v_rows, t->v_row_off, t->T, t->D, vdt, false, t->conv, &t->pf_v);
     for (g0 = 0; g0 < G; g0 += 16) {
         float *s = t->s + g0 * t->s_ld;
         softmax_block(t, g0, s, ab);
-        pv_block(t, g0, t->conv, s, ab, RA_PAIRED(vdt));
+        pv_block(t, g0, t->conv, s, ab);
     }
 }
 
