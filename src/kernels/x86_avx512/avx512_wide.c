@@ -11,7 +11,8 @@
  *           their order);
  *   QK      s[t][r] = q[r] . k[t]: a register tile of 16 positions x one row block, or 8 x
  *           two, each FMA a broadcast K feature times a vector of q^T (16 rows' feature);
- *   softmax per row = per lane: the max and the sum run down the tile's vectors;
+ *   softmax per row = per lane: the max is taken as QK stores the logits, the sum runs down
+ *           the tile's vectors;
  *   PV      o[r][d] += p[t][r] v[t][d]: 4 rows x 64 features in registers, a broadcast p and
  *           four V vectors per position.
  * The online-softmax rule and the vector exp are those of the other AVX-512 steps. */
