@@ -39,9 +39,9 @@ void ra__finish_entry(const ra__plan *pl, int64_t b)
                 for (int64_t d = 0; d < dn; d++)
                     acc[d] += w * po[d];
             }
-            /* The last chunk is added as it is stored: a separate store loop, a plain copy
-             * for one chunk, becomes a `rep movs` (gcc), which stalls on each output line not
-             * yet in cache (docs/multi_token.md). */
+            /* The last chunk is added as it is stored: a separate store loop (a plain copy
+             * for one chunk, un-normalized, o_sd 1) becomes a `rep movs` (gcc), which stalls
+             * on each output line not yet in cache (docs/multi_token.md). */
             const float *po = pl->part_o + (first + nc - 1) * pl->o_st + hh * D + d0;
             float w = ra__merge_weight(pl->part_ml[(first + nc - 1) * pl->ml_st + hh], M);
             for (int64_t d = 0; d < dn; d++)

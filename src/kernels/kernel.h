@@ -57,7 +57,8 @@ typedef struct ra__tile {
     float *o;      /* [G][D] running un-normalized output (contiguous) */
     float *m, *l;  /* [G] running max and denominator */
     float *conv;   /* [tile_max][D] f32 scratch for kernels that convert K/V first */
-    float *row_max; /* [G] the wide steps' max of each row's logits in the tile, else NULL */
+    float *row_max; /* [G], 64-byte aligned: the wide steps' max of each row's logits in the
+                     * tile, else NULL */
     /* What of later tiles to prefetch while this one computes: a range, bytes from p (the
      * plain steps; of a paged call, the share's first run of rows), or the address of each
      * cache line, lines[0 .. n_lines) (the step_rows steps, and the core's up-front prefetch
@@ -248,7 +249,7 @@ typedef struct ra__kernel_table {
      * paged (NULL: none); they read q from ra__tile.qp as wide_q writes it for each 16
      * consecutive rows (wide_ld(D) floats per row, a multiple of 16; qp 64-byte aligned), and
      * use ra__tile.conv (64-byte aligned), whose floats are wide_ld(D) times the tile rounded
-     * up to 16. */
+     * up to 16, and ra__tile.row_max (G floats, 64-byte aligned). */
     ra__tile_fn step_wide[RA__KV_DTYPES][RA__KV_DTYPES];
     /* Rows per KV head from which the wide steps beat the fused ones (a multiple of 16): their
      * widening of each tile is then shared by enough row blocks. */
