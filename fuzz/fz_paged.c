@@ -427,10 +427,6 @@ static void copy_strides(const fz_tensor *x, int64_t S, int64_t H, int64_t D, in
     }
 }
 
-/* ra_ragged_gqa with the same options on a contiguous copy of the rows the paged call read
- * (NaN at every other position, those a window leaves out included) must give the paged call's
- * bits. A quantized pool's copy has per-position scales [B,S,Hkv,1] holding the ones the
- * pool's rows use. */
 /* The same f32 bits, any NaN counting as any other: which NaN an operation returns when both
  * operands are NaN (a NaN code times a NaN scale) depends on the order a compiler gives them,
  * and the contract is only that the head is NaN. */
@@ -439,6 +435,10 @@ static bool same_value(const float *a, const float *b)
     return !memcmp(a, b, sizeof *a) || (isnan(*a) && isnan(*b));
 }
 
+/* ra_ragged_gqa with the same options on a contiguous copy of the rows the paged call read
+ * (NaN at every other position, those a window leaves out included) must give the paged call's
+ * bits (any NaN for a NaN). A quantized pool's copy has per-position scales [B,S,Hkv,1]
+ * holding the ones the pool's rows use. */
 static void check_contiguous(fz_paged *pg, const ra_options *opts)
 {
     fz_attn *a = &pg->a;
